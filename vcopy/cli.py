@@ -1,0 +1,234 @@
+"""The ``vcopy`` command: a thin layer that parses options, calls the Python API and renders results."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import vcopy
+from vcopy.errors import VcopyError
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_MATCH = 3
+EXIT_MATCH_AND_SOME_FAILED = 4
+EXIT_CANNOT_RUN = 5
+
+stderr = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int = EXIT_CANNOT_RUN) -> None:
+    stderr.print(f"[bold red]vcopy: error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _friendly_errors(command: F) -> F:
+    """Expected failures become one line on stderr and an exit code, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except VcopyError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:
+            if os.environ.get("VCOPY_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (set VCOPY_DEBUG=1 for the traceback)")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}", style="dim"),
+        console=stderr,
+        transient=True,
+    )
+
+
+def _hms(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:04.1f}"
+
+
+@click.group()
+@click.version_option(vcopy.__version__, prog_name="vcopy")
+def cli() -> None:
+    """Find copies of videos: index a library of your videos, then check suspect videos against it."""
+
+
+@cli.command("index")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--library", "library_path", required=True, type=click.Path(path_type=Path),
+              help="Library folder (created if missing).")
+@click.option("--prune", is_flag=True, help="Remove library videos under PATHS whose files no longer exist.")
+@click.option("--sample-fps", default=1.0, show_default=True, type=click.FloatRange(min=0.05, max=30),
+              help="Frames sampled per second of video (fixed when the library is created).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for the descriptor (cpu, cuda).")
+@click.option("--decode-timeout", default=120.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds a decoder may go without producing a frame before it is killed.")
+@_friendly_errors
+def index_command(
+    paths: tuple[Path, ...], library_path: Path, prune: bool, sample_fps: float, device: str, decode_timeout: float
+) -> None:
+    """Index the videos in PATHS (files or folders) into a library.
+
+    Incremental: unchanged files are skipped, changed files re-indexed. A file that cannot be
+    decoded is reported and recorded as failed; the library is never damaged.
+
+    Exit codes: 0 all indexed or skipped; 1 some files failed; 2 usage error; 5 the library could
+    not be opened (locked by another writer, unreadable).
+    """
+    from vcopy.features import FrameDescriptor
+    from vcopy.library import Library
+    from vcopy.video import SamplingConfig, find_videos
+
+    descriptor = FrameDescriptor(device=device)
+    sampling = SamplingConfig(sample_fps=sample_fps, stall_timeout_s=decode_timeout)
+    with Library.open(library_path, write=True, descriptor=descriptor, sampling=sampling) as library:
+        if float(library.meta["sample_fps"]) != sample_fps:
+            stderr.print(f"note: library samples {library.meta['sample_fps']} frames/s; using that")
+        total = len(find_videos(paths))
+        with _progress() as progress:
+            task = progress.add_task("indexing", total=total, current="")
+
+            def on_video(path: str, outcome: str) -> None:
+                progress.advance(task)
+                progress.update(task, current=Path(path).name)
+                if outcome.startswith("failed: "):
+                    progress.console.print(f"[red]{path}[/]: {outcome[8:]}", highlight=False, soft_wrap=True)
+
+            summary = library.add(
+                paths, descriptor, prune=prune, stall_timeout_s=decode_timeout, on_video=on_video
+            )
+    click.echo(
+        f"indexed {len(summary.indexed)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}, "
+        f"pruned {len(summary.pruned)} videos; {summary.video_seconds:.1f} video seconds in "
+        f"{summary.wall_seconds:.1f} s wall time ({summary.throughput:.1f} video s per wall s)"
+    )
+    sys.exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
+
+
+@cli.command("query")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--library", "library_path", required=True, type=click.Path(path_type=Path),
+              help="Library folder made by `vcopy index`.")
+@click.option("--json", "json_destination", metavar="FILE|-",
+              help="Write the JSON report to FILE, or to stdout with '-' (the table then goes to stderr).")
+@click.option("--localizer", default="tn", show_default=True, help="Localizer used on similarity maps.")
+@click.option("--candidates", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Library videos per query that get a similarity map and localization.")
+@click.option("--min-score", default=0.0, show_default=True, type=float, help="Drop matches scoring below this.")
+@click.option("--fail-on-match", is_flag=True, help="Exit with 3 (4 if some inputs also failed) when copies are found.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for the descriptor (cpu, cuda).")
+@click.option("--decode-timeout", default=120.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds a decoder may go without producing a frame before it is killed.")
+@_friendly_errors
+def query_command(
+    paths: tuple[Path, ...],
+    library_path: Path,
+    json_destination: str | None,
+    localizer: str,
+    candidates: int,
+    min_score: float,
+    fail_on_match: bool,
+    device: str,
+    decode_timeout: float,
+) -> None:
+    """Check the videos in PATHS (files or folders) for copies of library videos.
+
+    Prints one row per copied segment (query and reference start-end, score) and writes the JSON
+    report with --json.
+
+    \b
+    Exit codes (for cron jobs):
+      0  every input was processed (copies found or not)
+      1  some inputs failed (each named on stderr); the rest were processed
+      2  usage error
+      3  copies were found and --fail-on-match was given
+      4  as 3, and some inputs failed
+      5  could not run (library missing or unreadable)
+    """
+    from vcopy.features import FrameDescriptor
+    from vcopy.library import Library
+    from vcopy.localize import LOCALIZERS
+    from vcopy.query import CopyFinder, QueryConfig
+    from vcopy.report import build_report, write_report
+    from vcopy.video import find_videos
+
+    if localizer not in LOCALIZERS:
+        raise click.BadParameter(f"choose from {', '.join(sorted(LOCALIZERS))}", param_hint="--localizer")
+    started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    table_console = stderr if json_destination == "-" else Console()
+    with Library.open(library_path) as library:
+        config = QueryConfig(
+            localizer=localizer, candidates=candidates, min_score=min_score, stall_timeout_s=decode_timeout
+        )
+        finder = CopyFinder(library, FrameDescriptor(device=device), config)
+        files = find_videos(paths)
+        results = []
+        with _progress() as progress:
+            task = progress.add_task("querying", total=len(files), current="")
+            for result in finder.query_many(files):
+                results.append(result)
+                progress.advance(task)
+                progress.update(task, current=result.path.name)
+                if not result.ok:
+                    progress.console.print(f"[red]{result.path}[/]: {result.error}", highlight=False, soft_wrap=True)
+        report = build_report(finder, results, started_utc)
+    table_console.print(_results_table(results))
+    if json_destination:
+        write_report(report, json_destination)
+    failed = any(not r.ok for r in results)
+    found = any(r.matches for r in results)
+    if fail_on_match and found:
+        sys.exit(EXIT_MATCH_AND_SOME_FAILED if failed else EXIT_MATCH)
+    sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _results_table(results: list) -> Table:
+    table = Table(title="copies found", title_justify="left")
+    for column in ("query", "reference", "query segment", "reference segment", "score"):
+        table.add_column(column, justify="right" if column == "score" else "left", overflow="fold")
+    rows = [
+        (m.score, s.score, result.path, m.reference.path, s)
+        for result in results
+        for m in result.matches
+        for s in m.segments
+    ]
+    for _, _, query_path, reference_path, s in sorted(rows, key=lambda r: (-r[0], -r[1])):
+        table.add_row(
+            str(query_path),
+            reference_path,
+            f"{_hms(s.query_start_s)}–{_hms(s.query_end_s)}",
+            f"{_hms(s.reference_start_s)}–{_hms(s.reference_end_s)}",
+            f"{s.score:.3f}",
+        )
+    n_ok = sum(r.ok for r in results)
+    n_match = sum(bool(r.matches) for r in results)
+    table.caption = f"{len(results)} queries: {n_match} with copies, {n_ok - n_match} without, {len(results) - n_ok} failed"
+    return table
+
+
+def main() -> None:
+    cli(prog_name="vcopy")

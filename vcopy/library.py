@@ -1,0 +1,474 @@
+"""The feature library: a folder with a FAISS index of frame vectors and a SQLite metadata database.
+
+Layout of ``LIB/``::
+
+    library.sqlite   videos (path, sha256, size, mtime, duration, fps, ...), vectors (id -> video,
+                     timestamp_s), failures, meta (descriptor, sampling, state generation)
+    index.faiss      IndexIDMap2 over an inner-product index; ids are rows of ``vectors``
+    write.lock       held (flock) by the one process allowed to write
+
+Crash safety: vectors are written first (index to a temp file, fsync, atomic rename), then their
+rows are committed in one SQLite transaction. A kill between the two leaves vectors no row points
+to; readers ignore them and the next writer removes them. Deletions go the other way (rows, then
+vectors). So a library opens after a kill at any moment and a re-run of ``index`` completes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from vcopy.errors import LibraryError
+from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos, video_duration_s
+from vcopy.video import SamplingConfig, file_stamp, find_videos
+
+SCHEMA_VERSION = 1
+_DB, _INDEX, _LOCK = "library.sqlite", "index.faiss", "write.lock"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS videos (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    duration_s REAL NOT NULL,
+    fps REAL NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    rotation_deg INTEGER NOT NULL,
+    decoder TEXT NOT NULL,
+    indexed_utc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vectors (
+    id INTEGER PRIMARY KEY,
+    video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+    timestamp_s REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vectors_by_video ON vectors(video_id);
+CREATE TABLE IF NOT EXISTS failures (
+    path TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    failed_utc TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class LibraryVideo:
+    """One indexed video as the library records it."""
+
+    id: int
+    path: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    decoder: str
+
+
+@dataclass
+class IndexSummary:
+    """What one ``index`` run did."""
+
+    indexed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    video_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        """Video seconds indexed per wall-clock second."""
+        return self.video_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _new_index(dim: int) -> faiss.IndexIDMap2:
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+class Library:
+    """A feature library on disk. ``Library.open(path)`` to read, ``Library.open(path, write=True)``
+    (a context manager) to add or remove videos."""
+
+    def __init__(self, root: Path, db: sqlite3.Connection, index: faiss.Index, lock_fd: int | None) -> None:
+        self.root = root
+        self._db = db
+        self.index = index
+        self._lock_fd = lock_fd
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        root: Path,
+        write: bool = False,
+        descriptor: FrameDescriptor | None = None,
+        sampling: SamplingConfig | None = None,
+    ) -> Library:
+        """Open a library; with ``write=True`` take its write lock, creating it if needed (which
+        needs the ``descriptor`` and ``sampling`` it will be built with)."""
+        root = Path(root)
+        lock_fd = None
+        if write:
+            root.mkdir(parents=True, exist_ok=True)
+            lock_fd = _take_lock(root)
+        elif not (root / _DB).is_file():
+            raise LibraryError(f"{root}: not a vcopy library (no {_DB}); create one with `vcopy index`")
+        try:
+            db = sqlite3.connect(root / _DB, isolation_level=None, timeout=30)
+            db.execute("PRAGMA foreign_keys = ON")
+            if write:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.executescript(_SCHEMA)
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as exc:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise LibraryError(f"{root / _DB}: unreadable library database ({exc})") from None
+        if not meta:
+            if not write or descriptor is None or sampling is None:
+                raise LibraryError(f"{root}: library is empty and has no settings yet")
+            meta = {
+                "schema_version": str(SCHEMA_VERSION),
+                "descriptor": descriptor.name,
+                "dim": str(descriptor.dim),
+                "sample_fps": repr(sampling.sample_fps),
+                "frame_size": str(sampling.frame_size),
+                "generation": "0",
+                "created_utc": _utc_now(),
+            }
+            with _transaction(db):
+                db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        if int(meta["schema_version"]) != SCHEMA_VERSION:
+            raise LibraryError(f"{root}: library schema {meta['schema_version']} is not supported")
+        if descriptor is not None and meta["descriptor"] != descriptor.name:
+            raise LibraryError(f"{root}: built with descriptor {meta['descriptor']}, not {descriptor.name}")
+        index = _read_index(root / _INDEX, int(meta["dim"]))
+        library = cls(root, db, index, lock_fd)
+        if write:
+            library._reconcile()
+        return library
+
+    def close(self) -> None:
+        self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        meta = self.meta
+        return SamplingConfig(sample_fps=float(meta["sample_fps"]), frame_size=int(meta["frame_size"]))
+
+    @property
+    def state_id(self) -> str:
+        """Changes with every committed write: ``g<generation>-v<videos>-n<vectors>``."""
+        generation = self.meta["generation"]
+        n_videos, n_vectors = self._db.execute(
+            "SELECT (SELECT COUNT(*) FROM videos), (SELECT COUNT(*) FROM vectors)"
+        ).fetchone()
+        return f"g{generation}-v{n_videos}-n{n_vectors}"
+
+    def videos(self) -> list[LibraryVideo]:
+        rows = self._db.execute(
+            "SELECT id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder FROM videos ORDER BY id"
+        ).fetchall()
+        return [LibraryVideo(*row) for row in rows]
+
+    def video(self, video_id: int) -> LibraryVideo:
+        row = self._db.execute(
+            "SELECT id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder FROM videos WHERE id = ?",
+            (video_id,),
+        ).fetchone()
+        if row is None:
+            raise LibraryError(f"{self.root}: no video with id {video_id}")
+        return LibraryVideo(*row)
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM videos").fetchone()[0])
+
+    def vector_owners(self, vector_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For FAISS ids: (video id, timestamp s); -1 / nan where an id has no row (an orphan)."""
+        flat = np.unique(vector_ids[vector_ids >= 0])
+        owner = np.full(vector_ids.shape, -1, dtype=np.int64)
+        times = np.full(vector_ids.shape, np.nan)
+        if len(flat) == 0:
+            return owner, times
+        lookup_video: dict[int, int] = {}
+        lookup_time: dict[int, float] = {}
+        for lo in range(0, len(flat), 900):
+            part = flat[lo : lo + 900].tolist()
+            marks = ",".join("?" * len(part))
+            for vid, video_id, ts in self._db.execute(
+                f"SELECT id, video_id, timestamp_s FROM vectors WHERE id IN ({marks})", part
+            ):
+                lookup_video[vid] = video_id
+                lookup_time[vid] = ts
+        for pos, vid in np.ndenumerate(vector_ids):
+            if int(vid) in lookup_video:
+                owner[pos] = lookup_video[int(vid)]
+                times[pos] = lookup_time[int(vid)]
+        return owner, times
+
+    def frames_of(self, video_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """A video's stored vectors [N, dim] and their timestamps in seconds, in time order."""
+        rows = self._db.execute(
+            "SELECT id, timestamp_s FROM vectors WHERE video_id = ? ORDER BY timestamp_s", (video_id,)
+        ).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        vectors = np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.index.d))
+        return vectors.astype(np.float32), np.array([r[1] for r in rows], dtype=np.float64)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def add(
+        self,
+        paths: Iterable[Path],
+        descriptor: FrameDescriptor,
+        prune: bool = False,
+        commit_every_s: float = 30.0,
+        stall_timeout_s: float = 120.0,
+        on_video: Callable[[str, str], None] | None = None,
+    ) -> IndexSummary:
+        """Index the videos in ``paths`` (files or folders): new and changed files are (re)indexed,
+        unchanged ones skipped, and with ``prune`` library videos under ``paths`` whose files are gone
+        are removed. ``on_video(path, outcome)`` is told about each file as it is handled."""
+        self._require_writer()
+        started = time.monotonic()
+        roots = [Path(p).resolve() for p in paths]
+        summary = IndexSummary()
+        files = find_videos(roots)
+        report = on_video or (lambda path, outcome: None)
+        todo = []
+        for path in files:
+            if self._unchanged(path):
+                summary.skipped.append(str(path))
+                report(str(path), "skipped")
+            else:
+                todo.append(path)
+        if prune:
+            summary.pruned = self._prune(roots)
+        batch: list[EncodedVideo] = []
+        last_commit = time.monotonic()
+        sampling = replace(self.sampling, stall_timeout_s=stall_timeout_s)
+        for result in encode_videos(todo, descriptor, sampling):
+            if isinstance(result, FailedVideo):
+                summary.failed.append((str(result.path), result.reason))
+                self._record_failure(result)
+                report(str(result.path), f"failed: {result.reason}")
+                continue
+            batch.append(result)
+            summary.indexed.append(str(result.path))
+            summary.video_seconds += video_duration_s(result, self.sampling)
+            report(str(result.path), "indexed")
+            if time.monotonic() - last_commit >= commit_every_s:
+                self._commit(batch)
+                batch, last_commit = [], time.monotonic()
+        self._commit(batch)
+        summary.wall_seconds = time.monotonic() - started
+        return summary
+
+    def _require_writer(self) -> None:
+        if self._lock_fd is None:
+            raise LibraryError(f"{self.root}: opened read-only")
+
+    def _unchanged(self, path: Path) -> bool:
+        row = self._db.execute("SELECT id, size, mtime_ns, sha256 FROM videos WHERE path = ?", (str(path),)).fetchone()
+        if row is None:
+            return False
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        if (st.st_size, st.st_mtime_ns) == (row[1], row[2]):
+            return True
+        if st.st_size != row[1]:
+            return False
+        try:  # same size, new mtime: the content decides
+            stamp = file_stamp(path)
+        except OSError:
+            return False
+        if stamp.sha256 != row[3]:
+            return False
+        with _transaction(self._db):
+            self._db.execute("UPDATE videos SET mtime_ns = ? WHERE id = ?", (stamp.mtime_ns, row[0]))
+        return True
+
+    def _prune(self, roots: list[Path]) -> list[str]:
+        gone = []
+        for video in self.videos():
+            path = Path(video.path)
+            under = any(path == root or root in path.parents for root in roots)
+            if under and not path.exists():
+                gone.append(video)
+        self._remove([v.id for v in gone])
+        return [v.path for v in gone]
+
+    def _record_failure(self, failed: FailedVideo) -> None:
+        with _transaction(self._db):
+            self._db.execute(
+                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",
+                (str(failed.path), failed.reason, _utc_now()),
+            )
+
+    def _commit(self, batch: list[EncodedVideo]) -> None:
+        """New vectors (atomic file replace), then in one transaction the new rows replacing any old
+        version of the same files, then the old vectors; see the module docstring."""
+        if not batch:
+            return
+        next_id = 1 + max(self._max_row_vector_id(), int(self._index_ids().max(initial=-1)))
+        ids_per_video = []
+        for video in batch:
+            ids = np.arange(next_id, next_id + len(video.vectors), dtype=np.int64)
+            self.index.add_with_ids(np.ascontiguousarray(video.vectors, dtype=np.float32), ids)
+            ids_per_video.append(ids)
+            next_id += len(ids)
+        _write_index(self.index, self.root / _INDEX)
+        old_vectors: list[int] = []
+        with _transaction(self._db):
+            for video, ids in zip(batch, ids_per_video, strict=True):
+                old = self._db.execute("SELECT id FROM videos WHERE path = ?", (str(video.path),)).fetchone()
+                if old is not None:
+                    old_vectors += self._delete_rows(old[0])
+                cur = self._db.execute(
+                    "INSERT INTO videos (path, sha256, size, mtime_ns, duration_s, fps, width, height,"
+                    " rotation_deg, decoder, indexed_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        str(video.path), video.stamp.sha256, video.stamp.size, video.stamp.mtime_ns,
+                        video_duration_s(video, self.sampling), video.info.fps, video.info.width,
+                        video.info.height, video.info.rotation_deg, video.decoder, _utc_now(),
+                    ),
+                )  # fmt: skip
+                self._db.executemany(
+                    "INSERT INTO vectors (id, video_id, timestamp_s) VALUES (?, ?, ?)",
+                    zip(ids.tolist(), [cur.lastrowid] * len(ids), video.timestamps_s.tolist(), strict=True),
+                )
+                self._db.execute("DELETE FROM failures WHERE path = ?", (str(video.path),))
+            self._bump_generation()
+        self._drop_vectors(old_vectors)
+
+    def _remove(self, video_ids: list[int]) -> None:
+        """Delete rows (committed), then the vectors they pointed to."""
+        if not video_ids:
+            return
+        vector_ids: list[int] = []
+        with _transaction(self._db):
+            for video_id in video_ids:
+                vector_ids += self._delete_rows(video_id)
+            self._bump_generation()
+        self._drop_vectors(vector_ids)
+
+    def _delete_rows(self, video_id: int) -> list[int]:
+        """Delete a video's rows (inside a transaction); returns its vector ids."""
+        vector_ids = [r[0] for r in self._db.execute("SELECT id FROM vectors WHERE video_id = ?", (video_id,))]
+        self._db.execute("DELETE FROM vectors WHERE video_id = ?", (video_id,))
+        self._db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
+        return vector_ids
+
+    def _drop_vectors(self, vector_ids: list[int] | np.ndarray) -> None:
+        if len(vector_ids):
+            self.index.remove_ids(np.asarray(vector_ids, dtype=np.int64))
+            _write_index(self.index, self.root / _INDEX)
+
+    def _index_ids(self) -> np.ndarray:
+        if self.index.ntotal == 0:
+            return np.zeros(0, dtype=np.int64)
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def _max_row_vector_id(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(id), -1) FROM vectors").fetchone()[0])
+
+    def _bump_generation(self) -> None:
+        self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+    def _reconcile(self) -> None:
+        """Repair what a kill can leave: drop orphan vectors; forget videos whose vectors are missing
+        (the next ``index`` run indexes them again)."""
+        index_ids = self._index_ids()
+        rows = np.array(self._db.execute("SELECT id, video_id FROM vectors").fetchall(), dtype=np.int64).reshape(-1, 2)
+        missing = ~np.isin(rows[:, 0], index_ids)
+        self._remove(sorted(set(rows[missing, 1].tolist())))
+        valid = np.array([r[0] for r in self._db.execute("SELECT id FROM vectors")], dtype=np.int64)
+        self._drop_vectors(np.setdiff1d(self._index_ids(), valid))
+
+
+def _take_lock(root: Path) -> int:
+    fd = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise LibraryError(f"{root}: another process (pid {holder}) is writing this library; try again later") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _read_index(path: Path, dim: int) -> faiss.Index:
+    if not path.exists():
+        return _new_index(dim)
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise LibraryError(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0][:120]})") from None
+    if index.d != dim:
+        raise LibraryError(f"{path}: index has dimension {index.d}, library says {dim}")
+    return faiss.downcast_index(index) if not isinstance(index, faiss.IndexIDMap2) else index
+
+
+def _write_index(index: faiss.Index, path: Path) -> None:
+    """Replace the index file atomically: temp file, fsync, rename, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    faiss.write_index(index, str(tmp))
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

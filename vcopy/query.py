@@ -1,0 +1,119 @@
+"""Checking suspect videos against a library: encode, retrieve candidates, map, localize."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos, video_duration_s
+from vcopy.library import Library, LibraryVideo
+from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer
+from vcopy.similarity import rank_candidates, similarity_map
+from vcopy.video import find_videos
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    """Settings of candidate retrieval and localization."""
+
+    localizer: str = DEFAULT_LOCALIZER
+    knn: int = 64  # library frames retrieved per query frame
+    candidates: int = 10  # library videos that get a similarity map
+    min_score: float = 0.0  # matches scoring below this are dropped
+    stall_timeout_s: float = 120.0  # a decoder silent this long is killed
+
+
+@dataclass(frozen=True)
+class Match:
+    """A library video the query copies, with the copied segments (best first)."""
+
+    reference: LibraryVideo
+    score: float
+    segments: list[Segment]
+
+
+@dataclass
+class QueryResult:
+    """The outcome for one suspect video."""
+
+    path: Path
+    sha256: str | None = None
+    duration_s: float | None = None
+    matches: list[Match] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class CopyFinder:
+    """``CopyFinder(library).query(path) -> QueryResult``; ``query_many`` for batches (decoding of
+    the next video overlaps the work on the current one)."""
+
+    def __init__(
+        self,
+        library: Library,
+        descriptor: FrameDescriptor | None = None,
+        config: QueryConfig | None = None,
+    ) -> None:
+        self.library = library
+        self.config = config or QueryConfig()
+        self.descriptor = descriptor or FrameDescriptor()
+        if library.meta["descriptor"] != self.descriptor.name:
+            raise ValueError(f"library uses descriptor {library.meta['descriptor']}, not {self.descriptor.name}")
+        self.localizer: Localizer = create_localizer(self.config.localizer)
+        self.sampling = replace(library.sampling, stall_timeout_s=self.config.stall_timeout_s)
+
+    @property
+    def parameters(self) -> dict[str, object]:
+        """Every setting in effect, for the report."""
+        return {
+            **asdict(self.config),
+            "localizer_settings": asdict(self.localizer) if hasattr(self.localizer, "__dataclass_fields__") else {},
+            "sampling": asdict(self.sampling),
+            "descriptor": self.descriptor.name,
+        }
+
+    def query(self, path: Path) -> QueryResult:
+        return next(self.query_many([path]))
+
+    def query_many(self, paths: Iterable[Path]) -> Iterator[QueryResult]:
+        """One result per video file under ``paths`` (folders are searched), in order."""
+        for result in encode_videos(find_videos(Path(p) for p in paths), self.descriptor, self.sampling):
+            if isinstance(result, FailedVideo):
+                yield QueryResult(path=result.path, error=result.reason)
+            else:
+                yield self._match(result)
+
+    def _match(self, video: EncodedVideo) -> QueryResult:
+        matches = []
+        for candidate in rank_candidates(self.library, video.vectors, self.config.knn, self.config.candidates):
+            ref_vectors, ref_times = self.library.frames_of(candidate.video_id)
+            segments = self.localizer(similarity_map(video.vectors, ref_vectors), video.timestamps_s, ref_times)
+            if not segments:
+                continue
+            reference = self.library.video(candidate.video_id)
+            duration = video_duration_s(video, self.sampling)
+            segments = [_clip(s, duration, reference.duration_s) for s in segments]
+            score = max(s.score for s in segments)
+            if score >= self.config.min_score:
+                matches.append(Match(reference, score, segments))
+        matches.sort(key=lambda m: -m.score)
+        return QueryResult(
+            path=video.path,
+            sha256=video.stamp.sha256,
+            duration_s=video_duration_s(video, self.sampling),
+            matches=matches,
+        )
+
+
+def _clip(segment: Segment, query_duration_s: float, reference_duration_s: float) -> Segment:
+    return Segment(
+        query_start_s=segment.query_start_s,
+        query_end_s=min(segment.query_end_s, query_duration_s),
+        reference_start_s=segment.reference_start_s,
+        reference_end_s=min(segment.reference_end_s, reference_duration_s),
+        score=segment.score,
+    )

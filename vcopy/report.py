@@ -1,0 +1,97 @@
+"""The JSON report (schema ``vcopy.report/1``, shipped as ``vcopy/schemas/report-1.schema.json``)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import vcopy
+from vcopy.query import CopyFinder, QueryResult
+
+SCHEMA_ID = "vcopy.report/1"
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema that every report validates against."""
+    return json.loads(resources.files("vcopy").joinpath("schemas/report-1.schema.json").read_text())
+
+
+def build_report(finder: CopyFinder, results: Sequence[QueryResult], started_utc: str | None = None) -> dict[str, Any]:
+    """A report for a person who must defend it: both files by path and SHA-256, every segment in
+    seconds with its score, the tool and weights versions, the parameters and the time of the run."""
+    library = finder.library
+    descriptor = finder.descriptor
+    return {
+        "schema": SCHEMA_ID,
+        "vcopy_version": vcopy.__version__,
+        "created_utc": started_utc or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {"python": platform.python_version(), "platform": platform.platform()},
+        "parameters": finder.parameters,
+        "models": [
+            {
+                "role": "frame_descriptor",
+                "name": descriptor.name,
+                "file": str(descriptor.weights_path),
+                "sha256": descriptor.weights_sha256,
+            }
+        ],
+        "localizer": finder.config.localizer,
+        "library": {
+            "path": str(library.root.resolve()),
+            "videos": len(library),
+            "state_id": library.state_id,
+            "descriptor": library.meta["descriptor"],
+        },
+        "queries": [_query_entry(r) for r in results],
+    }
+
+
+def _query_entry(result: QueryResult) -> dict[str, Any]:
+    return {
+        "path": str(result.path),
+        "sha256": result.sha256,
+        "duration": result.duration_s,
+        "status": "ok" if result.ok else "error",
+        "error": result.error,
+        "matches": [
+            {
+                "reference": {
+                    "path": m.reference.path,
+                    "sha256": m.reference.sha256,
+                    "duration": m.reference.duration_s,
+                },
+                "score": round(m.score, 6),
+                "segments": [
+                    {
+                        "query_start": round(s.query_start_s, 3),
+                        "query_end": round(s.query_end_s, 3),
+                        "reference_start": round(s.reference_start_s, 3),
+                        "reference_end": round(s.reference_end_s, 3),
+                        "score": round(s.score, 6),
+                    }
+                    for s in m.segments
+                ],
+            }
+            for m in result.matches
+        ],
+    }
+
+
+def write_report(report: dict[str, Any], destination: str) -> None:
+    """Write to a file (atomically) or, for ``-``, to standard output."""
+    text = json.dumps(report, indent=2) + "\n"
+    if destination == "-":
+        import sys
+
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    path = Path(destination)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

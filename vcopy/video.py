@@ -1,0 +1,352 @@
+"""Decoding: frames sampled at a fixed rate, resized at decode, each with its timestamp in seconds.
+
+decord does the decoding (and applies the display rotation itself); PyAV probes the container and
+decodes what decord cannot open, turning frames by the display matrix as decord would. Decoding runs in a child process, so it overlaps feature extraction in the parent and a
+decoder that hangs (decord's known spin on containers that over-report their frame count holds the
+GIL, so no signal reaches it) is killed after ``stall_timeout_s`` without output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import queue
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from vcopy.errors import DecodeError
+
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".3gp"}
+)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How frames are taken from a video."""
+
+    sample_fps: float = 1.0
+    frame_size: int = 224
+    stall_timeout_s: float = 120.0
+    chunk_frames: int = 32
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Stream properties read from the container (display orientation, rotation already applied)."""
+
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    rotation_deg: int
+    frame_count: int
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What identifies a file's content: size, modification time and SHA-256."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass
+class VideoStart:
+    path: Path
+    info: VideoInfo
+
+
+@dataclass
+class FrameChunk:
+    path: Path
+    frames: np.ndarray  # uint8 [N, frame_size, frame_size, 3] RGB
+    timestamps_s: np.ndarray  # float64 [N], presentation time of each frame
+
+
+@dataclass
+class VideoEnd:
+    path: Path
+    decoder: str
+    stamp: FileStamp
+
+
+@dataclass
+class VideoFailed:
+    path: Path
+    reason: str
+
+
+DecodeEvent = VideoStart | FrameChunk | VideoEnd | VideoFailed
+
+
+def find_videos(paths: Iterable[Path]) -> list[Path]:
+    """Expand folders into the video files under them (sorted); files are kept as given."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir())
+            )
+        else:
+            found.append(path)
+    return found
+
+
+def file_stamp(path: Path) -> FileStamp:
+    """Size, mtime and SHA-256 of a regular file."""
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise DecodeError("not a regular file")
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return FileStamp(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest.hexdigest())
+
+
+def _check_file(path: Path) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DecodeError("file does not exist") from None
+    except PermissionError:
+        raise DecodeError("permission denied") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DecodeError("is a directory, not a video file")
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        raise DecodeError("empty file (0 bytes)")
+    try:
+        with path.open("rb") as fh:
+            fh.read(1)
+    except PermissionError:
+        raise DecodeError("permission denied") from None
+    except OSError as exc:
+        raise DecodeError(f"cannot read file ({exc.strerror or exc})") from None
+
+
+def probe(path: Path) -> VideoInfo:
+    """Read stream properties with PyAV and decode the first frame to prove the file is a video."""
+    import av
+
+    _check_file(path)
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"not a readable video container ({_ffmpeg_reason(exc)})") from None
+    with container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams})
+            what = f"only {', '.join(kinds)} streams" if kinds else "no streams"
+            raise DecodeError(f"no video stream ({what})")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration_s = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration_s = container.duration / 1_000_000
+        else:
+            duration_s = 0.0
+        try:
+            first = next(container.decode(stream), None)
+        except av.FFmpegError as exc:
+            raise DecodeError(f"video stream does not decode ({_ffmpeg_reason(exc)})") from None
+        if first is None:
+            raise DecodeError("video stream has no decodable frame")
+        rotation_deg = int(round(first.rotation or 0)) % 360
+        width, height = first.width, first.height
+        if rotation_deg in (90, 270):
+            width, height = height, width
+        return VideoInfo(
+            duration_s=duration_s,
+            fps=fps,
+            width=width,
+            height=height,
+            rotation_deg=rotation_deg,
+            frame_count=int(stream.frames or 0),
+        )
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(":")[0].strip() or type(exc).__name__
+
+
+def choose_frame_indices(frame_start_s: np.ndarray, sample_fps: float, end_s: float) -> np.ndarray:
+    """Indices of the frames showing at times t0, t0 + 1/fps, ... (variable frame rate safe).
+
+    ``frame_start_s`` are the frames' presentation times. Frames that start at or after ``end_s``
+    (the container's duration; a container may announce more frames than it holds) are never asked
+    for, and every index is clamped to the frames that exist. A video shorter than one sampling
+    step gives its first frame.
+    """
+    if len(frame_start_s) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order_ok = np.maximum.accumulate(frame_start_s)
+    last = len(order_ok) - 1
+    if end_s > 0:
+        last = max(0, int(np.searchsorted(order_ok, end_s, side="left")) - 1)
+    t0, t_last = order_ok[0], order_ok[last]
+    targets = t0 + np.arange(0.0, t_last - t0 + 1e-6, 1.0 / sample_fps)
+    idx = np.searchsorted(order_ok[: last + 1], targets + 1e-6, side="right") - 1
+    return np.unique(np.clip(idx, 0, last))
+
+
+def _rotate(frames: np.ndarray, rotation_deg: int) -> np.ndarray:
+    """Turn frames the way the display matrix says (PyAV's rotation is counter-clockwise degrees)."""
+    turns = (rotation_deg // 90) % 4
+    return np.ascontiguousarray(np.rot90(frames, k=turns, axes=(1, 2))) if turns else frames
+
+
+def _sample_decord(path: Path, info: VideoInfo, cfg: SamplingConfig) -> Iterator[FrameChunk]:
+    import decord
+
+    try:
+        reader = decord.VideoReader(
+            str(path), ctx=decord.cpu(0), width=cfg.frame_size, height=cfg.frame_size, num_threads=1
+        )
+    except decord.DECORDError as exc:
+        raise DecodeError(f"decord cannot open the file ({str(exc).splitlines()[0][:120]})") from None
+    count = len(reader)
+    if count == 0:
+        raise DecodeError("decord found no frames")
+    frame_start_s = reader.get_frame_timestamp(np.arange(count))[:, 0].astype(np.float64)
+    end_s = info.duration_s if info.duration_s > 0 else 0.0
+    indices = choose_frame_indices(frame_start_s, cfg.sample_fps, end_s)
+    for lo in range(0, len(indices), cfg.chunk_frames):
+        batch = indices[lo : lo + cfg.chunk_frames]
+        frames = reader.get_batch(batch.tolist()).asnumpy()
+        yield FrameChunk(path, frames, frame_start_s[batch])  # decord applies the display rotation
+
+
+def _sample_pyav(path: Path, info: VideoInfo, cfg: SamplingConfig) -> Iterator[FrameChunk]:
+    import av
+
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    next_s: float | None = None
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            if frame.time is None:
+                continue
+            if next_s is None:
+                next_s = frame.time
+            if frame.time + 1e-6 < next_s:
+                continue
+            while next_s <= frame.time + 1e-6:
+                next_s += 1.0 / cfg.sample_fps
+            image = frame.to_ndarray(width=cfg.frame_size, height=cfg.frame_size, format="rgb24")
+            frames.append(image)
+            times.append(frame.time)
+            if len(frames) == cfg.chunk_frames:
+                yield FrameChunk(path, _rotate(np.stack(frames), info.rotation_deg), np.array(times))
+                frames, times = [], []
+    if frames:
+        yield FrameChunk(path, _rotate(np.stack(frames), info.rotation_deg), np.array(times))
+
+
+def sample_frames(path: Path, info: VideoInfo, cfg: SamplingConfig, use_pyav: bool = False) -> Iterator[FrameChunk]:
+    """Frames at ``cfg.sample_fps`` with decord; PyAV where decord cannot open the file."""
+    import decord
+
+    if use_pyav:
+        yield from _sample_pyav(path, info, cfg)
+        return
+    produced = False
+    try:
+        for chunk in _sample_decord(path, info, cfg):
+            produced = True
+            yield chunk
+    except (DecodeError, decord.DECORDError) as exc:
+        if produced:
+            raise DecodeError(f"decoding failed part-way ({str(exc).splitlines()[0][:120]})") from None
+        yield from _sample_pyav(path, info, cfg)
+
+
+@dataclass(frozen=True)
+class _Task:
+    path: Path
+    use_pyav: bool = False
+
+
+def _decode_worker(tasks: list[_Task], cfg: SamplingConfig, events: mp.Queue) -> None:
+    """Child process: decode each task in turn and put its events on the queue."""
+    import av
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    for task in tasks:
+        try:
+            info = probe(task.path)
+            events.put(VideoStart(task.path, info))
+            decoder = "pyav" if task.use_pyav else "decord"
+            produced = 0
+            for chunk in sample_frames(task.path, info, cfg, use_pyav=task.use_pyav):
+                produced += len(chunk.timestamps_s)
+                events.put(chunk)
+            if produced == 0:
+                raise DecodeError("no frame could be decoded")
+            events.put(VideoEnd(task.path, decoder, file_stamp(task.path)))
+        except DecodeError as exc:
+            events.put(VideoFailed(task.path, str(exc)))
+        except (av.FFmpegError, OSError) as exc:
+            events.put(VideoFailed(task.path, f"decoding failed ({_ffmpeg_reason(exc)})"))
+        except Exception as exc:  # a decoder bug on one file must not stop the batch
+            events.put(VideoFailed(task.path, f"decoding failed ({type(exc).__name__}: {exc})"))
+
+
+def decode_videos(paths: Iterable[Path], cfg: SamplingConfig) -> Iterator[DecodeEvent]:
+    """Decode videos in a child process, yielding per video VideoStart, FrameChunk..., VideoEnd or
+    VideoFailed. A failure can follow a VideoStart and chunks, and a second VideoStart for the same
+    path restarts that video. A decoder that produces nothing for ``cfg.stall_timeout_s`` or dies is
+    killed; the file is retried once with PyAV, then reported as failed.
+    """
+    pending = [_Task(Path(p)) for p in paths]
+    context = mp.get_context("spawn")
+    while pending:
+        events: mp.Queue = context.Queue(maxsize=8)
+        worker = context.Process(target=_decode_worker, args=(pending, cfg, events), daemon=True)
+        worker.start()
+        done, started, why = 0, False, ""
+        try:
+            last_event = time.monotonic()
+            while done < len(pending):
+                try:
+                    event = events.get(timeout=0.5)
+                except queue.Empty:
+                    if not worker.is_alive() and events.empty():
+                        why = f"decoder crashed (exit code {worker.exitcode})"
+                        break
+                    if time.monotonic() - last_event > cfg.stall_timeout_s:
+                        why = f"decoder stalled for {cfg.stall_timeout_s:g} s"
+                        break
+                    continue
+                last_event = time.monotonic()
+                if isinstance(event, VideoStart):
+                    started = True
+                elif isinstance(event, VideoEnd | VideoFailed):
+                    done, started = done + 1, False
+                yield event
+        finally:
+            if worker.is_alive():
+                worker.kill()
+            worker.join()
+            events.close()
+            events.join_thread()
+        if done == len(pending):
+            return
+        task, rest = pending[done], pending[done + 1 :]
+        if task.use_pyav or not started:
+            yield VideoFailed(task.path, f"{why}; gave up")
+            pending = rest
+        else:
+            pending = [replace(task, use_pyav=True), *rest]
