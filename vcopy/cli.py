@@ -87,9 +87,17 @@ def cli() -> None:
 @click.option("--device", default="cpu", show_default=True, help="Torch device for the descriptor (cpu, cuda).")
 @click.option("--decode-timeout", default=120.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds a decoder may go without producing a frame before it is killed.")
+@click.option("--commit-every", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between commits of indexed videos (work since the last commit is redone after a crash).")
 @_friendly_errors
 def index_command(
-    paths: tuple[Path, ...], library_path: Path, prune: bool, sample_fps: float, device: str, decode_timeout: float
+    paths: tuple[Path, ...],
+    library_path: Path,
+    prune: bool,
+    sample_fps: float,
+    device: str,
+    decode_timeout: float,
+    commit_every: float,
 ) -> None:
     """Index the videos in PATHS (files or folders) into a library.
 
@@ -119,7 +127,8 @@ def index_command(
                     progress.console.print(f"[red]{path}[/]: {outcome[8:]}", highlight=False, soft_wrap=True)
 
             summary = library.add(
-                paths, descriptor, prune=prune, stall_timeout_s=decode_timeout, on_video=on_video
+                paths, descriptor, prune=prune, commit_every_s=commit_every, stall_timeout_s=decode_timeout,
+                on_video=on_video,
             )
     click.echo(
         f"indexed {len(summary.indexed)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}, "
@@ -179,7 +188,9 @@ def query_command(
     if localizer not in LOCALIZERS:
         raise click.BadParameter(f"choose from {', '.join(sorted(LOCALIZERS))}", param_hint="--localizer")
     started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    table_console = stderr if json_destination == "-" else Console()
+    to_stderr = json_destination == "-"
+    stream = sys.stderr if to_stderr else sys.stdout
+    table_console = Console(stderr=to_stderr, width=None if stream.isatty() else 240)
     with Library.open(library_path) as library:
         config = QueryConfig(
             localizer=localizer, candidates=candidates, min_score=min_score, stall_timeout_s=decode_timeout

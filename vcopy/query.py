@@ -9,7 +9,7 @@ from pathlib import Path
 from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos, video_duration_s
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer
-from vcopy.similarity import rank_candidates, similarity_map
+from vcopy.similarity import retrieve, similarity_map
 from vcopy.video import find_videos
 
 
@@ -19,6 +19,7 @@ class QueryConfig:
 
     localizer: str = DEFAULT_LOCALIZER
     knn: int = 64  # library frames retrieved per query frame
+    background_rank: int = 30  # the neighbour whose similarity is a query frame's background
     candidates: int = 10  # library videos that get a similarity map
     min_score: float = 0.0  # matches scoring below this are dropped
     stall_timeout_s: float = 120.0  # a decoder silent this long is killed
@@ -89,9 +90,12 @@ class CopyFinder:
 
     def _match(self, video: EncodedVideo) -> QueryResult:
         matches = []
-        for candidate in rank_candidates(self.library, video.vectors, self.config.knn, self.config.candidates):
+        cfg = self.config
+        retrieval = retrieve(self.library, video.vectors, cfg.knn, cfg.candidates, cfg.background_rank)
+        for candidate in retrieval.candidates:
             ref_vectors, ref_times = self.library.frames_of(candidate.video_id)
-            segments = self.localizer(similarity_map(video.vectors, ref_vectors), video.timestamps_s, ref_times)
+            contrast = similarity_map(video.vectors, ref_vectors, retrieval.background)
+            segments = self.localizer(contrast, video.timestamps_s, ref_times)
             if not segments:
                 continue
             reference = self.library.video(candidate.video_id)

@@ -1,4 +1,10 @@
-"""Candidate retrieval (k-NN votes over the library) and query x reference similarity maps."""
+"""Candidate retrieval (k-NN votes over the library) and query x reference similarity maps.
+
+Maps are contrast maps: each query frame's similarities minus its background similarity, the
+similarity of its ``background_rank``-th nearest library frame. A frame that resembles everything
+(a generic scene, a plain colour) then stands out only where it resembles one reference much more
+than the rest of the library, which is what a copy looks like.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +16,33 @@ from vcopy.library import Library
 
 
 @dataclass(frozen=True)
+class Retrieval:
+    """Candidates, best first, and each query frame's background similarity."""
+
+    candidates: list[Candidate]
+    background: np.ndarray  # float32 [n_query_frames]
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A library video worth localizing against, with its retrieval score."""
 
     video_id: int
-    score: float  # sum over query frames of the best similarity to this video's frames
+    score: float  # sum over query frames of the best contrast to this video's frames
 
 
-def rank_candidates(library: Library, query_vectors: np.ndarray, knn: int, top: int) -> list[Candidate]:
+def retrieve(library: Library, query_vectors: np.ndarray, knn: int, top: int, background_rank: int) -> Retrieval:
     """Search each query frame's ``knn`` nearest library frames; a video scores the sum, over query
-    frames, of its best similarity among them. The ``top`` best-scoring videos are returned."""
+    frames, of its best contrast (similarity minus background) among them, and the ``top``
+    best-scoring videos are returned. The background rank shrinks to a third of a small library."""
     if library.index.ntotal == 0 or len(query_vectors) == 0:
-        return []
-    sims, ids = library.index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), min(knn, library.index.ntotal))
+        return Retrieval([], np.zeros(len(query_vectors), dtype=np.float32))
+    k = min(max(knn, background_rank + 1), library.index.ntotal)
+    sims, ids = library.index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
+    background = sims[:, min(background_rank, library.index.ntotal // 3)]
+    sims = sims - background[:, None]
     owners, _ = library.vector_owners(ids)
-    valid = owners >= 0
+    valid = (owners >= 0) & (sims > 0)
     frames = np.broadcast_to(np.arange(len(query_vectors))[:, None], owners.shape)[valid]
     videos, frame_sims = owners[valid], sims[valid]
     # best similarity per (video, query frame), then summed per video
@@ -35,9 +53,10 @@ def rank_candidates(library: Library, query_vectors: np.ndarray, knn: int, top: 
     video_ids, inverse = np.unique(pairs[first, 0], return_inverse=True)
     scores = np.bincount(inverse, weights=frame_sims[order][first])
     ranked = np.argsort(-scores, kind="stable")[:top]
-    return [Candidate(int(video_ids[i]), float(scores[i])) for i in ranked]
+    return Retrieval([Candidate(int(video_ids[i]), float(scores[i])) for i in ranked], background)
 
 
-def similarity_map(query_vectors: np.ndarray, reference_vectors: np.ndarray) -> np.ndarray:
-    """S[i, j] = <q_i, r_j>: query frames along rows, reference frames along columns."""
-    return np.asarray(query_vectors, dtype=np.float32) @ np.asarray(reference_vectors, dtype=np.float32).T
+def similarity_map(query_vectors: np.ndarray, reference_vectors: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """S[i, j] = <q_i, r_j> - background[i]: query frames along rows, reference frames along columns."""
+    raw = np.asarray(query_vectors, dtype=np.float32) @ np.asarray(reference_vectors, dtype=np.float32).T
+    return raw - background[:, None]

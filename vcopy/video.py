@@ -119,6 +119,8 @@ def _check_file(path: Path) -> None:
         raise DecodeError("file does not exist") from None
     except PermissionError:
         raise DecodeError("permission denied") from None
+    except OSError as exc:
+        raise DecodeError(f"cannot read file ({exc.strerror or exc})") from None
     if stat.S_ISDIR(st.st_mode):
         raise DecodeError("is a directory, not a video file")
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:

@@ -1,0 +1,187 @@
+"""End to end through the real CLI: index, query, report, exit codes, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from conftest import COPY_QUERY_S, COPY_REFERENCE_S, Corpus, one_frame_clip, run_vcopy
+from vcopy import synth
+from vcopy.library import Library
+from vcopy.report import load_schema
+
+
+def _query_json(library: Path, *paths: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess, dict]:
+    proc = run_vcopy("query", *paths, "--library", library, "--json", "-", *extra)
+    report = json.loads(proc.stdout)
+    jsonschema.validate(report, load_schema())
+    return proc, report
+
+
+def test_finds_the_copy_and_its_boundaries(corpus: Corpus, library: Path) -> None:
+    proc, report = _query_json(library, corpus.copy, corpus.unrelated)
+    assert proc.returncode == 0, proc.stderr
+    by_name = {Path(q["path"]).name: q for q in report["queries"]}
+    copy = by_name["copy.mp4"]
+    assert copy["status"] == "ok" and copy["matches"], copy
+    best = copy["matches"][0]
+    assert Path(best["reference"]["path"]) == corpus.copied_reference
+    segment = best["segments"][0]
+    assert abs(segment["query_start"] - COPY_QUERY_S[0]) <= 1.5
+    assert abs(segment["query_end"] - COPY_QUERY_S[1]) <= 1.5
+    assert abs(segment["reference_start"] - COPY_REFERENCE_S[0]) <= 1.5
+    assert abs(segment["reference_end"] - COPY_REFERENCE_S[1]) <= 1.5
+    assert by_name["unrelated.mp4"]["status"] == "ok"
+    assert by_name["unrelated.mp4"]["matches"] == []
+    assert report["library"]["videos"] == 3
+    assert len(report["models"][0]["sha256"]) == 64
+
+
+def test_table_and_exit_codes(corpus: Corpus, library: Path, tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    proc = run_vcopy("query", corpus.copy, "--library", library, "--json", report_path, "--fail-on-match")
+    assert proc.returncode == 3
+    assert "r1.mp4" in proc.stdout and "copies found" in proc.stdout
+    jsonschema.validate(json.loads(report_path.read_text()), load_schema())
+    assert run_vcopy("query", corpus.unrelated, "--library", library, "--fail-on-match").returncode == 0
+    missing = tmp_path / "missing.mp4"
+    assert run_vcopy("query", corpus.copy, missing, "--library", library, "--fail-on-match").returncode == 4
+    assert run_vcopy("query", corpus.unrelated, missing, "--library", library).returncode == 1
+    assert run_vcopy("query", corpus.copy).returncode == 2  # no --library: usage error
+    proc = run_vcopy("query", corpus.copy, "--library", tmp_path / "nolib")
+    assert proc.returncode == 5 and "not a vcopy library" in proc.stderr
+
+
+def _bad_inputs(folder: Path) -> dict[str, str]:
+    """name -> words the error must contain."""
+    folder.mkdir()
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "text.mp4").write_text("this is not a video\n")
+    whole = synth.write_video(folder / "whole.mp4", synth.procedural_video(5, 6))
+    data = whole.read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    whole.unlink()
+    _write_audio_only(folder / "audio.mp4")
+    synth.write_video(folder / "oneframe.mp4", one_frame_clip())
+    return {
+        "empty.mp4": "empty",
+        "text.mp4": "not a readable video",
+        "truncated.mp4": "",
+        "audio.mp4": "no video stream",
+        "oneframe.mp4": "too short",
+    }
+
+
+def _write_audio_only(path: Path) -> None:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=44100)
+        for i in range(20):
+            samples = (np.sin(np.arange(1024) / 10 + i) * 0.2).astype(np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 44100, i * 1024
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def test_bad_inputs_are_reported_one_line_each(corpus: Corpus, library: Path, tmp_path: Path) -> None:
+    expected = _bad_inputs(tmp_path / "bad")
+    missing = tmp_path / "does-not-exist.mp4"
+    proc, report = _query_json(library, tmp_path / "bad", missing, corpus.unrelated)
+    assert proc.returncode == 1
+    statuses = {Path(q["path"]).name: q for q in report["queries"]}
+    assert statuses["unrelated.mp4"]["status"] == "ok"
+    assert statuses["does-not-exist.mp4"]["error"] == "file does not exist"
+    for name, words in expected.items():
+        entry = statuses[name]
+        assert entry["status"] == "error" and words in entry["error"], entry
+        lines = [line for line in proc.stderr.splitlines() if name in line]
+        assert len(lines) == 1 and entry["error"] in lines[0], proc.stderr
+
+
+def test_bad_inputs_never_damage_the_library(corpus: Corpus, tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    shutil.copytree(corpus.refs, tmp_path / "videos")
+    _bad_inputs(tmp_path / "videos" / "bad")
+    proc = run_vcopy("index", tmp_path / "videos", "--library", lib)
+    assert proc.returncode == 1
+    assert "indexed 3, skipped 0, failed 5" in proc.stdout
+    with Library.open(lib) as library:
+        assert len(library) == 3
+        assert library.index.ntotal == sum(len(library.frames_of(v.id)[1]) for v in library.videos())
+
+
+def test_unreadable_files(corpus: Corpus, library: Path, tmp_path: Path) -> None:
+    loop = tmp_path / "loop.mp4"
+    loop.symlink_to(loop)  # unreadable for every user, root included
+    expected = {"loop.mp4": "cannot read file (Too many levels of symbolic links)"}
+    if os.geteuid() != 0:  # root reads files whatever their mode
+        secret = tmp_path / "secret.mp4"
+        shutil.copy(corpus.unrelated, secret)
+        secret.chmod(0)
+        expected["secret.mp4"] = "permission denied"
+    proc, report = _query_json(library, *(tmp_path / name for name in expected))
+    assert proc.returncode == 1
+    assert {Path(q["path"]).name: q["error"] for q in report["queries"]} == expected
+
+
+def test_incremental_index_and_prune(corpus: Corpus, tmp_path: Path) -> None:
+    videos, lib = tmp_path / "videos", tmp_path / "lib"
+    shutil.copytree(corpus.refs, videos)
+    assert run_vcopy("index", videos, "--library", lib).returncode == 0
+    proc = run_vcopy("index", videos, "--library", lib)
+    assert "indexed 0, skipped 3" in proc.stdout
+    os.utime(videos / "r0.mp4")  # new mtime, same bytes: the sha256 says unchanged
+    synth.write_video(videos / "r2.mp4", synth.procedural_video(77, 8))  # changed content
+    proc = run_vcopy("index", videos, "--library", lib)
+    assert "indexed 1, skipped 2" in proc.stdout
+    (videos / "r1.mp4").unlink()
+    proc = run_vcopy("index", videos, "--library", lib, "--prune")
+    assert "pruned 1" in proc.stdout
+    with Library.open(lib) as library:
+        assert sorted(Path(v.path).name for v in library.videos()) == ["r0.mp4", "r2.mp4"]
+        r2 = next(v for v in library.videos() if v.path.endswith("r2.mp4"))
+        assert abs(r2.duration_s - 8.0) < 0.5
+
+
+def test_sigkill_mid_index_leaves_a_library_that_opens(corpus: Corpus, tmp_path: Path) -> None:
+    videos, lib = tmp_path / "videos", tmp_path / "lib"
+    videos.mkdir()
+    for i in range(8):
+        synth.write_video(videos / f"v{i}.mp4", synth.procedural_video(200 + i, 5))
+    cmd = [sys.executable, "-m", "vcopy", "index", str(videos), "--library", str(lib), "--commit-every", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (lib / "index.faiss").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with Library.open(lib) as library:  # opens, and every listed video has all its vectors
+        done = len(library)
+        for video in library.videos():
+            assert len(library.frames_of(video.id)[1]) >= 5
+    assert done < 8, "the kill came too late to test anything"
+    finish = run_vcopy("index", videos, "--library", lib)
+    assert finish.returncode == 0, finish.stderr
+    with Library.open(lib) as library:
+        assert len(library) == 8
+        assert library.index.ntotal == sum(len(library.frames_of(v.id)[1]) for v in library.videos())
+
+
+def test_second_writer_is_refused(corpus: Corpus, library: Path) -> None:
+    with Library.open(library, write=True):
+        proc = run_vcopy("index", corpus.refs, "--library", library)
+    assert proc.returncode == 5
+    assert "another process" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,34 @@
+"""The real ImageNet weights are loaded: real photos get a sensible top-5."""
+
+import numpy as np
+import torch
+from sklearn.datasets import load_sample_images
+from torchvision.models import ResNet50_Weights
+
+from vcopy.features import FrameDescriptor
+
+
+def _resize(image: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float()
+    x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)
+    return x[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+
+
+def test_imagenet_top5_on_real_photos() -> None:
+    categories = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
+    descriptor = FrameDescriptor()
+    china, flower = (_resize(i) for i in load_sample_images().images)
+    probs = descriptor.imagenet_probabilities(np.stack([china, flower]))
+    top5 = [{categories[j] for j in np.argsort(-p)[:5]} for p in probs]
+    assert top5[0] & {"palace", "bell cote", "church", "castle", "monastery", "boathouse", "dome"}
+    assert "daisy" in top5[1]
+
+
+def test_vectors_are_normalised_and_robust() -> None:
+    descriptor = FrameDescriptor()
+    china, flower = (_resize(i) for i in load_sample_images().images)
+    brighter = np.clip(china.astype(int) + 30, 0, 255).astype(np.uint8)
+    v = descriptor.encode(np.stack([china, brighter, flower]))
+    assert v.shape == (3, descriptor.dim) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.2

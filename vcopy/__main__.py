@@ -1,0 +1,3 @@
+from vcopy.cli import main
+
+main()
