@@ -45,11 +45,15 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     refs = root / "refs"
     china, flower = load_sample_images().images
     r0 = synth.procedural_video(10, 20)
-    r1 = synth.concat([synth.procedural_video(11, 12), synth.photo_pan(china, 12, 4), synth.procedural_video(13, 8)])
+    r1 = synth.concat(
+        [synth.procedural_video(11, 12), synth.photo_pan(china, 12, 4), synth.procedural_video(13, 8)]
+    )
     r2 = synth.concat([synth.photo_pan(flower, 20, 4), synth.procedural_video(21, 16)])
     for name, clip in [("r0", r0), ("r1", r1), ("r2", r2)]:
         synth.write_video(refs / f"{name}.mp4", clip)
-    copied = synth.colour_shift(synth.crop(r1.cut(*COPY_REFERENCE_S), 0.8), brightness=0.08, contrast=1.15, saturation=0.7)
+    copied = synth.colour_shift(
+        synth.crop(r1.cut(*COPY_REFERENCE_S), 0.8), brightness=0.08, contrast=1.15, saturation=0.7
+    )
     query = synth.concat([synth.procedural_video(90, 6), copied, synth.procedural_video(91, 5)])
     copy = synth.write_video(root / "suspects" / "copy.mp4", query, crf=30, size=(192, 256))
     unrelated = synth.write_video(root / "suspects" / "unrelated.mp4", synth.procedural_video(92, 15), crf=26)

@@ -12,15 +12,16 @@ import time
 from pathlib import Path
 
 import jsonschema
-import pytest
-
 from conftest import COPY_QUERY_S, COPY_REFERENCE_S, Corpus, one_frame_clip, run_vcopy
+
 from vcopy import synth
 from vcopy.library import Library
 from vcopy.report import load_schema
 
 
-def _query_json(library: Path, *paths: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess, dict]:
+def _query_json(
+    library: Path, *paths: Path, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.CompletedProcess, dict]:
     proc = run_vcopy("query", *paths, "--library", library, "--json", "-", *extra)
     report = json.loads(proc.stdout)
     jsonschema.validate(report, load_schema())

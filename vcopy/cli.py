@@ -79,16 +79,38 @@ def cli() -> None:
 
 @cli.command("index")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--library", "library_path", required=True, type=click.Path(path_type=Path),
-              help="Library folder (created if missing).")
+@click.option(
+    "--library",
+    "library_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Library folder (created if missing).",
+)
 @click.option("--prune", is_flag=True, help="Remove library videos under PATHS whose files no longer exist.")
-@click.option("--sample-fps", default=1.0, show_default=True, type=click.FloatRange(min=0.05, max=30),
-              help="Frames sampled per second of video (fixed when the library is created).")
-@click.option("--device", default="cpu", show_default=True, help="Torch device for the descriptor (cpu, cuda).")
-@click.option("--decode-timeout", default=120.0, show_default=True, type=click.FloatRange(min=1),
-              help="Seconds a decoder may go without producing a frame before it is killed.")
-@click.option("--commit-every", default=30.0, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds between commits of indexed videos (work since the last commit is redone after a crash).")
+@click.option(
+    "--sample-fps",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05, max=30),
+    help="Frames sampled per second of video (fixed when the library is created).",
+)
+@click.option(
+    "--device", default="cpu", show_default=True, help="Torch device for the descriptor (cpu, cuda)."
+)
+@click.option(
+    "--decode-timeout",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds a decoder may go without producing a frame before it is killed.",
+)
+@click.option(
+    "--commit-every",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds between commits of indexed videos (work since the last commit is redone after a crash).",
+)
 @_friendly_errors
 def index_command(
     paths: tuple[Path, ...],
@@ -127,7 +149,11 @@ def index_command(
                     progress.console.print(f"[red]{path}[/]: {outcome[8:]}", highlight=False, soft_wrap=True)
 
             summary = library.add(
-                paths, descriptor, prune=prune, commit_every_s=commit_every, stall_timeout_s=decode_timeout,
+                paths,
+                descriptor,
+                prune=prune,
+                commit_every_s=commit_every,
+                stall_timeout_s=decode_timeout,
                 on_video=on_video,
             )
     click.echo(
@@ -140,18 +166,43 @@ def index_command(
 
 @cli.command("query")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--library", "library_path", required=True, type=click.Path(path_type=Path),
-              help="Library folder made by `vcopy index`.")
-@click.option("--json", "json_destination", metavar="FILE|-",
-              help="Write the JSON report to FILE, or to stdout with '-' (the table then goes to stderr).")
+@click.option(
+    "--library",
+    "library_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Library folder made by `vcopy index`.",
+)
+@click.option(
+    "--json",
+    "json_destination",
+    metavar="FILE|-",
+    help="Write the JSON report to FILE, or to stdout with '-' (the table then goes to stderr).",
+)
 @click.option("--localizer", default="tn", show_default=True, help="Localizer used on similarity maps.")
-@click.option("--candidates", default=10, show_default=True, type=click.IntRange(min=1),
-              help="Library videos per query that get a similarity map and localization.")
-@click.option("--min-score", default=0.0, show_default=True, type=float, help="Drop matches scoring below this.")
-@click.option("--fail-on-match", is_flag=True, help="Exit with 3 (4 if some inputs also failed) when copies are found.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device for the descriptor (cpu, cuda).")
-@click.option("--decode-timeout", default=120.0, show_default=True, type=click.FloatRange(min=1),
-              help="Seconds a decoder may go without producing a frame before it is killed.")
+@click.option(
+    "--candidates",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Library videos per query that get a similarity map and localization.",
+)
+@click.option(
+    "--min-score", default=0.0, show_default=True, type=float, help="Drop matches scoring below this."
+)
+@click.option(
+    "--fail-on-match", is_flag=True, help="Exit with 3 (4 if some inputs also failed) when copies are found."
+)
+@click.option(
+    "--device", default="cpu", show_default=True, help="Torch device for the descriptor (cpu, cuda)."
+)
+@click.option(
+    "--decode-timeout",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds a decoder may go without producing a frame before it is killed.",
+)
 @_friendly_errors
 def query_command(
     paths: tuple[Path, ...],
@@ -205,7 +256,9 @@ def query_command(
                 progress.advance(task)
                 progress.update(task, current=result.path.name)
                 if not result.ok:
-                    progress.console.print(f"[red]{result.path}[/]: {result.error}", highlight=False, soft_wrap=True)
+                    progress.console.print(
+                        f"[red]{result.path}[/]: {result.error}", highlight=False, soft_wrap=True
+                    )
         report = build_report(finder, results, started_utc)
     table_console.print(_results_table(results))
     if json_destination:
@@ -237,7 +290,9 @@ def _results_table(results: list) -> Table:
         )
     n_ok = sum(r.ok for r in results)
     n_match = sum(bool(r.matches) for r in results)
-    table.caption = f"{len(results)} queries: {n_match} with copies, {n_ok - n_match} without, {len(results) - n_ok} failed"
+    n_failed = len(results) - n_ok
+    n_clean = n_ok - n_match
+    table.caption = f"{len(results)} queries: {n_match} with copies, {n_clean} without, {n_failed} failed"
     return table
 
 

@@ -20,11 +20,21 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from vcopy.video import FileStamp, FrameChunk, SamplingConfig, VideoEnd, VideoFailed, VideoInfo, VideoStart, decode_videos
+from vcopy.video import (
+    FileStamp,
+    FrameChunk,
+    SamplingConfig,
+    VideoEnd,
+    VideoFailed,
+    VideoInfo,
+    VideoStart,
+    decode_videos,
+)
 
 MIN_SAMPLED_FRAMES = 2  # fewer cannot show where a copy starts and ends
 DESCRIPTOR_NAME = "efficientnet_lite0/stage6+head-avgpool/v1"
@@ -67,7 +77,13 @@ def sha256_of(path: Path) -> str:
 
 def _timm_key(key: str) -> str:
     """Map a key of the package's (lukemelas-style) state dict to timm's names."""
-    top = {"_conv_stem.": "conv_stem.", "_bn0.": "bn1.", "_conv_head.": "conv_head.", "_bn1.": "bn2.", "_fc.": "classifier."}
+    top = {
+        "_conv_stem.": "conv_stem.",
+        "_bn0.": "bn1.",
+        "_conv_head.": "conv_head.",
+        "_bn1.": "bn2.",
+        "_fc.": "classifier.",
+    }
     for old, new in top.items():
         if key.startswith(old):
             return new + key[len(old) :]
@@ -119,7 +135,7 @@ class FrameDescriptor:
         self.device = torch.device(device)
         self.batch_size = batch_size
         model = load_efficientnet_lite0()
-        self.model = model.to(self.device)
+        self.model: Any = model.to(self.device)  # timm's EfficientNet (submodules typed loosely)
         bn = model.bn2
         sigma = bn.weight.detach().abs().clamp_min(1e-6)
         self.head_centre = _relu6_gaussian_mean(bn.bias.detach(), sigma).to(self.device)
@@ -199,4 +215,8 @@ def encode_videos(
 def video_duration_s(video: EncodedVideo, sampling: SamplingConfig) -> float:
     """The container's duration, or the span the sampled frames cover when it announces none."""
     covered = float(video.timestamps_s[-1]) + 1.0 / sampling.sample_fps if len(video.timestamps_s) else 0.0
-    return video.info.duration_s if video.info.duration_s > 0 and math.isfinite(video.info.duration_s) else covered
+    return (
+        video.info.duration_s
+        if video.info.duration_s > 0 and math.isfinite(video.info.duration_s)
+        else covered
+    )

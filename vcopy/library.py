@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -33,6 +34,7 @@ from vcopy.video import SamplingConfig, file_stamp, find_videos
 
 SCHEMA_VERSION = 1
 _DB, _INDEX, _LOCK = "library.sqlite", "index.faiss", "write.lock"
+_VIDEO_COLUMNS = "id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder"  # LibraryVideo
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -109,10 +111,10 @@ class Library:
     """A feature library on disk. ``Library.open(path)`` to read, ``Library.open(path, write=True)``
     (a context manager) to add or remove videos."""
 
-    def __init__(self, root: Path, db: sqlite3.Connection, index: faiss.Index, lock_fd: int | None) -> None:
+    def __init__(self, root: Path, db: sqlite3.Connection, index: Any, lock_fd: int | None) -> None:
         self.root = root
         self._db = db
-        self.index = index
+        self.index = index  # faiss.IndexIDMap2 (the SWIG stubs type it loosely)
         self._lock_fd = lock_fd
 
     # -- opening -------------------------------------------------------------------------------
@@ -202,14 +204,12 @@ class Library:
         return f"g{generation}-v{n_videos}-n{n_vectors}"
 
     def videos(self) -> list[LibraryVideo]:
-        rows = self._db.execute(
-            "SELECT id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder FROM videos ORDER BY id"
-        ).fetchall()
+        rows = self._db.execute(f"SELECT {_VIDEO_COLUMNS} FROM videos ORDER BY id").fetchall()
         return [LibraryVideo(*row) for row in rows]
 
     def video(self, video_id: int) -> LibraryVideo:
         row = self._db.execute(
-            "SELECT id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder FROM videos WHERE id = ?",
+            f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE id = ?",
             (video_id,),
         ).fetchone()
         if row is None:
@@ -248,7 +248,11 @@ class Library:
             "SELECT id, timestamp_s FROM vectors WHERE video_id = ? ORDER BY timestamp_s", (video_id,)
         ).fetchall()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
-        vectors = np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.index.d))
+        vectors = (
+            np.stack([self.index.reconstruct(int(i)) for i in ids])
+            if len(ids)
+            else np.zeros((0, self.index.d))
+        )
         return vectors.astype(np.float32), np.array([r[1] for r in rows], dtype=np.float64)
 
     # -- writing -------------------------------------------------------------------------------
@@ -305,7 +309,9 @@ class Library:
             raise LibraryError(f"{self.root}: opened read-only")
 
     def _unchanged(self, path: Path) -> bool:
-        row = self._db.execute("SELECT id, size, mtime_ns, sha256 FROM videos WHERE path = ?", (str(path),)).fetchone()
+        row = self._db.execute(
+            "SELECT id, size, mtime_ns, sha256 FROM videos WHERE path = ?", (str(path),)
+        ).fetchone()
         if row is None:
             return False
         try:
@@ -392,7 +398,9 @@ class Library:
 
     def _delete_rows(self, video_id: int) -> list[int]:
         """Delete a video's rows (inside a transaction); returns its vector ids."""
-        vector_ids = [r[0] for r in self._db.execute("SELECT id FROM vectors WHERE video_id = ?", (video_id,))]
+        vector_ids = [
+            r[0] for r in self._db.execute("SELECT id FROM vectors WHERE video_id = ?", (video_id,))
+        ]
         self._db.execute("DELETE FROM vectors WHERE video_id = ?", (video_id,))
         self._db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
         return vector_ids
@@ -417,7 +425,9 @@ class Library:
         """Repair what a kill can leave: drop orphan vectors; forget videos whose vectors are missing
         (the next ``index`` run indexes them again)."""
         index_ids = self._index_ids()
-        rows = np.array(self._db.execute("SELECT id, video_id FROM vectors").fetchall(), dtype=np.int64).reshape(-1, 2)
+        rows = np.array(
+            self._db.execute("SELECT id, video_id FROM vectors").fetchall(), dtype=np.int64
+        ).reshape(-1, 2)
         missing = ~np.isin(rows[:, 0], index_ids)
         self._remove(sorted(set(rows[missing, 1].tolist())))
         valid = np.array([r[0] for r in self._db.execute("SELECT id FROM vectors")], dtype=np.int64)
@@ -431,7 +441,9 @@ def _take_lock(root: Path) -> int:
     except BlockingIOError:
         holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise LibraryError(f"{root}: another process (pid {holder}) is writing this library; try again later") from None
+        raise LibraryError(
+            f"{root}: another process (pid {holder}) is writing this library; try again later"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd

@@ -63,7 +63,9 @@ class CopyFinder:
         self.config = config or QueryConfig()
         self.descriptor = descriptor or FrameDescriptor()
         if library.meta["descriptor"] != self.descriptor.name:
-            raise ValueError(f"library uses descriptor {library.meta['descriptor']}, not {self.descriptor.name}")
+            raise ValueError(
+                f"library uses descriptor {library.meta['descriptor']}, not {self.descriptor.name}"
+            )
         self.localizer: Localizer = create_localizer(self.config.localizer)
         self.sampling = replace(library.sampling, stall_timeout_s=self.config.stall_timeout_s)
 
@@ -72,7 +74,9 @@ class CopyFinder:
         """Every setting in effect, for the report."""
         return {
             **asdict(self.config),
-            "localizer_settings": asdict(self.localizer) if hasattr(self.localizer, "__dataclass_fields__") else {},
+            "localizer_settings": asdict(self.localizer)
+            if hasattr(self.localizer, "__dataclass_fields__")
+            else {},
             "sampling": asdict(self.sampling),
             "descriptor": self.descriptor.name,
         }

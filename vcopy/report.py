@@ -21,7 +21,9 @@ def load_schema() -> dict[str, Any]:
     return json.loads(resources.files("vcopy").joinpath("schemas/report-1.schema.json").read_text())
 
 
-def build_report(finder: CopyFinder, results: Sequence[QueryResult], started_utc: str | None = None) -> dict[str, Any]:
+def build_report(
+    finder: CopyFinder, results: Sequence[QueryResult], started_utc: str | None = None
+) -> dict[str, Any]:
     """A report for a person who must defend it: both files by path and SHA-256, every segment in
     seconds with its score, the tool and weights versions, the parameters and the time of the run."""
     library = finder.library

@@ -31,7 +31,9 @@ class Candidate:
     score: float  # sum over query frames of the best contrast to this video's frames
 
 
-def retrieve(library: Library, query_vectors: np.ndarray, knn: int, top: int, background_rank: int) -> Retrieval:
+def retrieve(
+    library: Library, query_vectors: np.ndarray, knn: int, top: int, background_rank: int
+) -> Retrieval:
     """Search each query frame's ``knn`` nearest library frames; a video scores the sum, over query
     frames, of its best contrast (similarity minus background) among them, and the ``top``
     best-scoring videos are returned. The background rank shrinks to a third of a small library."""
@@ -56,7 +58,9 @@ def retrieve(library: Library, query_vectors: np.ndarray, knn: int, top: int, ba
     return Retrieval([Candidate(int(video_ids[i]), float(scores[i])) for i in ranked], background)
 
 
-def similarity_map(query_vectors: np.ndarray, reference_vectors: np.ndarray, background: np.ndarray) -> np.ndarray:
+def similarity_map(
+    query_vectors: np.ndarray, reference_vectors: np.ndarray, background: np.ndarray
+) -> np.ndarray:
     """S[i, j] = <q_i, r_j> - background[i]: query frames along rows, reference frames along columns."""
     raw = np.asarray(query_vectors, dtype=np.float32) @ np.asarray(reference_vectors, dtype=np.float32).T
     return raw - background[:, None]

@@ -1,7 +1,8 @@
 """Decoding: frames sampled at a fixed rate, resized at decode, each with its timestamp in seconds.
 
 decord does the decoding (and applies the display rotation itself); PyAV probes the container and
-decodes what decord cannot open, turning frames by the display matrix as decord would. Decoding runs in a child process, so it overlaps feature extraction in the parent and a
+decodes what decord cannot open, turning frames by the display matrix as decord would. Decoding
+runs in a child process, so it overlaps feature extraction in the parent and a
 decoder that hangs (decord's known spin on containers that over-report their frame count holds the
 GIL, so no signal reaches it) is killed after ``stall_timeout_s`` without output.
 """
@@ -163,7 +164,7 @@ def probe(path: Path) -> VideoInfo:
             raise DecodeError(f"video stream does not decode ({_ffmpeg_reason(exc)})") from None
         if first is None:
             raise DecodeError("video stream has no decodable frame")
-        rotation_deg = int(round(first.rotation or 0)) % 360
+        rotation_deg = round(first.rotation or 0) % 360
         width, height = first.width, first.height
         if rotation_deg in (90, 270):
             width, height = height, width
@@ -257,7 +258,9 @@ def _sample_pyav(path: Path, info: VideoInfo, cfg: SamplingConfig) -> Iterator[F
         yield FrameChunk(path, _rotate(np.stack(frames), info.rotation_deg), np.array(times))
 
 
-def sample_frames(path: Path, info: VideoInfo, cfg: SamplingConfig, use_pyav: bool = False) -> Iterator[FrameChunk]:
+def sample_frames(
+    path: Path, info: VideoInfo, cfg: SamplingConfig, use_pyav: bool = False
+) -> Iterator[FrameChunk]:
     """Frames at ``cfg.sample_fps`` with decord; PyAV where decord cannot open the file."""
     import decord
 

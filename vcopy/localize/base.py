@@ -34,3 +34,27 @@ def frame_span_s(timestamps_s: np.ndarray, first: int, last: int) -> tuple[float
     step on either side of its timestamp."""
     step = float(np.median(np.diff(timestamps_s))) if len(timestamps_s) > 1 else 1.0
     return max(0.0, float(timestamps_s[first]) - step / 2), float(timestamps_s[last]) + step / 2
+
+
+def _overlap_fraction(a0: float, a1: float, b0: float, b1: float) -> float:
+    """Overlap of two intervals as a fraction of the shorter one."""
+    shorter = min(a1 - a0, b1 - b0)
+    return max(0.0, min(a1, b1) - max(a0, b0)) / shorter if shorter > 0 else 0.0
+
+
+def suppress_overlaps(segments: list[Segment], max_overlap: float = 0.5) -> list[Segment]:
+    """Keep segments best first, dropping any that repeats a kept one: more than ``max_overlap`` of
+    the shorter interval shared on both the query and the reference axis."""
+    kept: list[Segment] = []
+    for seg in sorted(segments, key=lambda s: -s.score):
+        if not any(
+            _overlap_fraction(seg.query_start_s, seg.query_end_s, k.query_start_s, k.query_end_s)
+            > max_overlap
+            and _overlap_fraction(
+                seg.reference_start_s, seg.reference_end_s, k.reference_start_s, k.reference_end_s
+            )
+            > max_overlap
+            for k in kept
+        ):
+            kept.append(seg)
+    return kept

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vcopy.localize.base import Segment, frame_span_s
+from vcopy.localize.base import Segment, frame_span_s, suppress_overlaps
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,11 @@ class TemporalNetwork:
             if len(piece.rows) < self.min_frames or score < self.min_score:
                 continue
             q0, q1 = frame_span_s(query_timestamps_s, int(piece.rows.min()), int(piece.rows.max()))
-            r0, r1 = frame_span_s(reference_timestamps_s, int(piece.ref_cols.min()), int(piece.ref_cols.max()))
+            r0, r1 = frame_span_s(
+                reference_timestamps_s, int(piece.ref_cols.min()), int(piece.ref_cols.max())
+            )
             segments.append(Segment(q0, q1, r0, r1, score))
-        return sorted(segments, key=lambda s: -s.score)
+        return suppress_overlaps(sorted(segments, key=lambda s: -s.score))
 
     def _merge(self, pieces: list[_Piece]) -> list[_Piece]:
         """Join pieces that continue one another: next in both query and reference time, within
@@ -73,7 +75,12 @@ class TemporalNetwork:
             for i, kept in enumerate(merged):
                 dq = int(piece.rows[0]) - int(kept.rows[-1])
                 dr = int(piece.ref_cols[0]) - int(kept.ref_cols[-1])
-                if 1 <= dq <= self.merge_gap and 1 <= dr <= self.merge_gap and dr * self.max_speed >= dq and dr <= dq * self.max_speed:
+                if (
+                    1 <= dq <= self.merge_gap
+                    and 1 <= dr <= self.merge_gap
+                    and dr * self.max_speed >= dq
+                    and dr <= dq * self.max_speed
+                ):
                     merged[i] = _Piece(
                         np.concatenate([kept.rows, piece.rows]),
                         np.concatenate([kept.ref_cols, piece.ref_cols]),

@@ -42,7 +42,9 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int)
     return top * (1 - fy) + bottom * fy
 
 
-def procedural_shot(seed: int, duration_s: float, fps: float = 15, size: tuple[int, int] = (240, 320)) -> Clip:
+def procedural_shot(
+    seed: int, duration_s: float, fps: float = 15, size: tuple[int, int] = (240, 320)
+) -> Clip:
     """One shot: a textured, coloured background with shapes moving over it."""
     rng = np.random.default_rng(seed)
     height, width = size
@@ -51,7 +53,9 @@ def procedural_shot(seed: int, duration_s: float, fps: float = 15, size: tuple[i
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height + 1) / 2
     texture = _smooth_noise(rng, height, width, int(rng.integers(3, 12)))
-    background = (colours[0] * ramp[..., None] + colours[1] * (1 - ramp[..., None])) * 0.7 + 0.3 * texture[..., None]
+    background = (colours[0] * ramp[..., None] + colours[1] * (1 - ramp[..., None])) * 0.7 + 0.3 * texture[
+        ..., None
+    ]
     n_shapes = int(rng.integers(3, 7))
     centres = rng.random((n_shapes, 2)) * [height, width]
     velocity = rng.normal(0, 40, (n_shapes, 2))
@@ -73,7 +77,9 @@ def procedural_shot(seed: int, duration_s: float, fps: float = 15, size: tuple[i
     return Clip(frames, fps)
 
 
-def procedural_video(seed: int, duration_s: float, fps: float = 15, size: tuple[int, int] = (240, 320)) -> Clip:
+def procedural_video(
+    seed: int, duration_s: float, fps: float = 15, size: tuple[int, int] = (240, 320)
+) -> Clip:
     """Shots of 1.5-4 s cut together, so that content changes over time like edited footage."""
     rng = np.random.default_rng(seed)
     shots = []
@@ -85,7 +91,9 @@ def procedural_video(seed: int, duration_s: float, fps: float = 15, size: tuple[
     return Clip(np.concatenate(shots), fps)
 
 
-def photo_pan(image: np.ndarray, seed: int, duration_s: float, fps: float = 15, size: tuple[int, int] = (240, 320)) -> Clip:
+def photo_pan(
+    image: np.ndarray, seed: int, duration_s: float, fps: float = 15, size: tuple[int, int] = (240, 320)
+) -> Clip:
     """A camera moving and zooming over a real photo."""
     rng = np.random.default_rng(seed)
     height, width = size
@@ -121,7 +129,7 @@ def crop(clip: Clip, keep: float) -> Clip:
 
 
 def colour_shift(clip: Clip, brightness: float = 0.0, contrast: float = 1.0, saturation: float = 1.0) -> Clip:
-    """Brightness offset (in [−1, 1] of full range), contrast and saturation gains."""
+    """Brightness offset (in [-1, 1] of full range), contrast and saturation gains."""
     x = clip.frames.astype(np.float32) / 255
     grey = x.mean(axis=-1, keepdims=True)
     x = grey + (x - grey) * saturation
