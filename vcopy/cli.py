@@ -71,6 +71,20 @@ def _hms(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:04.1f}"
 
 
+def _decoding_options(command: F) -> F:
+    """--device and --decode-timeout, shared by every command that decodes and describes videos."""
+    command = click.option(
+        "--decode-timeout",
+        default=120.0,
+        show_default=True,
+        type=click.FloatRange(min=1),
+        help="Seconds a decoder may go without producing a frame before it is killed.",
+    )(command)
+    return click.option(
+        "--device", default="cpu", show_default=True, help="Torch device for the descriptor (cpu, cuda)."
+    )(command)
+
+
 @click.group()
 @click.version_option(vcopy.__version__, prog_name="vcopy")
 def cli() -> None:
@@ -94,16 +108,7 @@ def cli() -> None:
     type=click.FloatRange(min=0.05, max=30),
     help="Frames sampled per second of video (fixed when the library is created).",
 )
-@click.option(
-    "--device", default="cpu", show_default=True, help="Torch device for the descriptor (cpu, cuda)."
-)
-@click.option(
-    "--decode-timeout",
-    default=120.0,
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="Seconds a decoder may go without producing a frame before it is killed.",
-)
+@_decoding_options
 @click.option(
     "--commit-every",
     default=30.0,
@@ -193,16 +198,7 @@ def index_command(
 @click.option(
     "--fail-on-match", is_flag=True, help="Exit with 3 (4 if some inputs also failed) when copies are found."
 )
-@click.option(
-    "--device", default="cpu", show_default=True, help="Torch device for the descriptor (cpu, cuda)."
-)
-@click.option(
-    "--decode-timeout",
-    default=120.0,
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="Seconds a decoder may go without producing a frame before it is killed.",
-)
+@_decoding_options
 @_friendly_errors
 def query_command(
     paths: tuple[Path, ...],

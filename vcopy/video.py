@@ -106,11 +106,16 @@ def file_stamp(path: Path) -> FileStamp:
     st = path.stat()
     if not stat.S_ISREG(st.st_mode):
         raise DecodeError("not a regular file")
+    return FileStamp(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256_file(path))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    return FileStamp(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest.hexdigest())
+    return digest.hexdigest()
 
 
 def _check_file(path: Path) -> None:
