@@ -292,5 +292,76 @@ def _results_table(results: list) -> Table:
     return table
 
 
+@cli.command("eval")
+@click.argument("report_path", metavar="REPORT.json", type=click.Path(path_type=Path))
+@click.option(
+    "--gt",
+    "gt_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Ground truth (vcopy.groundtruth/1), e.g. from examples/make_benchmark.py.",
+)
+@click.option("--split", default=None, help="Score only the ground-truth queries of this split.")
+@click.option("--json", "json_destination", metavar="FILE|-", help="Write the scores as JSON (stdout with '-').")
+@_friendly_errors
+def eval_command(report_path: Path, gt_path: Path, split: str | None, json_destination: str | None) -> None:
+    """Score a `vcopy query` report against ground truth.
+
+    Video level: precision, recall, F1 over (query, reference) pairs and micro AP (VSC22).
+    Segment level: precision, recall, F1 of copied-segment boxes (VCSL protocol). Broken down per
+    transformation and per speed when the ground truth names them. Files are matched by SHA-256.
+    """
+    import json
+    from dataclasses import asdict
+
+    from vcopy.evaluate import evaluate
+
+    result = evaluate(gt_path, report_path, split)
+    if result.missing_queries:
+        stderr.print(
+            f"[yellow]{len(result.missing_queries)} ground-truth queries are not in the report "
+            f"(scored as misses), e.g. {result.missing_queries[0]}[/]",
+            highlight=False,
+        )
+    to_stderr = json_destination == "-"
+    console = Console(stderr=to_stderr, width=None if (sys.stderr if to_stderr else sys.stdout).isatty() else 160)
+    console.print(_scores_table("overall", {"all": result.overall}))
+    console.print(_scores_table("per transformation", result.by_transform))
+    console.print(_scores_table("per speed", result.by_speed))
+    if json_destination:
+        text = json.dumps(asdict(result), indent=1)
+        if json_destination == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            Path(json_destination).write_text(text + "\n")
+
+
+def _scores_table(title: str, groups: dict) -> Table:
+    table = Table(title=title, title_justify="left")
+    columns = ("group", "queries", "true pairs", "predicted", "video P", "video R", "video F1", "µAP")
+    for column in (*columns, "segment P", "segment R", "segment F1"):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    for name, s in groups.items():
+        table.add_row(
+            name,
+            str(s.queries),
+            str(s.true_pairs),
+            str(s.predicted_pairs),
+            *(
+                f"{v:.3f}"
+                for v in (
+                    s.video_precision,
+                    s.video_recall,
+                    s.video_f1,
+                    s.video_micro_ap,
+                    s.segment_precision,
+                    s.segment_recall,
+                    s.segment_f1,
+                )
+            ),
+        )
+    return table
+
+
 def main() -> None:
     cli(prog_name="vcopy")

@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from vcopy.localize.base import Localizer, Segment
+from vcopy.localize.dp import DynamicProgramming
+from vcopy.localize.dtw import DynamicTimeWarping
+from vcopy.localize.hv import HoughVoting
 from vcopy.localize.tn import TemporalNetwork
 
 LOCALIZERS: dict[str, Callable[[], Localizer]] = {
     "tn": TemporalNetwork,
+    "dp": DynamicProgramming,
+    "hv": HoughVoting,
+    "dtw": DynamicTimeWarping,
 }
 DEFAULT_LOCALIZER = "tn"
 

@@ -36,6 +36,19 @@ def frame_span_s(timestamps_s: np.ndarray, first: int, last: int) -> tuple[float
     return max(0.0, float(timestamps_s[first]) - step / 2), float(timestamps_s[last]) + step / 2
 
 
+def box_segment(
+    query_timestamps_s: np.ndarray,
+    reference_timestamps_s: np.ndarray,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    score: float,
+) -> Segment:
+    """The segment covering query frames ``rows[0]..rows[1]`` and reference frames ``cols[0]..cols[1]``."""
+    q0, q1 = frame_span_s(query_timestamps_s, rows[0], rows[1])
+    r0, r1 = frame_span_s(reference_timestamps_s, cols[0], cols[1])
+    return Segment(q0, q1, r0, r1, score)
+
+
 def _overlap_fraction(a0: float, a1: float, b0: float, b1: float) -> float:
     """Overlap of two intervals as a fraction of the shorter one."""
     shorter = min(a1 - a0, b1 - b0)

@@ -3,17 +3,58 @@
 Each query frame keeps its ``top_k`` most similar reference frames above ``min_similarity`` as
 nodes. A node links to nodes of the next ``max_step`` query frames whose reference frame moves
 forward at a rate between ``1 / max_speed`` and ``max_speed`` frames per query frame (a copy may be
-slowed down, sped up or drop frames). The path
-of largest summed similarity is a copied segment; its nodes are removed and the search repeats.
+slowed down, sped up or drop frames). The path of largest summed similarity is a copied segment;
+its nodes are removed and the search repeats. The path search is compiled with numba.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
-from vcopy.localize.base import Segment, frame_span_s, suppress_overlaps
+from vcopy.localize.base import Segment, box_segment, suppress_overlaps
+
+
+@numba.njit(cache=True)
+def _best_path(
+    cols: np.ndarray, sims: np.ndarray, alive: np.ndarray, max_step: int, max_speed: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Longest (summed-similarity) path through alive nodes: (query rows, top-k slots); empty if none."""
+    n_query, k = cols.shape
+    best = np.full((n_query, k), -np.inf)
+    parent_row = np.full((n_query, k), -1, dtype=np.int64)
+    parent_slot = np.full((n_query, k), -1, dtype=np.int64)
+    top, top_i, top_s = -np.inf, -1, -1
+    for i in range(n_query):
+        for s in range(k):
+            if not alive[i, s]:
+                continue
+            via, via_row, via_slot = 0.0, -1, -1
+            for p in range(max(0, i - max_step), i):
+                gap = i - p
+                for t in range(k):
+                    jump = cols[i, s] - cols[p, t]
+                    if (
+                        alive[p, t]
+                        and jump >= 1
+                        and jump * max_speed >= gap
+                        and jump <= gap * max_speed
+                        and best[p, t] > via
+                    ):
+                        via, via_row, via_slot = best[p, t], p, t
+            best[i, s] = sims[i, s] + via
+            parent_row[i, s], parent_slot[i, s] = via_row, via_slot
+            if best[i, s] > top:
+                top, top_i, top_s = best[i, s], i, s
+    rows, slots = [], []
+    i, s = top_i, top_s
+    while i >= 0:
+        rows.append(i)
+        slots.append(s)
+        i, s = parent_row[i, s], parent_slot[i, s]
+    return np.array(rows[::-1], dtype=np.int64), np.array(slots[::-1], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -45,27 +86,27 @@ class TemporalNetwork:
             return []
         k = min(self.top_k, n_ref)
         cols = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-        sims = np.take_along_axis(similarity, cols, axis=1)
+        sims = np.take_along_axis(similarity, cols, axis=1).astype(np.float64)
         alive = sims >= self.min_similarity
         pieces = []
         for _ in range(self.max_paths):
-            path = self._best_path(cols, sims, alive)
-            if path is None:
+            rows, picks = _best_path(cols, sims, alive, self.max_step, self.max_speed)
+            if len(rows) == 0:
                 break
-            rows, picks = path
             alive[rows, picks] = False
             pieces.append(_Piece(rows, cols[rows, picks], sims[rows, picks]))
-        segments = []
-        for piece in self._merge(pieces):
-            score = float(piece.sims.mean())
-            if len(piece.rows) < self.min_frames or score < self.min_score:
-                continue
-            q0, q1 = frame_span_s(query_timestamps_s, int(piece.rows.min()), int(piece.rows.max()))
-            r0, r1 = frame_span_s(
-                reference_timestamps_s, int(piece.ref_cols.min()), int(piece.ref_cols.max())
+        segments = [
+            box_segment(
+                query_timestamps_s,
+                reference_timestamps_s,
+                (int(piece.rows.min()), int(piece.rows.max())),
+                (int(piece.ref_cols.min()), int(piece.ref_cols.max())),
+                float(piece.sims.mean()),
             )
-            segments.append(Segment(q0, q1, r0, r1, score))
-        return suppress_overlaps(sorted(segments, key=lambda s: -s.score))
+            for piece in self._merge(pieces)
+            if len(piece.rows) >= self.min_frames and piece.sims.mean() >= self.min_score
+        ]
+        return suppress_overlaps(segments)
 
     def _merge(self, pieces: list[_Piece]) -> list[_Piece]:
         """Join pieces that continue one another: next in both query and reference time, within
@@ -90,36 +131,3 @@ class TemporalNetwork:
             else:
                 merged.append(piece)
         return merged
-
-    def _best_path(
-        self, cols: np.ndarray, sims: np.ndarray, alive: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Longest (summed-similarity) path through the alive nodes, as (query rows, top-k slots)."""
-        n_query, k = cols.shape
-        best = np.where(alive, sims, -np.inf)
-        parent = np.full((n_query, k, 2), -1, dtype=np.int64)
-        for i in range(1, n_query):
-            lo = max(0, i - self.max_step)
-            prev_best = best[lo:i].ravel()  # predecessors: rows lo..i-1, every slot
-            prev_cols = cols[lo:i].ravel()
-            prev_rows = np.repeat(np.arange(lo, i), k)
-            jump = cols[i][:, None] - prev_cols[None, :]  # [k, P] reference frames advanced
-            gap = (i - prev_rows)[None, :]  # query frames advanced
-            ok = (jump >= 1) & (jump * self.max_speed >= gap) & (jump <= gap * self.max_speed)
-            ok &= np.isfinite(prev_best)[None, :]
-            gain = np.where(ok, prev_best[None, :], -np.inf)
-            arg = gain.argmax(axis=1)
-            via = gain[np.arange(k), arg]
-            extend = alive[i] & (via > 0)
-            best[i] = np.where(extend, best[i] + via, best[i])
-            parent[i, extend, 0] = lo + arg[extend] // k
-            parent[i, extend, 1] = arg[extend] % k
-        if not np.isfinite(best).any():
-            return None
-        i, slot = np.unravel_index(int(np.argmax(best)), best.shape)
-        rows, picks = [int(i)], [int(slot)]
-        while parent[rows[-1], picks[-1], 0] >= 0:
-            i, slot = parent[rows[-1], picks[-1]]
-            rows.append(int(i))
-            picks.append(int(slot))
-        return np.array(rows[::-1]), np.array(picks[::-1])

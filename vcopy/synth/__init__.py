@@ -144,8 +144,10 @@ def write_video(
     crf: int = 23,
     size: tuple[int, int] | None = None,
     rotation_deg: int = 0,
+    bit_rate: int | None = None,
 ) -> Path:
-    """Encode with PyAV (real encoders); ``size`` is (height, width) to rescale to."""
+    """Encode with PyAV (real encoders); ``size`` is (height, width) to rescale to; ``bit_rate``
+    (bits per second) is for codecs without a CRF, such as ``mpeg4``."""
     import av
 
     height, width = size or clip.frames.shape[1:3]
@@ -155,6 +157,8 @@ def write_video(
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
             stream.options = {"crf": str(crf), "preset": "veryfast"}
+        if bit_rate:
+            stream.bit_rate = bit_rate
         if rotation_deg:
             stream.set_display_rotation(rotation_deg)
         for image in clip.frames:

@@ -1,0 +1,47 @@
+"""Every localizer, on contrast maps with a known copied band."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vcopy.localize import LOCALIZERS, create_localizer
+
+
+def _map(n_query: int, n_ref: int, q0: int, r0: int, length: int, speed: float, seed: int = 0) -> np.ndarray:
+    """Background contrast around -0.1 and a band from (q0, r0) over ``length`` query frames."""
+    rng = np.random.default_rng(seed)
+    sim = rng.normal(-0.1, 0.08, (n_query, n_ref)).astype(np.float32)
+    for t in range(length):
+        sim[q0 + t, r0 + int(round(t * speed))] = 0.6 + rng.normal(0, 0.05)
+    return sim
+
+
+@pytest.mark.parametrize("name", sorted(LOCALIZERS))
+@pytest.mark.parametrize("speed", [1.0, 2.0])
+def test_finds_the_band(name: str, speed: float) -> None:
+    if name == "hv" and speed != 1.0:
+        pytest.skip("Hough voting assumes unchanged speed")
+    sim = _map(60, 120, q0=10, r0=30, length=20, speed=speed)
+    segments = create_localizer(name)(sim, np.arange(60.0), np.arange(120.0))
+    assert segments, name
+    best = segments[0]
+    r_end = 30 + round(19 * speed)
+    assert best.query_start_s == pytest.approx(9.5, abs=1.01)
+    assert best.query_end_s == pytest.approx(29.5, abs=1.01)
+    assert best.reference_start_s == pytest.approx(29.5, abs=1.01)
+    assert best.reference_end_s == pytest.approx(r_end + 0.5, abs=1.01)
+
+
+@pytest.mark.parametrize("name", sorted(LOCALIZERS))
+def test_noise_alone_gives_nothing(name: str) -> None:
+    sim = np.random.default_rng(1).normal(-0.1, 0.08, (50, 80)).astype(np.float32)
+    assert create_localizer(name)(sim, np.arange(50.0), np.arange(80.0)) == []
+
+
+@pytest.mark.parametrize("name", sorted(LOCALIZERS))
+def test_two_copies(name: str) -> None:
+    sim = np.maximum(_map(80, 100, 5, 10, 15, 1.0), _map(80, 100, 50, 70, 15, 1.0, seed=2))
+    segments = create_localizer(name)(sim, np.arange(80.0), np.arange(100.0))
+    starts = sorted(round(s.query_start_s) for s in segments)
+    assert len(segments) == 2 and starts[0] in (4, 5) and starts[1] in (49, 50), segments

@@ -1,0 +1,219 @@
+"""Scoring a ``vcopy query`` report against ground truth.
+
+Video level (VSC22 matching track): precision, recall and F1 over (query, reference) pairs, and
+micro average precision (all predicted pairs ranked by score across queries, AP normalised by the
+number of true pairs).
+
+Segment level (VCSL protocol): a copied segment is a box in the query-time x reference-time plane.
+For one (query, reference) pair, precision on an axis is the length of the predicted boxes'
+intersections with overlapping true boxes (union per predicted box) over the total predicted
+length; recall likewise from the true boxes' side; a pair's precision and recall are the products
+over both axes. Pairs with predictions but no truth have precision 0 (and no recall); pairs with
+truth but no prediction have recall 0 (and no precision). Both are averaged over pairs.
+
+Files are matched by SHA-256 (both reports and ground truth record it), so paths may differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vcopy.errors import VcopyError
+
+Box = tuple[float, float, float, float]  # query_start, query_end, reference_start, reference_end (s)
+Pair = tuple[str, str]  # (query sha256, reference sha256)
+
+
+@dataclass
+class TrueQuery:
+    """Ground truth of one query: its copies per reference, and its tags for the breakdowns."""
+
+    path: str
+    boxes: dict[str, list[Box]] = field(default_factory=dict)  # reference sha256 -> boxes
+    tags: dict[str, set[str]] = field(default_factory=dict)  # "transform"/"speed" -> values
+
+
+@dataclass(frozen=True)
+class Prediction:
+    score: float
+    boxes: list[Box]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Every number of one evaluation (or one breakdown group)."""
+
+    queries: int
+    true_pairs: int
+    predicted_pairs: int
+    video_precision: float
+    video_recall: float
+    video_f1: float
+    video_micro_ap: float
+    segment_precision: float
+    segment_recall: float
+    segment_f1: float
+
+
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+
+def union_length(intervals: Iterable[tuple[float, float]]) -> float:
+    """Total length covered by the intervals, overlaps counted once."""
+    total, end = 0.0, -np.inf
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+def _axis_hits(boxes: list[Box], others: list[Box]) -> tuple[float, float, float, float]:
+    """For each box, the union of its intersections with overlapping ``others`` (on both axes),
+    summed: (query-axis hit, reference-axis hit, query-axis length, reference-axis length)."""
+    hit_q = hit_r = len_q = len_r = 0.0
+    for q0, q1, r0, r1 in boxes:
+        len_q += q1 - q0
+        len_r += r1 - r0
+        inter = [
+            (max(q0, o[0]), min(q1, o[1]), max(r0, o[2]), min(r1, o[3]))
+            for o in others
+            if min(q1, o[1]) > max(q0, o[0]) and min(r1, o[3]) > max(r0, o[2])
+        ]
+        hit_q += union_length((a, b) for a, b, _, _ in inter)
+        hit_r += union_length((c, d) for _, _, c, d in inter)
+    return hit_q, hit_r, len_q, len_r
+
+
+def pair_precision_recall(predicted: list[Box], true: list[Box]) -> tuple[float | None, float | None]:
+    """Segment precision and recall of one (query, reference) pair; None where undefined."""
+    if not predicted:
+        return None, (0.0 if true else None)
+    if not true:
+        return 0.0, None
+    hq, hr, lq, lr = _axis_hits(predicted, true)
+    precision = (hq / lq if lq > 0 else 0.0) * (hr / lr if lr > 0 else 0.0)
+    hq, hr, lq, lr = _axis_hits(true, predicted)
+    recall = (hq / lq if lq > 0 else 0.0) * (hr / lr if lr > 0 else 0.0)
+    return precision, recall
+
+
+def micro_average_precision(ranked_correct: list[bool], n_true: int) -> float:
+    """AP of a ranked list of predictions (True where correct), normalised by ``n_true``."""
+    if n_true == 0:
+        return 0.0
+    hits = np.cumsum(ranked_correct)
+    precision_at = hits / np.arange(1, len(ranked_correct) + 1)
+    return float(np.sum(precision_at[np.asarray(ranked_correct, dtype=bool)]) / n_true)
+
+
+def score(truth: dict[str, TrueQuery], predictions: dict[Pair, Prediction]) -> Scores:
+    """All metrics for the queries in ``truth`` (keyed by sha256); predictions for other queries
+    are ignored."""
+    predictions = {pair: p for pair, p in predictions.items() if pair[0] in truth}
+    true_pairs = {(q, r) for q, t in truth.items() for r in t.boxes}
+    correct = [pair in true_pairs for pair in predictions]
+    tp = sum(correct)
+    precision = tp / len(predictions) if predictions else 0.0
+    recall = tp / len(true_pairs) if true_pairs else 0.0
+    ranked = sorted(predictions, key=lambda pair: -predictions[pair].score)
+    micro_ap = micro_average_precision([pair in true_pairs for pair in ranked], len(true_pairs))
+    precisions, recalls = [], []
+    for pair in set(predictions) | true_pairs:
+        p, r = pair_precision_recall(
+            predictions[pair].boxes if pair in predictions else [], truth[pair[0]].boxes.get(pair[1], [])
+        )
+        if p is not None:
+            precisions.append(p)
+        if r is not None:
+            recalls.append(r)
+    seg_p = float(np.mean(precisions)) if precisions else 0.0
+    seg_r = float(np.mean(recalls)) if recalls else 0.0
+    return Scores(
+        queries=len(truth),
+        true_pairs=len(true_pairs),
+        predicted_pairs=len(predictions),
+        video_precision=precision,
+        video_recall=recall,
+        video_f1=_f1(precision, recall),
+        video_micro_ap=micro_ap,
+        segment_precision=seg_p,
+        segment_recall=seg_r,
+        segment_f1=_f1(seg_p, seg_r),
+    )
+
+
+def load_ground_truth(path: Path, split: str | None = None) -> dict[str, TrueQuery]:
+    """Queries of ``split`` (all when None) keyed by sha256, from a ``vcopy.groundtruth/1`` file."""
+    try:
+        data = json.loads(Path(path).read_text())
+        refs = {r["path"]: r["sha256"] for r in data["references"]}
+        truth: dict[str, TrueQuery] = {}
+        for q in data["queries"]:
+            if split is not None and q.get("split") != split:
+                continue
+            tq = TrueQuery(q["path"])
+            tq.tags["transform"] = {t.split(":")[0] for t in q.get("transforms", [])} or {"none"}
+            tq.tags["speed"] = {f"{c['speed']:g}x" for c in q["copies"] if "speed" in c} or {"no copy"}
+            for c in q["copies"]:
+                tq.boxes.setdefault(refs[c["reference"]], []).append(
+                    (c["query_start"], c["query_end"], c["reference_start"], c["reference_end"])
+                )
+            truth[q["sha256"]] = tq
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise VcopyError(f"{path}: not a readable ground-truth file ({exc.__class__.__name__}: {exc})") from exc
+    if not truth:
+        raise VcopyError(f"{path}: no queries" + (f" in split {split!r}" if split else ""))
+    return truth
+
+
+def load_predictions(path: Path) -> dict[Pair, Prediction]:
+    """(query sha256, reference sha256) -> score and boxes, from a ``vcopy.report/1`` file."""
+    try:
+        data = json.loads(Path(path).read_text())
+        if not str(data.get("schema", "")).startswith("vcopy.report/"):
+            raise ValueError(f"schema is {data.get('schema')!r}, not vcopy.report/*")
+        predictions: dict[Pair, Prediction] = {}
+        for q in data["queries"]:
+            for m in q.get("matches", []):
+                boxes = [
+                    (s["query_start"], s["query_end"], s["reference_start"], s["reference_end"])
+                    for s in m["segments"]
+                ]
+                predictions[(q["sha256"], m["reference"]["sha256"])] = Prediction(float(m["score"]), boxes)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise VcopyError(f"{path}: not a readable vcopy report ({exc.__class__.__name__}: {exc})") from exc
+    return predictions
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    overall: Scores
+    by_transform: dict[str, Scores]
+    by_speed: dict[str, Scores]
+    missing_queries: list[str]  # ground-truth queries absent from the report (scored as misses)
+
+
+def evaluate(gt_path: Path, report_path: Path, split: str | None = None) -> Evaluation:
+    truth = load_ground_truth(gt_path, split)
+    predictions = load_predictions(report_path)
+    reported = {json_q["sha256"] for json_q in json.loads(Path(report_path).read_text())["queries"]}
+    groups: dict[str, dict[str, dict[str, TrueQuery]]] = {"transform": defaultdict(dict), "speed": defaultdict(dict)}
+    for sha, tq in truth.items():
+        for kind, values in tq.tags.items():
+            for value in values:
+                groups[kind][value][sha] = tq
+    return Evaluation(
+        overall=score(truth, predictions),
+        by_transform={k: score(v, predictions) for k, v in sorted(groups["transform"].items())},
+        by_speed={k: score(v, predictions) for k, v in sorted(groups["speed"].items())},
+        missing_queries=sorted(tq.path for sha, tq in truth.items() if sha not in reported),
+    )

@@ -1,0 +1,360 @@
+"""A copy-detection benchmark: reference videos, query videos that copy parts of them, ground truth.
+
+``generate(out_dir, size="small"|"default", seed=0)`` writes videos under ``out_dir`` and
+``groundtruth.json`` (schema ``vcopy.groundtruth/1``). Everything is deterministic given the seed.
+
+Splits: ``train`` (for training models; its references and queries are disjoint from the rest),
+``test`` (the benchmark), and ``long`` (catalogue-like: 10-60 minute references, 1-10 minute
+queries; default size only).
+
+References are cut together from shots: procedural scenes, and pans over tiles of real photos
+(each tile used by one reference only, so that no two references share footage). Queries embed
+one or two copied segments between unrelated procedural content, or copy nothing; every query
+carries an edit from ``vcopy.synth.edits`` (each edit alone at each level, then pairs), and copied
+segments are played at speeds from 0.5x to 2x.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from vcopy import __version__, synth
+from vcopy.synth import edits
+from vcopy.video import sha256_file
+
+GROUND_TRUTH = "groundtruth.json"
+SCHEMA = "vcopy.groundtruth/1"
+SPEEDS = (1.0, 1.0, 1.0, 1.0, 0.5, 0.75, 1.5, 2.0)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How many videos of which lengths one split holds."""
+
+    n_refs: int
+    ref_s: tuple[float, float]
+    n_queries: int
+    copy_s: tuple[float, float]  # length of a copied segment, in reference seconds
+    filler_s: tuple[float, float]  # unrelated content around copied segments
+    fps: float = 10.0
+    size: tuple[int, int] = (240, 320)  # height, width
+    max_edits: int = 2
+
+
+@dataclass(frozen=True)
+class BenchmarkSize:
+    splits: dict[str, SplitSpec]
+
+
+SIZES = {
+    "small": BenchmarkSize(
+        {
+            "test": SplitSpec(8, (14, 20), 16, (5, 9), (1, 4)),
+            "train": SplitSpec(4, (14, 20), 8, (5, 9), (1, 4)),
+        }
+    ),
+    "default": BenchmarkSize(
+        {
+            "test": SplitSpec(100, (20, 40), 300, (6, 16), (2, 10)),
+            "train": SplitSpec(60, (20, 40), 200, (6, 16), (2, 10)),
+            "long": SplitSpec(4, (600, 3600), 6, (20, 180), (20, 200), fps=5.0, size=(180, 320), max_edits=1),
+        }
+    ),
+}
+LONG_REF_S = (600.0, 1200.0, 1800.0, 3600.0)
+LONG_QUERY_S = (60.0, 120.0, 180.0, 300.0, 480.0, 600.0)
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A piece of footage: a procedural scene, or a pan over one tile of a real photo."""
+
+    seed: int
+    duration_s: float
+    photo: int = -1  # index into photos(), -1 for procedural
+    tile: int = 0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything needed to render a video again, deterministically."""
+
+    shots: tuple[Shot, ...]
+    fps: float
+    size: tuple[int, int]
+
+    @property
+    def duration_s(self) -> float:
+        return sum(round(s.duration_s * self.fps) for s in self.shots) / self.fps
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    reference: int  # index of the reference in the split
+    reference_start_s: float
+    reference_end_s: float
+    speed: float
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    path: str
+    fillers: tuple[Recipe, ...]  # one more than copies: before, between, after
+    copies: tuple[CopyPlan, ...]
+    edits: tuple[edits.Edit, ...]
+    seed: int
+
+
+@dataclass
+class Copy:
+    """Ground truth for one copied segment (seconds)."""
+
+    reference: str
+    query_start: float
+    query_end: float
+    reference_start: float
+    reference_end: float
+    speed: float
+    transforms: list[str] = field(default_factory=list)
+
+
+_TILE_GRID = (2, 3)
+
+
+def photos() -> list[np.ndarray]:
+    """Real photographs that ship inside installed packages (RGB uint8)."""
+    from importlib.util import find_spec
+
+    from PIL import Image
+
+    found: list[Path] = []
+    for package, names in [
+        ("sklearn", ["datasets/images/china.jpg", "datasets/images/flower.jpg"]),
+        ("ultralytics", ["assets/bus.jpg", "assets/zidane.jpg"]),
+        ("matplotlib", ["mpl-data/sample_data/grace_hopper.jpg"]),
+    ]:
+        spec = find_spec(package)
+        if spec and spec.origin:
+            found += [p for n in names if (p := Path(spec.origin).parent / n).is_file()]
+    return [np.asarray(Image.open(p).convert("RGB")) for p in found]
+
+
+def _tile(image: np.ndarray, tile: int) -> np.ndarray:
+    rows, cols = _TILE_GRID
+    h, w = image.shape[0] // rows, image.shape[1] // cols
+    r, c = divmod(tile, cols)
+    return image[r * h : (r + 1) * h, c * w : (c + 1) * w]
+
+
+def render(recipe: Recipe, start_s: float = 0.0, end_s: float | None = None) -> synth.Clip:
+    """Frames of ``recipe`` between ``start_s`` and ``end_s``, rendering only the shots needed."""
+    end_s = recipe.duration_s if end_s is None else end_s
+    start_f, end_f = round(start_s * recipe.fps), round(end_s * recipe.fps)
+    pictures = photos() if any(s.photo >= 0 for s in recipe.shots) else []
+    pieces, at = [], 0
+    for shot in recipe.shots:
+        n = round(shot.duration_s * recipe.fps)
+        if at + n > start_f and at < end_f:
+            if shot.photo >= 0:
+                clip = synth.photo_pan(
+                    _tile(pictures[shot.photo], shot.tile), shot.seed, n / recipe.fps, recipe.fps, recipe.size
+                )
+            else:
+                clip = synth.procedural_shot(shot.seed, n / recipe.fps, recipe.fps, recipe.size)
+            pieces.append(clip.frames[max(0, start_f - at) : end_f - at])
+        at += n
+    return synth.Clip(np.concatenate(pieces), recipe.fps)
+
+
+def _shots(
+    rng: np.random.Generator, duration_s: float, tiles: list[tuple[int, int]] | None = None
+) -> tuple[Shot, ...]:
+    """Shots of 1.5-4 s up to ``duration_s``; photo tiles given in ``tiles`` are used once each."""
+    shots, total = [], 0.0
+    tiles = list(tiles or [])
+    while total < duration_s - 0.5:
+        seed = int(rng.integers(2**31))
+        if tiles and rng.random() < 0.3:
+            photo, tile = tiles.pop()
+            length = min(float(rng.uniform(3.0, 5.0)), duration_s - total)
+            shots.append(Shot(seed, length, photo, tile))
+        else:
+            length = min(float(rng.uniform(1.5, 4.0)), duration_s - total)
+            shots.append(Shot(seed, length))
+        total += length
+    return tuple(shots)
+
+
+def _edit_plan(rng: np.random.Generator, n: int, max_edits: int) -> list[tuple[edits.Edit, ...]]:
+    """Every edit alone at every level first, then random pairs (or singles when ``max_edits`` is 1)."""
+    singles = [(edits.Edit(name, level),) for level in range(3) for name in edits.ALL_EDITS]
+    plan = [singles[i] for i in rng.permutation(len(singles))]
+    while len(plan) < n:
+        k = int(rng.integers(1, max_edits + 1))
+        names = rng.choice(len(edits.ALL_EDITS), k, replace=False)
+        plan.append(tuple(edits.Edit(edits.ALL_EDITS[i], int(rng.integers(3))) for i in names))
+    return plan[:n]
+
+
+def _plan_split(
+    name: str, spec: SplitSpec, rng: np.random.Generator, tiles: list[tuple[int, int]]
+) -> tuple[list[Recipe], list[QueryPlan]]:
+    long_form = name == "long"
+    refs = [
+        Recipe(
+            _shots(rng, LONG_REF_S[i % len(LONG_REF_S)] if long_form else float(rng.uniform(*spec.ref_s)), tiles),
+            spec.fps,
+            spec.size,
+        )
+        for i in range(spec.n_refs)
+    ]
+    queries = []
+    for i, edit in enumerate(_edit_plan(rng, spec.n_queries, spec.max_edits)):
+        kind = rng.choice(["single", "double", "negative"], p=[0.65, 0.15, 0.2]) if not long_form else "long"
+        n_copies = {"single": 1, "double": 2, "negative": 0, "long": 1 + i % 3}[str(kind)]
+        chosen = rng.choice(len(refs), n_copies, replace=False) if n_copies else []
+        copies = []
+        for r in chosen:
+            length = float(rng.uniform(*spec.copy_s))
+            start = float(rng.uniform(0, refs[r].duration_s - length))
+            speed = float(rng.choice(SPEEDS)) if not long_form else 1.0
+            copies.append(CopyPlan(int(r), round(start, 1), round(start + length, 1), speed))
+        if long_form:
+            target = LONG_QUERY_S[i % len(LONG_QUERY_S)]
+            copied = sum((c.reference_end_s - c.reference_start_s) / c.speed for c in copies)
+            filler_lengths = np.maximum(rng.dirichlet(np.ones(n_copies + 1)) * max(10.0, target - copied), 1.0)
+        else:
+            filler_lengths = rng.uniform(*spec.filler_s, n_copies + 1)
+            if n_copies == 0:
+                filler_lengths = rng.uniform(spec.copy_s[0] * 2, spec.copy_s[1] * 2, 1)
+        fillers = tuple(Recipe(_shots(rng, float(f)), spec.fps, spec.size) for f in filler_lengths)
+        queries.append(
+            QueryPlan(f"{name}/queries/q{i:04d}.mp4", fillers, tuple(copies), edit, int(rng.integers(2**31)))
+        )
+    return refs, queries
+
+
+def _write_reference(job: tuple[Path, Recipe]) -> None:
+    path, recipe = job
+    synth.write_video(path, render(recipe), crf=20)
+
+
+def _write_query(job: tuple[Path, QueryPlan, list[Recipe]]) -> list[dict[str, object]]:
+    """Render, edit and encode one query; returns its copies' ground truth (reference = index)."""
+    path, plan, refs = job
+    rng = np.random.default_rng(plan.seed)
+    names = {e.name: e.level for e in plan.edits}
+    pieces: list[synth.Clip] = [render(plan.fillers[0])]
+    spans = []
+    for copy, filler in zip(plan.copies, plan.fillers[1:], strict=True):
+        ref = refs[copy.reference]
+        clip = edits.change_speed(render(ref, copy.reference_start_s, copy.reference_end_s), copy.speed)
+        if "pip" in names:
+            background = render(Recipe(_shots(rng, clip.duration_s + 1), ref.fps, ref.size))
+            clip = edits.picture_in_picture(clip, names["pip"], rng, background)
+        start = sum(len(p.frames) for p in pieces)
+        spans.append((start, start + len(clip.frames)))
+        pieces += [clip, render(filler)]
+    video = synth.concat(pieces)
+    fps = video.fps
+    for edit in plan.edits:
+        if edit.name in edits.CLIP_EDITS:
+            video = edits.CLIP_EDITS[edit.name](video, edit.level, rng)
+    if "frame_rate" in names:
+        video = edits.resample_fps(video, edits.frame_rate(names["frame_rate"]))
+    encoding: dict[str, object] = {"crf": 23}
+    if "reencode" in names:
+        encoding = edits.reencode_settings(names["reencode"])
+    synth.write_video(path, video, **encoding)  # type: ignore[arg-type]
+    labels = [e.label for e in plan.edits]
+    return [
+        {
+            "reference": c.reference,
+            "query_start": round(a / fps, 3),
+            "query_end": round(b / fps, 3),
+            "reference_start": c.reference_start_s,
+            "reference_end": c.reference_end_s,
+            "speed": c.speed,
+            "transforms": labels,
+        }
+        for c, (a, b) in zip(plan.copies, spans, strict=True)
+    ]
+
+
+def _parameters(size: str, seed: int) -> dict[str, object]:
+    return {"size": size, "seed": seed, "vcopy_version": __version__}
+
+
+def generate(out_dir: Path, size: str = "default", seed: int = 0, workers: int | None = None) -> Path:
+    """Write the benchmark under ``out_dir`` and return the ground-truth path. An existing benchmark
+    made with the same size, seed and vcopy version is reused."""
+    out_dir = Path(out_dir)
+    gt_path = out_dir / GROUND_TRUTH
+    if gt_path.is_file() and json.loads(gt_path.read_text()).get("generator") == _parameters(size, seed):
+        return gt_path
+    rng = np.random.default_rng(seed)
+    n_photos = len(photos())
+    tiles = [(p, t) for p in range(n_photos) for t in range(_TILE_GRID[0] * _TILE_GRID[1])]
+    tiles = [tiles[i] for i in rng.permutation(len(tiles))]
+    plans = {name: _plan_split(name, spec, rng, tiles) for name, spec in SIZES[size].splits.items()}
+
+    ref_jobs = [
+        (out_dir / f"{name}/refs/r{i:04d}.mp4", recipe)
+        for name, (refs, _) in plans.items()
+        for i, recipe in enumerate(refs)
+    ]
+    query_jobs = [(out_dir / q.path, q, refs) for refs, queries in plans.values() for q in queries]
+    workers = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        list(pool.map(_write_reference, ref_jobs))
+        truths = list(pool.map(_write_query, query_jobs, chunksize=4))
+
+    def entry(path: Path, split: str) -> dict[str, object]:
+        return {
+            "path": path.relative_to(out_dir).as_posix(),
+            "sha256": sha256_file(path),
+            "split": split,
+        }
+
+    references = [entry(path, path.parts[-3]) for path, _ in ref_jobs]
+    for ref, (_, recipe) in zip(references, ref_jobs, strict=True):
+        ref["duration"] = recipe.duration_s
+    queries = []
+    for (path, plan, _), copies in zip(query_jobs, truths, strict=True):
+        split = path.parts[-3]
+        q = entry(path, split)
+        q["transforms"] = [e.label for e in plan.edits]
+        q["copies"] = [
+            asdict(Copy(**{**c, "reference": f"{split}/refs/r{c['reference']:04d}.mp4"}))  # type: ignore[arg-type]
+            for c in copies
+        ]
+        queries.append(q)
+    ground_truth = {
+        "schema": SCHEMA,
+        "generator": _parameters(size, seed),
+        "references": references,
+        "queries": queries,
+    }
+    tmp = gt_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(ground_truth, indent=1))
+    tmp.replace(gt_path)
+    return gt_path
+
+
+def split_paths(gt_path: Path, split: str, kind: str) -> list[Path]:
+    """Absolute paths of the ``kind`` ("references" or "queries") of one split."""
+    truth = json.loads(Path(gt_path).read_text())
+    return [Path(gt_path).parent / v["path"] for v in truth[kind] if v["split"] == split]
+
+
+def copy_transform_names(transforms: Sequence[str]) -> list[str]:
+    """Edit names without their levels: ``["blur:2", "hflip:0"] -> ["blur", "hflip"]``."""
+    return [t.split(":")[0] for t in transforms]
