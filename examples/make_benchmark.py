@@ -19,7 +19,9 @@ from vcopy.synth.benchmark import generate
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--small", action="store_true", help="the small benchmark used by the tests")
     parser.add_argument("--seed", type=int, default=0)

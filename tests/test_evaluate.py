@@ -102,7 +102,11 @@ def _copy(ref: str, q0: float, q1: float, r0: float, r1: float, speed: float) ->
 def _match(ref: str, score: float, box: tuple[float, float, float, float]) -> dict:
     q0, q1, r0, r1 = box
     segment = {"query_start": q0, "query_end": q1, "reference_start": r0, "reference_end": r1, "score": score}
-    return {"reference": {"path": f"/lib/{ref}.mp4", "sha256": f"sha-{ref}"}, "score": score, "segments": [segment]}
+    return {
+        "reference": {"path": f"/lib/{ref}.mp4", "sha256": f"sha-{ref}"},
+        "score": score,
+        "segments": [segment],
+    }
 
 
 def test_evaluate_by_hand(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ def _map(n_query: int, n_ref: int, q0: int, r0: int, length: int, speed: float, 
     rng = np.random.default_rng(seed)
     sim = rng.normal(-0.1, 0.08, (n_query, n_ref)).astype(np.float32)
     for t in range(length):
-        sim[q0 + t, r0 + int(round(t * speed))] = 0.6 + rng.normal(0, 0.05)
+        sim[q0 + t, r0 + round(t * speed)] = 0.6 + rng.normal(0, 0.05)
     return sim
 
 

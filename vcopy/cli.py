@@ -302,7 +302,9 @@ def _results_table(results: list) -> Table:
     help="Ground truth (vcopy.groundtruth/1), e.g. from examples/make_benchmark.py.",
 )
 @click.option("--split", default=None, help="Score only the ground-truth queries of this split.")
-@click.option("--json", "json_destination", metavar="FILE|-", help="Write the scores as JSON (stdout with '-').")
+@click.option(
+    "--json", "json_destination", metavar="FILE|-", help="Write the scores as JSON (stdout with '-')."
+)
 @_friendly_errors
 def eval_command(report_path: Path, gt_path: Path, split: str | None, json_destination: str | None) -> None:
     """Score a `vcopy query` report against ground truth.
@@ -324,7 +326,9 @@ def eval_command(report_path: Path, gt_path: Path, split: str | None, json_desti
             highlight=False,
         )
     to_stderr = json_destination == "-"
-    console = Console(stderr=to_stderr, width=None if (sys.stderr if to_stderr else sys.stdout).isatty() else 160)
+    console = Console(
+        stderr=to_stderr, width=None if (sys.stderr if to_stderr else sys.stdout).isatty() else 160
+    )
     console.print(_scores_table("overall", {"all": result.overall}))
     console.print(_scores_table("per transformation", result.by_transform))
     console.print(_scores_table("per speed", result.by_speed))

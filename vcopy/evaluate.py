@@ -169,7 +169,9 @@ def load_ground_truth(path: Path, split: str | None = None) -> dict[str, TrueQue
                 )
             truth[q["sha256"]] = tq
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise VcopyError(f"{path}: not a readable ground-truth file ({exc.__class__.__name__}: {exc})") from exc
+        raise VcopyError(
+            f"{path}: not a readable ground-truth file ({exc.__class__.__name__}: {exc})"
+        ) from exc
     if not truth:
         raise VcopyError(f"{path}: no queries" + (f" in split {split!r}" if split else ""))
     return truth
@@ -206,7 +208,10 @@ def evaluate(gt_path: Path, report_path: Path, split: str | None = None) -> Eval
     truth = load_ground_truth(gt_path, split)
     predictions = load_predictions(report_path)
     reported = {json_q["sha256"] for json_q in json.loads(Path(report_path).read_text())["queries"]}
-    groups: dict[str, dict[str, dict[str, TrueQuery]]] = {"transform": defaultdict(dict), "speed": defaultdict(dict)}
+    groups: dict[str, dict[str, dict[str, TrueQuery]]] = {
+        "transform": defaultdict(dict),
+        "speed": defaultdict(dict),
+    }
     for sha, tq in truth.items():
         for kind, values in tq.tags.items():
             for value in values:

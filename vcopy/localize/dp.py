@@ -53,7 +53,15 @@ def _longest_path(
                     start_r[cur, j], start_c[cur, j] = i, j
                     total[cur, j], count[cur, j] = sim[i, j], 1
                 if score[cur, j] > best[0]:
-                    best = (score[cur, j], start_r[cur, j], start_c[cur, j], i, j, total[cur, j], count[cur, j])
+                    best = (
+                        score[cur, j],
+                        start_r[cur, j],
+                        start_c[cur, j],
+                        i,
+                        j,
+                        total[cur, j],
+                        count[cur, j],
+                    )
             elif pr >= 0 and gaps[pr, pj] < max_gap and prev > off_penalty:
                 score[cur, j] = prev - off_penalty
                 gaps[cur, j] = gaps[pr, pj] + 1
@@ -84,7 +92,7 @@ class DynamicProgramming:
         on = sim >= self.min_similarity
         segments = []
         for _ in range(self.max_segments):
-            score, r0, c0, r1, c1, total, count = _longest_path(
+            _score, r0, c0, r1, c1, total, count = _longest_path(
                 sim, on, self.off_penalty, self.turn_penalty, self.max_gap
             )
             if r0 < 0:

@@ -210,7 +210,9 @@ def _plan_split(
     long_form = name == "long"
     refs = [
         Recipe(
-            _shots(rng, LONG_REF_S[i % len(LONG_REF_S)] if long_form else float(rng.uniform(*spec.ref_s)), tiles),
+            _shots(
+                rng, LONG_REF_S[i % len(LONG_REF_S)] if long_form else float(rng.uniform(*spec.ref_s)), tiles
+            ),
             spec.fps,
             spec.size,
         )
@@ -230,7 +232,9 @@ def _plan_split(
         if long_form:
             target = LONG_QUERY_S[i % len(LONG_QUERY_S)]
             copied = sum((c.reference_end_s - c.reference_start_s) / c.speed for c in copies)
-            filler_lengths = np.maximum(rng.dirichlet(np.ones(n_copies + 1)) * max(10.0, target - copied), 1.0)
+            filler_lengths = np.maximum(
+                rng.dirichlet(np.ones(n_copies + 1)) * max(10.0, target - copied), 1.0
+            )
         else:
             filler_lengths = rng.uniform(*spec.filler_s, n_copies + 1)
             if n_copies == 0:

@@ -37,7 +37,9 @@ def _per_frame(clip: Clip, fn: Callable[[Image.Image], Image.Image]) -> Clip:
 
 def _resize(clip: Clip, height: int, width: int) -> Clip:
     return Clip(
-        np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in clip.frames]),
+        np.stack(
+            [np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in clip.frames]
+        ),
         clip.fps,
     )
 
@@ -110,7 +112,7 @@ def grayscale(clip: Clip, level: int, rng: np.random.Generator) -> Clip:
     return Clip(np.repeat(grey[..., None], 3, axis=-1), clip.fps)
 
 
-_WORDS = "breaking news live exclusive subscribe watch full video now free hd official clip".split()
+_WORDS = ["breaking", "news", "live", "exclusive", "subscribe", "watch", "full", "video", "official"]
 
 
 def text_overlay(clip: Clip, level: int, rng: np.random.Generator) -> Clip:
@@ -213,9 +215,11 @@ ALL_EDITS = (*CLIP_EDITS, *ENCODING_EDITS, *COMPOSITE_EDITS)
 
 def reencode_settings(level: int) -> dict[str, object]:
     """Encoder settings of a heavy re-encoding at ``level``: x264 at a high CRF, or MPEG-4 Part 2."""
-    return ({"codec": "libx264", "crf": 38}, {"codec": "mpeg4", "bit_rate": 150_000}, {"codec": "libx264", "crf": 47})[
-        level
-    ]
+    return (
+        {"codec": "libx264", "crf": 38},
+        {"codec": "mpeg4", "bit_rate": 150_000},
+        {"codec": "libx264", "crf": 47},
+    )[level]
 
 
 def frame_rate(level: int) -> float:
