@@ -6,6 +6,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos, video_duration_s
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer
@@ -23,6 +25,15 @@ class QueryConfig:
     candidates: int = 10  # library videos that get a similarity map
     min_score: float = 0.0  # matches scoring below this are dropped
     stall_timeout_s: float = 120.0  # a decoder silent this long is killed
+
+
+@dataclass(frozen=True)
+class SimilarityMap:
+    """A query x reference contrast map: query frames along rows, reference frames along columns."""
+
+    reference_id: int
+    contrast: np.ndarray  # float32 [n_query_frames, n_reference_frames]
+    reference_timestamps_s: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -92,29 +103,35 @@ class CopyFinder:
             else:
                 yield self._match(result)
 
-    def _match(self, video: EncodedVideo) -> QueryResult:
-        matches = []
+    def similarity_maps(self, video: EncodedVideo) -> list[SimilarityMap]:
+        """Contrast maps of the query against its top candidate references, best candidate first."""
         cfg = self.config
         retrieval = retrieve(self.library, video.vectors, cfg.knn, cfg.candidates, cfg.background_rank)
+        maps = []
         for candidate in retrieval.candidates:
             ref_vectors, ref_times = self.library.frames_of(candidate.video_id)
             contrast = similarity_map(video.vectors, ref_vectors, retrieval.background)
-            segments = self.localizer(contrast, video.timestamps_s, ref_times)
+            maps.append(SimilarityMap(candidate.video_id, contrast, ref_times))
+        return maps
+
+    def localize(self, video: EncodedVideo, maps: list[SimilarityMap]) -> QueryResult:
+        """Run the localizer on each map; references with copied segments become matches."""
+        duration = video_duration_s(video, self.sampling)
+        matches = []
+        for m in maps:
+            segments = self.localizer(m.contrast, video.timestamps_s, m.reference_timestamps_s)
             if not segments:
                 continue
-            reference = self.library.video(candidate.video_id)
-            duration = video_duration_s(video, self.sampling)
+            reference = self.library.video(m.reference_id)
             segments = [_clip(s, duration, reference.duration_s) for s in segments]
             score = max(s.score for s in segments)
             if score >= self.config.min_score:
                 matches.append(Match(reference, score, segments))
         matches.sort(key=lambda m: -m.score)
-        return QueryResult(
-            path=video.path,
-            sha256=video.stamp.sha256,
-            duration_s=video_duration_s(video, self.sampling),
-            matches=matches,
-        )
+        return QueryResult(path=video.path, sha256=video.stamp.sha256, duration_s=duration, matches=matches)
+
+    def _match(self, video: EncodedVideo) -> QueryResult:
+        return self.localize(video, self.similarity_maps(video))
 
 
 def _clip(segment: Segment, query_duration_s: float, reference_duration_s: float) -> Segment:

@@ -1,0 +1,163 @@
+"""The benchmark: generate (or reuse) the copy dataset, index it, query with every localizer on the
+very same similarity maps, score, and print one markdown table.
+
+    python examples/benchmark.py WORK_DIR [--small] [--localizers tn,dp,hv,dtw]
+
+WORK_DIR/bench holds the dataset (reused when present), WORK_DIR/library a fresh library of the
+test and long-form references, WORK_DIR/reports one report per split and localizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vcopy.evaluate import Scores, evaluate
+from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos
+from vcopy.library import IndexSummary, Library
+from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS
+from vcopy.query import CopyFinder, QueryConfig, QueryResult
+from vcopy.report import build_report, write_report
+from vcopy.synth.benchmark import generate, split_paths
+from vcopy.video import SamplingConfig
+
+
+@dataclass
+class SplitRun:
+    """Per-localizer results, map timings (s) and per-query latency (s) of one split."""
+
+    results: dict[str, list[QueryResult]] = field(default_factory=dict)
+    map_seconds: dict[str, list[float]] = field(default_factory=dict)
+    map_shapes: list[tuple[int, int]] = field(default_factory=list)
+    query_seconds: list[float] = field(default_factory=list)
+
+
+def build_library(root: Path, references: list[Path], descriptor: FrameDescriptor) -> IndexSummary:
+    shutil.rmtree(root, ignore_errors=True)
+    with Library.open(root, write=True, descriptor=descriptor, sampling=SamplingConfig()) as library:
+        return library.add(references, descriptor)
+
+
+def run_split(
+    library: Library, descriptor: FrameDescriptor, queries: list[Path], names: list[str]
+) -> SplitRun:
+    """Encode each query once, build its maps once, run every localizer on them."""
+    finders = {n: CopyFinder(library, descriptor, QueryConfig(localizer=n)) for n in names}
+    first = finders[names[0]]
+    run = SplitRun({n: [] for n in names}, {n: [] for n in names})
+    started = time.perf_counter()
+    for item in encode_videos(queries, descriptor, first.sampling):
+        if isinstance(item, FailedVideo):
+            for n in names:
+                run.results[n].append(QueryResult(path=item.path, error=item.reason))
+            started = time.perf_counter()
+            continue
+        video: EncodedVideo = item
+        maps = first.similarity_maps(video)
+        encoded_and_mapped = time.perf_counter() - started
+        run.map_shapes += [m.contrast.shape for m in maps]
+        for n, finder in finders.items():
+            for m in maps:
+                t = time.perf_counter()
+                finder.localizer(m.contrast, video.timestamps_s, m.reference_timestamps_s)
+                run.map_seconds[n].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            run.results[n].append(finder.localize(video, maps))
+            if n == DEFAULT_LOCALIZER:
+                run.query_seconds.append(encoded_and_mapped + time.perf_counter() - t)
+        started = time.perf_counter()
+    return run
+
+
+def _ms(seconds: list[float]) -> str:
+    return f"{np.median(seconds) * 1000:.2f}" if seconds else "n/a"
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("work_dir", type=Path)
+    parser.add_argument("--small", action="store_true", help="the small dataset (a smoke run, minutes)")
+    parser.add_argument("--localizers", default=",".join(LOCALIZERS), help="comma-separated names")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    names = args.localizers.split(",")
+    work = args.work_dir
+    gt = generate(work / "bench", "small" if args.small else "default")
+    splits = [s for s in ("test", "long") if split_paths(gt, s, "queries")]
+    references = [p for s in splits for p in split_paths(gt, s, "references")]
+
+    descriptor = FrameDescriptor(device=args.device)
+    summary = build_library(work / "library", references, descriptor)
+    library_bytes = sum(p.stat().st_size for p in (work / "library").iterdir() if p.is_file())
+    scores: dict[tuple[str, str], Scores] = {}
+    runs: dict[str, SplitRun] = {}
+    with Library.open(work / "library") as library:
+        n_vectors = library.index.ntotal
+        for split in splits:
+            runs[split] = run_split(library, descriptor, split_paths(gt, split, "queries"), names)
+            for n in names:
+                finder = CopyFinder(library, descriptor, QueryConfig(localizer=n))
+                report_path = work / "reports" / f"{split}-{n}.json"
+                report_path.parent.mkdir(parents=True, exist_ok=True)
+                write_report(build_report(finder, runs[split].results[n]), str(report_path))
+                scores[(split, n)] = evaluate(gt, report_path, split).overall
+
+    video_minutes = summary.video_seconds / 60
+    print(f"\nvcopy benchmark, {datetime.date.today().isoformat()}, {_machine()}")
+    print(f"dataset: {gt} ({', '.join(splits)} splits); similarity maps at 1 frame/s\n")
+    long_cols = "long seg F1 | long video µAP | " if "long" in splits else ""
+    print(
+        "| localizer | segment P | segment R | segment F1 | video P | video R | video µAP | "
+        f"{long_cols}ms/map short (median) | ms/map long (median) |"
+    )
+    print("|" + "---|" * (10 if "long" in splits else 8))
+    for n in names:
+        s = scores[("test", n)]
+        long_part = ""
+        if "long" in splits:
+            ls = scores[("long", n)]
+            long_part = f"{ls.segment_f1:.3f} | {ls.video_micro_ap:.3f} | "
+        print(
+            f"| {n} | {s.segment_precision:.3f} | {s.segment_recall:.3f} | {s.segment_f1:.3f} | "
+            f"{s.video_precision:.3f} | {s.video_recall:.3f} | {s.video_micro_ap:.3f} | {long_part}"
+            f"{_ms(runs['test'].map_seconds[n])} | "
+            f"{_ms(runs['long'].map_seconds[n]) if 'long' in runs else 'n/a'} |"
+        )
+    shapes = {s: np.median([a * b for a, b in runs[s].map_shapes]) for s in runs}
+    print()
+    print("- median map size (cells): " + ", ".join(f"{s} {v:.0f}" for s, v in shapes.items()))
+    print(f"- library: {len(references)} videos, {video_minutes:.1f} video minutes, {n_vectors} vectors")
+    print(f"- vectors stored per video-minute: {n_vectors / video_minutes:.1f}")
+    print(f"- bytes on disk per video-hour: {library_bytes / (video_minutes / 60) / 1e6:.2f} MB")
+    print(f"- index throughput: {summary.throughput:.1f} video s per wall s")
+    for split, run in runs.items():
+        print(
+            f"- median query latency ({split}, {DEFAULT_LOCALIZER}, decode to segments): "
+            f"{np.median(run.query_seconds):.2f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
