@@ -32,3 +32,20 @@ def test_vectors_are_normalised_and_robust() -> None:
     assert v.shape == (3, descriptor.dim) and v.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+
+
+def test_learned_whitening_suppresses_what_copies_change(tmp_path) -> None:
+    from vcopy.whitening import LearnedWhitening, fit_learned_whitening, l2_normalize
+
+    rng = np.random.default_rng(0)
+    frames = l2_normalize(rng.normal(size=(400, 16)))
+    edit = np.zeros(16, dtype=np.float32)
+    edit[0] = 1.0  # every copy moves along one direction, by more than frames differ
+    copies = l2_normalize(frames + 2.0 * edit * rng.normal(size=(400, 1)))
+    whitening = fit_learned_whitening(copies[:300], frames[:300], frames[:300], dim=8)
+    whitening.save(tmp_path / "w.npz")
+    loaded = LearnedWhitening.load(tmp_path / "w.npz")
+    assert loaded.dim == 8 and loaded.provenance["pairs"] == 300
+    a, b = loaded.apply(copies[300:]), loaded.apply(frames[300:])
+    raw_pair = np.mean(np.sum(copies[300:] * frames[300:], axis=1))
+    assert np.mean(np.sum(a * b, axis=1)) > max(raw_pair, 0.9)  # held-out copies now match

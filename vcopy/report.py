@@ -34,14 +34,7 @@ def build_report(
         "created_utc": started_utc or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"python": platform.python_version(), "platform": platform.platform()},
         "parameters": finder.parameters,
-        "models": [
-            {
-                "role": "frame_descriptor",
-                "name": descriptor.name,
-                "file": str(descriptor.weights_path),
-                "sha256": descriptor.weights_sha256,
-            }
-        ],
+        "models": descriptor.models,
         "localizer": finder.config.localizer,
         "library": {
             "path": str(library.root.resolve()),

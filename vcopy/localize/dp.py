@@ -80,7 +80,7 @@ class DynamicProgramming:
     turn_penalty: float = 0.05
     max_gap: int = 4
     min_frames: int = 3
-    min_score: float = 0.4  # mean contrast over a segment's on-cells that makes it a copy
+    min_score: float = 0.3  # mean contrast over on-cells that makes it a copy (tuned, train split)
     max_segments: int = 8
 
     def __call__(

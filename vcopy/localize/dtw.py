@@ -63,7 +63,7 @@ class DynamicTimeWarping:
     min_similarity: float = 0.12
     gap_cost: float = 0.3
     min_frames: int = 3
-    min_score: float = 0.4  # mean contrast along the warping path that makes it a copy
+    min_score: float = 0.3  # mean contrast along the warping path that makes it a copy (tuned)
     max_segments: int = 8
 
     def __call__(

@@ -74,8 +74,9 @@ class TemporalNetwork:
     max_step: int = 3
     max_speed: float = 2.0
     merge_gap: int = 6  # pieces this many frames apart on one diagonal band are one segment
+    trim_ratio: float = 0.4  # path ends weaker than this fraction of the path's median are cut
     min_frames: int = 3
-    min_score: float = 0.4  # mean contrast along a segment that makes it a copy
+    min_score: float = 0.3  # mean contrast along a segment that makes it a copy (tuned, train split)
     max_paths: int = 16
 
     def __call__(
@@ -103,10 +104,16 @@ class TemporalNetwork:
                 (int(piece.ref_cols.min()), int(piece.ref_cols.max())),
                 float(piece.sims.mean()),
             )
-            for piece in self._merge(pieces)
+            for piece in map(self._trim, self._merge(pieces))
             if len(piece.rows) >= self.min_frames and piece.sims.mean() >= self.min_score
         ]
         return suppress_overlaps(segments)
+
+    def _trim(self, piece: _Piece) -> _Piece:
+        """Cut weak nodes off both ends: a path picks up faint neighbours before and after a copy."""
+        strong = np.flatnonzero(piece.sims >= self.trim_ratio * np.median(piece.sims))
+        keep = slice(int(strong[0]), int(strong[-1]) + 1)
+        return _Piece(piece.rows[keep], piece.ref_cols[keep], piece.sims[keep])
 
     def _merge(self, pieces: list[_Piece]) -> list[_Piece]:
         """Join pieces that continue one another: next in both query and reference time, within

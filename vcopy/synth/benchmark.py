@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -359,6 +358,17 @@ def split_paths(gt_path: Path, split: str, kind: str) -> list[Path]:
     return [Path(gt_path).parent / v["path"] for v in truth[kind] if v["split"] == split]
 
 
-def copy_transform_names(transforms: Sequence[str]) -> list[str]:
-    """Edit names without their levels: ``["blur:2", "hflip:0"] -> ["blur", "hflip"]``."""
-    return [t.split(":")[0] for t in transforms]
+def copied_frame_pairs(
+    copy: dict[str, float], query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
+) -> list[tuple[int, int]]:
+    """(query frame, reference frame) index pairs showing the same moment of a ground-truth copy:
+    query frames inside the copied segment (half a second from its ends) and the reference frame
+    nearest to where they map, when one lies within half a second."""
+    pairs = []
+    for i, t in enumerate(query_timestamps_s):
+        if copy["query_start"] + 0.5 <= t <= copy["query_end"] - 0.5:
+            t_ref = copy["reference_start"] + (t - copy["query_start"]) * copy["speed"]
+            j = int(np.argmin(np.abs(reference_timestamps_s - t_ref)))
+            if abs(reference_timestamps_s[j] - t_ref) <= 0.5:
+                pairs.append((i, j))
+    return pairs
