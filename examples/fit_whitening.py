@@ -22,7 +22,9 @@ from vcopy.whitening import fit_learned_whitening
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("bench_dir", type=Path)
     parser.add_argument("--split", default="train")
     parser.add_argument("--dim", type=int, default=128)

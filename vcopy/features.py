@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-
 from vcopy.video import (
     FileStamp,
     FrameChunk,
@@ -41,8 +40,8 @@ RAW_DESCRIPTOR_NAME = "efficientnet_lite0/gem3-stages456/v2"
 POOLED_STAGES = (3, 4, 5)  # timm block indices whose outputs are pooled
 GEM_POWER = 3.0
 _BLOCKS_PER_STAGE = (1, 2, 2, 3, 3, 4, 1)
-_INPUT_MEAN, _INPUT_STD = 0.5, 0.5
-SHIPPED_WHITENING = Path("<shipped>")  # sentinel: use shipped_whitening_path()  # the TF-ported Lite weights expect pixels scaled to [-1, 1]
+_INPUT_MEAN, _INPUT_STD = 0.5, 0.5  # the TF-ported Lite weights expect pixels scaled to [-1, 1]
+SHIPPED_WHITENING = Path("<shipped>")  # sentinel: use shipped_whitening_path()
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ def fit_learned_whitening(
     identity, which keeps the inverse stable when pairs are few."""
     diff = np.asarray(anchors, dtype=np.float64) - np.asarray(positives, dtype=np.float64)
     pair_cov = diff.T @ diff / len(diff)
-    pair_cov = (1 - shrinkage) * pair_cov + shrinkage * np.trace(pair_cov) / len(pair_cov) * np.eye(len(pair_cov))
+    isotropic = np.trace(pair_cov) / len(pair_cov) * np.eye(len(pair_cov))
+    pair_cov = (1 - shrinkage) * pair_cov + shrinkage * isotropic
     values, vectors = np.linalg.eigh(pair_cov)
     whiten = vectors @ np.diag(values**-0.5) @ vectors.T
     mean = np.asarray(frames, dtype=np.float64).mean(axis=0)
