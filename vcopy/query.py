@@ -11,7 +11,7 @@ import numpy as np
 from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos, video_duration_s
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer
-from vcopy.similarity import retrieve, similarity_map
+from vcopy.similarity import background_similarity, retrieve, similarity_map
 from vcopy.video import find_videos
 
 
@@ -21,7 +21,7 @@ class QueryConfig:
 
     localizer: str = DEFAULT_LOCALIZER
     knn: int = 64  # library frames retrieved per query frame
-    background_rank: int = 30  # the neighbour whose similarity is a query frame's background
+    background_rank: int = 30  # the background-set neighbour whose similarity is a frame's background
     candidates: int = 10  # library videos that get a similarity map
     min_score: float = 0.0  # matches scoring below this are dropped
     stall_timeout_s: float = 120.0  # a decoder silent this long is killed
@@ -77,6 +77,9 @@ class CopyFinder:
             raise ValueError(
                 f"library uses descriptor {library.meta['descriptor']}, not {self.descriptor.name}"
             )
+        if self.descriptor.whitening is None:
+            raise ValueError("matching needs a whitened descriptor (its background set normalises scores)")
+        self.background_set = self.descriptor.whitening.background
         self.localizer: Localizer = create_localizer(self.config.localizer)
         self.sampling = replace(library.sampling, stall_timeout_s=self.config.stall_timeout_s)
 
@@ -106,7 +109,8 @@ class CopyFinder:
     def similarity_maps(self, video: EncodedVideo) -> list[SimilarityMap]:
         """Contrast maps of the query against its top candidate references, best candidate first."""
         cfg = self.config
-        retrieval = retrieve(self.library, video.vectors, cfg.knn, cfg.candidates, cfg.background_rank)
+        background = background_similarity(video.vectors, self.background_set, cfg.background_rank)
+        retrieval = retrieve(self.library, video.vectors, background, cfg.knn, cfg.candidates)
         maps = []
         for candidate in retrieval.candidates:
             ref_vectors, ref_times = self.library.frames_of(candidate.video_id)

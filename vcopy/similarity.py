@@ -1,9 +1,10 @@
 """Candidate retrieval (k-NN votes over the library) and query x reference similarity maps.
 
 Maps are contrast maps: each query frame's similarities minus its background similarity, the
-similarity of its ``background_rank``-th nearest library frame. A frame that resembles everything
-(a generic scene, a plain colour) then stands out only where it resembles one reference much more
-than the rest of the library, which is what a copy looks like.
+similarity of its ``rank``-th nearest frame in a fixed background set of unrelated footage (shipped
+with the descriptor, so the normalisation does not drift as a library grows). A frame that
+resembles everything (a generic scene, a plain colour) then stands out only where it resembles one
+reference much more than it resembles unrelated footage, which is what a copy looks like.
 """
 
 from __future__ import annotations
@@ -31,17 +32,23 @@ class Candidate:
     score: float  # sum over query frames of the best contrast to this video's frames
 
 
+def background_similarity(vectors: np.ndarray, background_set: np.ndarray, rank: int) -> np.ndarray:
+    """Each frame's similarity to its ``rank``-th nearest (0 = nearest) frame of ``background_set``."""
+    sims = np.asarray(vectors, dtype=np.float32) @ np.asarray(background_set, dtype=np.float32).T
+    rank = min(rank, sims.shape[1] - 1)
+    return -np.partition(-sims, rank, axis=1)[:, rank]
+
+
 def retrieve(
-    library: Library, query_vectors: np.ndarray, knn: int, top: int, background_rank: int
+    library: Library, query_vectors: np.ndarray, background: np.ndarray, knn: int, top: int
 ) -> Retrieval:
     """Search each query frame's ``knn`` nearest library frames; a video scores the sum, over query
-    frames, of its best contrast (similarity minus background) among them, and the ``top``
-    best-scoring videos are returned. The background rank shrinks to a third of a small library."""
+    frames, of its best contrast (similarity minus the frame's ``background``) among them, and the
+    ``top`` best-scoring videos are returned."""
     if library.index.ntotal == 0 or len(query_vectors) == 0:
-        return Retrieval([], np.zeros(len(query_vectors), dtype=np.float32))
-    k = min(max(knn, background_rank + 1), library.index.ntotal)
+        return Retrieval([], background)
+    k = min(knn, library.index.ntotal)
     sims, ids = library.index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
-    background = sims[:, min(background_rank, library.index.ntotal // 3)]
     sims = sims - background[:, None]
     owners, _ = library.vector_owners(ids)
     valid = (owners >= 0) & (sims > 0)

@@ -21,10 +21,15 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LearnedWhitening:
-    """``apply(x)`` = L2-normalise(projection @ (x - mean))."""
+    """``apply(x)`` = L2-normalise(projection @ (x - mean)).
+
+    ``background`` holds whitened frames of unrelated videos: a fixed set against which a frame's
+    similarities are normalised (what a frame typically scores against footage it is not a copy
+    of), so that thresholds do not drift as a library grows."""
 
     mean: np.ndarray  # float32 [raw_dim]
     projection: np.ndarray  # float32 [dim, raw_dim]
+    background: np.ndarray  # float32 [n_frames, dim]
     provenance: dict[str, object]  # how it was made
 
     @property
@@ -36,7 +41,13 @@ class LearnedWhitening:
 
     def save(self, path: Path) -> None:
         tmp = Path(path).with_suffix(".tmp.npz")
-        np.savez(tmp, mean=self.mean, projection=self.projection, provenance=json.dumps(self.provenance))
+        np.savez(
+            tmp,
+            mean=self.mean,
+            projection=self.projection,
+            background=self.background,
+            provenance=json.dumps(self.provenance),
+        )
         tmp.replace(path)
 
     @classmethod
@@ -45,6 +56,7 @@ class LearnedWhitening:
             return cls(
                 data["mean"].astype(np.float32),
                 data["projection"].astype(np.float32),
+                data["background"].astype(np.float32),
                 json.loads(str(data["provenance"])),
             )
 
@@ -58,8 +70,9 @@ def fit_learned_whitening(
     provenance: dict[str, object] | None = None,
 ) -> LearnedWhitening:
     """Fit on matching pairs (``anchors[i]`` is a copy of ``positives[i]``) and on ``frames``, a
-    sample of unrelated frames. ``shrinkage`` pulls the pair covariance towards a multiple of the
-    identity, which keeps the inverse stable when pairs are few."""
+    sample of unrelated frames (which, whitened, become the background set). ``shrinkage`` pulls
+    the pair covariance towards a multiple of the identity, which keeps the inverse stable when
+    pairs are few."""
     diff = np.asarray(anchors, dtype=np.float64) - np.asarray(positives, dtype=np.float64)
     pair_cov = diff.T @ diff / len(diff)
     isotropic = np.trace(pair_cov) / len(pair_cov) * np.eye(len(pair_cov))
@@ -71,8 +84,10 @@ def fit_learned_whitening(
     spread, axes = np.linalg.eigh(whitened.T @ whitened / len(whitened))
     keep = np.argsort(-spread)[:dim]
     projection = axes[:, keep].T @ whiten
+    mean, projection = mean.astype(np.float32), projection.astype(np.float32)
     return LearnedWhitening(
-        mean.astype(np.float32),
-        projection.astype(np.float32),
+        mean,
+        projection,
+        l2_normalize((np.asarray(frames, dtype=np.float32) - mean) @ projection.T),
         {**(provenance or {}), "pairs": len(diff), "frames": len(frames), "dim": dim, "shrinkage": shrinkage},
     )
