@@ -133,7 +133,8 @@ class FrameDescriptor:
             whitening = shipped_whitening_path()
         self.whitening_path = whitening
         self.whitening = LearnedWhitening.load(whitening) if whitening is not None else None
-        raw_dim = sum(int(model.blocks[i][-1].bn3.num_features) for i in POOLED_STAGES)
+        blocks: Any = self.model.blocks
+        raw_dim = sum(int(blocks[i][-1].bn3.num_features) for i in POOLED_STAGES)
         self.dim = self.whitening.dim if self.whitening else raw_dim
         self.name = (
             f"{RAW_DESCRIPTOR_NAME}+lw{self.dim}-{sha256_file(whitening)[:12]}"

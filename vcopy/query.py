@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -88,9 +88,7 @@ class CopyFinder:
         """Every setting in effect, for the report."""
         return {
             **asdict(self.config),
-            "localizer_settings": asdict(self.localizer)
-            if hasattr(self.localizer, "__dataclass_fields__")
-            else {},
+            "localizer_settings": asdict(self.localizer) if is_dataclass(self.localizer) else {},
             "sampling": asdict(self.sampling),
             "descriptor": self.descriptor.name,
         }

@@ -22,7 +22,8 @@ class Segment:
 class Localizer(Protocol):
     """Finds copied segments on a query x reference similarity map."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def __call__(
         self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray

@@ -100,8 +100,10 @@ def photo_pan(
     ih, iw = image.shape[:2]
     n_frames = max(1, round(duration_s * fps))
     zoom = np.linspace(rng.uniform(0.4, 0.7), rng.uniform(0.4, 0.7), n_frames)
-    cy = np.linspace(*rng.uniform(0.3, 0.7, 2), n_frames)
-    cx = np.linspace(*rng.uniform(0.3, 0.7, 2), n_frames)
+    cy0, cy1 = rng.uniform(0.3, 0.7, 2)
+    cy = np.linspace(cy0, cy1, n_frames)
+    cx0, cx1 = rng.uniform(0.3, 0.7, 2)
+    cx = np.linspace(cx0, cx1, n_frames)
     frames = np.empty((n_frames, height, width, 3), dtype=np.uint8)
     for f in range(n_frames):
         h = int(ih * zoom[f])
@@ -154,6 +156,7 @@ def write_video(
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=Fraction(clip.fps).limit_denominator(1001))
+        assert isinstance(stream, av.video.stream.VideoStream)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
             stream.options = {"crf": str(crf), "preset": "veryfast"}

@@ -221,7 +221,7 @@ def _plan_split(
     for i, edit in enumerate(_edit_plan(rng, spec.n_queries, spec.max_edits)):
         kind = rng.choice(["single", "double", "negative"], p=[0.65, 0.15, 0.2]) if not long_form else "long"
         n_copies = {"single": 1, "double": 2, "negative": 0, "long": 1 + i % 3}[str(kind)]
-        chosen = rng.choice(len(refs), n_copies, replace=False) if n_copies else []
+        chosen: list[int] = list(rng.choice(len(refs), n_copies, replace=False)) if n_copies else []
         copies = []
         for r in chosen:
             length = float(rng.uniform(*spec.copy_s))

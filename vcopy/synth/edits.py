@@ -38,7 +38,10 @@ def _per_frame(clip: Clip, fn: Callable[[Image.Image], Image.Image]) -> Clip:
 def _resize(clip: Clip, height: int, width: int) -> Clip:
     return Clip(
         np.stack(
-            [np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in clip.frames]
+            [
+                np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.BILINEAR))
+                for f in clip.frames
+            ]
         ),
         clip.fps,
     )
@@ -68,7 +71,7 @@ def low_resolution(clip: Clip, level: int, rng: np.random.Generator) -> Clip:
 
 def rotation(clip: Clip, level: int, rng: np.random.Generator) -> Clip:
     angle = (5.0, 12.0, 25.0)[level] * rng.choice([-1.0, 1.0])
-    return _per_frame(clip, lambda im: im.rotate(angle, resample=Image.BILINEAR))
+    return _per_frame(clip, lambda im: im.rotate(angle, resample=Image.Resampling.BILINEAR))
 
 
 def blur(clip: Clip, level: int, rng: np.random.Generator) -> Clip:
