@@ -58,6 +58,8 @@ def test_table_and_exit_codes(corpus: Corpus, library: Path, tmp_path: Path) -> 
     assert run_vcopy("query", corpus.copy, missing, "--library", library, "--fail-on-match").returncode == 4
     assert run_vcopy("query", corpus.unrelated, missing, "--library", library).returncode == 1
     assert run_vcopy("query", corpus.copy).returncode == 2  # no --library: usage error
+    bad_localizer = run_vcopy("query", corpus.copy, "--library", library, "--localizer", "nope")
+    assert bad_localizer.returncode == 2 and "--localizer" in bad_localizer.stderr
     proc = run_vcopy("query", corpus.copy, "--library", tmp_path / "nolib")
     assert proc.returncode == 5 and "not a vcopy library" in proc.stderr
 

@@ -41,6 +41,8 @@ def _friendly_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except click.ClickException:
+            raise  # usage errors: click prints them and exits with 2
         except VcopyError as exc:
             _fail(str(exc))
         except KeyboardInterrupt:
@@ -184,7 +186,13 @@ def index_command(
     metavar="FILE|-",
     help="Write the JSON report to FILE, or to stdout with '-' (the table then goes to stderr).",
 )
-@click.option("--localizer", default="tn", show_default=True, help="Localizer used on similarity maps.")
+@click.option(
+    "--localizer",
+    default="tn",
+    show_default=True,
+    help="Localizer used on similarity maps: tn (temporal network), dp (dynamic programming), "
+    "hv (Hough voting), dtw (dynamic time warping).",
+)
 @click.option(
     "--candidates",
     default=10,
