@@ -23,7 +23,7 @@ import numpy as np
 from vcopy.evaluate import Scores, evaluate
 from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos
 from vcopy.library import IndexSummary, Library
-from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS
+from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
 from vcopy.query import CopyFinder, QueryConfig, QueryResult
 from vcopy.report import build_report, write_report
 from vcopy.synth.benchmark import generate, split_paths
@@ -31,9 +31,30 @@ from vcopy.video import SamplingConfig
 
 
 @dataclass
-class SplitRun:
-    """Per-localizer results, map timings (s) and per-query latency (s) of one split."""
+class TimedLocalizer:
+    """Wraps a localizer and records how long each call takes (s)."""
 
+    inner: Localizer
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def __call__(
+        self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
+    ) -> list[Segment]:
+        started = time.perf_counter()
+        segments = self.inner(similarity, query_timestamps_s, reference_timestamps_s)
+        self.seconds.append(time.perf_counter() - started)
+        return segments
+
+
+@dataclass
+class SplitRun:
+    """Per-localizer finders, results, map timings (s), and per-query latency (s) of one split."""
+
+    finders: dict[str, CopyFinder]
     results: dict[str, list[QueryResult]] = field(default_factory=dict)
     map_seconds: dict[str, list[float]] = field(default_factory=dict)
     map_shapes: list[tuple[int, int]] = field(default_factory=list)
@@ -51,8 +72,11 @@ def run_split(
 ) -> SplitRun:
     """Encode each query once, build its maps once, run every localizer on them."""
     finders = {n: CopyFinder(library, descriptor, QueryConfig(localizer=n)) for n in names}
+    timers = {n: TimedLocalizer(f.localizer) for n, f in finders.items()}
+    for n, finder in finders.items():
+        finder.localizer = timers[n]
     first = finders[names[0]]
-    run = SplitRun({n: [] for n in names}, {n: [] for n in names})
+    run = SplitRun(finders, {n: [] for n in names})
     started = time.perf_counter()
     for item in encode_videos(queries, descriptor, first.sampling):
         if isinstance(item, FailedVideo):
@@ -65,15 +89,14 @@ def run_split(
         encoded_and_mapped = time.perf_counter() - started
         run.map_shapes += [m.contrast.shape for m in maps]
         for n, finder in finders.items():
-            for m in maps:
-                t = time.perf_counter()
-                finder.localizer(m.contrast, video.timestamps_s, m.reference_timestamps_s)
-                run.map_seconds[n].append(time.perf_counter() - t)
             t = time.perf_counter()
             run.results[n].append(finder.localize(video, maps))
             if n == DEFAULT_LOCALIZER:
                 run.query_seconds.append(encoded_and_mapped + time.perf_counter() - t)
         started = time.perf_counter()
+    for n, finder in finders.items():
+        finder.localizer = timers[n].inner  # reports record the localizer's own settings
+        run.map_seconds[n] = timers[n].seconds
     return run
 
 
@@ -118,8 +141,7 @@ def main() -> None:
         n_vectors = library.index.ntotal
         for split in splits:
             runs[split] = run_split(library, descriptor, split_paths(gt, split, "queries"), names)
-            for n in names:
-                finder = CopyFinder(library, descriptor, QueryConfig(localizer=n))
+            for n, finder in runs[split].finders.items():
                 report_path = work / "reports" / f"{split}-{n}.json"
                 report_path.parent.mkdir(parents=True, exist_ok=True)
                 write_report(build_report(finder, runs[split].results[n]), str(report_path))

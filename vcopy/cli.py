@@ -73,6 +73,14 @@ def _hms(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:04.1f}"
 
 
+def _table_console(json_destination: str | None) -> Console:
+    """Where tables go: stdout, or stderr when the JSON goes to stdout (``--json -``); wide when
+    not a terminal, so that paths are not folded in logs."""
+    to_stderr = json_destination == "-"
+    stream = sys.stderr if to_stderr else sys.stdout
+    return Console(stderr=to_stderr, width=None if stream.isatty() else 240)
+
+
 def _decoding_options(command: F) -> F:
     """--device and --decode-timeout, shared by every command that decodes and describes videos."""
     command = click.option(
@@ -243,9 +251,7 @@ def query_command(
     if localizer not in LOCALIZERS:
         raise click.BadParameter(f"choose from {', '.join(sorted(LOCALIZERS))}", param_hint="--localizer")
     started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    to_stderr = json_destination == "-"
-    stream = sys.stderr if to_stderr else sys.stdout
-    table_console = Console(stderr=to_stderr, width=None if stream.isatty() else 240)
+    table_console = _table_console(json_destination)
     with Library.open(library_path) as library:
         config = QueryConfig(
             localizer=localizer, candidates=candidates, min_score=min_score, stall_timeout_s=decode_timeout
@@ -321,10 +327,10 @@ def eval_command(report_path: Path, gt_path: Path, split: str | None, json_desti
     Segment level: precision, recall, F1 of copied-segment boxes (VCSL protocol). Broken down per
     transformation and per speed when the ground truth names them. Files are matched by SHA-256.
     """
-    import json
     from dataclasses import asdict
 
     from vcopy.evaluate import evaluate
+    from vcopy.report import write_report
 
     result = evaluate(gt_path, report_path, split)
     if result.missing_queries:
@@ -333,19 +339,12 @@ def eval_command(report_path: Path, gt_path: Path, split: str | None, json_desti
             f"(scored as misses), e.g. {result.missing_queries[0]}[/]",
             highlight=False,
         )
-    to_stderr = json_destination == "-"
-    console = Console(
-        stderr=to_stderr, width=None if (sys.stderr if to_stderr else sys.stdout).isatty() else 160
-    )
+    console = _table_console(json_destination)
     console.print(_scores_table("overall", {"all": result.overall}))
     console.print(_scores_table("per transformation", result.by_transform))
     console.print(_scores_table("per speed", result.by_speed))
     if json_destination:
-        text = json.dumps(asdict(result), indent=1)
-        if json_destination == "-":
-            sys.stdout.write(text + "\n")
-        else:
-            Path(json_destination).write_text(text + "\n")
+        write_report(asdict(result), json_destination)
 
 
 def _scores_table(title: str, groups: dict) -> Table:

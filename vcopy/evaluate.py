@@ -177,8 +177,9 @@ def load_ground_truth(path: Path, split: str | None = None) -> dict[str, TrueQue
     return truth
 
 
-def load_predictions(path: Path) -> dict[Pair, Prediction]:
-    """(query sha256, reference sha256) -> score and boxes, from a ``vcopy.report/1`` file."""
+def load_predictions(path: Path) -> tuple[dict[Pair, Prediction], set[str]]:
+    """From a ``vcopy.report/1`` file: (query sha256, reference sha256) -> score and boxes, and the
+    sha256 of every query the report covers."""
     try:
         data = json.loads(Path(path).read_text())
         if not str(data.get("schema", "")).startswith("vcopy.report/"):
@@ -193,7 +194,7 @@ def load_predictions(path: Path) -> dict[Pair, Prediction]:
                 predictions[(q["sha256"], m["reference"]["sha256"])] = Prediction(float(m["score"]), boxes)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise VcopyError(f"{path}: not a readable vcopy report ({exc.__class__.__name__}: {exc})") from exc
-    return predictions
+    return predictions, {q["sha256"] for q in data["queries"]}
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,7 @@ class Evaluation:
 
 def evaluate(gt_path: Path, report_path: Path, split: str | None = None) -> Evaluation:
     truth = load_ground_truth(gt_path, split)
-    predictions = load_predictions(report_path)
-    reported = {json_q["sha256"] for json_q in json.loads(Path(report_path).read_text())["queries"]}
+    predictions, reported = load_predictions(report_path)
     groups: dict[str, dict[str, dict[str, TrueQuery]]] = {
         "transform": defaultdict(dict),
         "speed": defaultdict(dict),

@@ -134,8 +134,8 @@ class FrameDescriptor:
         self.whitening_path = whitening
         self.whitening = LearnedWhitening.load(whitening) if whitening is not None else None
         blocks: Any = self.model.blocks
-        raw_dim = sum(int(blocks[i][-1].bn3.num_features) for i in POOLED_STAGES)
-        self.dim = self.whitening.dim if self.whitening else raw_dim
+        self.raw_dim = sum(int(blocks[i][-1].bn3.num_features) for i in POOLED_STAGES)
+        self.dim = self.whitening.dim if self.whitening else self.raw_dim
         self.name = (
             f"{RAW_DESCRIPTOR_NAME}+lw{self.dim}-{sha256_file(whitening)[:12]}"
             if whitening is not None
@@ -174,7 +174,7 @@ class FrameDescriptor:
             self._raw(self._prepare(frames[lo : lo + self.batch_size])).cpu().numpy()
             for lo in range(0, len(frames), self.batch_size)
         ]
-        raw = np.concatenate(out).astype(np.float32) if out else np.zeros((0, 384), dtype=np.float32)
+        raw = np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.raw_dim), dtype=np.float32)
         if self.whitening is None:
             return raw
         return self.whitening.apply(raw) if len(raw) else np.zeros((0, self.dim), dtype=np.float32)

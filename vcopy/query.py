@@ -108,11 +108,10 @@ class CopyFinder:
         """Contrast maps of the query against its top candidate references, best candidate first."""
         cfg = self.config
         background = background_similarity(video.vectors, self.background_set, cfg.background_rank)
-        retrieval = retrieve(self.library, video.vectors, background, cfg.knn, cfg.candidates)
         maps = []
-        for candidate in retrieval.candidates:
+        for candidate in retrieve(self.library, video.vectors, background, cfg.knn, cfg.candidates):
             ref_vectors, ref_times = self.library.frames_of(candidate.video_id)
-            contrast = similarity_map(video.vectors, ref_vectors, retrieval.background)
+            contrast = similarity_map(video.vectors, ref_vectors, background)
             maps.append(SimilarityMap(candidate.video_id, contrast, ref_times))
         return maps
 

@@ -78,7 +78,7 @@ def _query_entry(result: QueryResult) -> dict[str, Any]:
 
 
 def write_report(report: dict[str, Any], destination: str) -> None:
-    """Write to a file (atomically) or, for ``-``, to standard output."""
+    """Write JSON to a file (atomically) or, for ``-``, to standard output."""
     text = json.dumps(report, indent=2) + "\n"
     if destination == "-":
         import sys

@@ -17,14 +17,6 @@ from vcopy.library import Library
 
 
 @dataclass(frozen=True)
-class Retrieval:
-    """Candidates, best first, and each query frame's background similarity."""
-
-    candidates: list[Candidate]
-    background: np.ndarray  # float32 [n_query_frames]
-
-
-@dataclass(frozen=True)
 class Candidate:
     """A library video worth localizing against, with its retrieval score."""
 
@@ -41,12 +33,12 @@ def background_similarity(vectors: np.ndarray, background_set: np.ndarray, rank:
 
 def retrieve(
     library: Library, query_vectors: np.ndarray, background: np.ndarray, knn: int, top: int
-) -> Retrieval:
+) -> list[Candidate]:
     """Search each query frame's ``knn`` nearest library frames; a video scores the sum, over query
     frames, of its best contrast (similarity minus the frame's ``background``) among them, and the
-    ``top`` best-scoring videos are returned."""
+    ``top`` best-scoring videos are returned, best first."""
     if library.index.ntotal == 0 or len(query_vectors) == 0:
-        return Retrieval([], background)
+        return []
     k = min(knn, library.index.ntotal)
     sims, ids = library.index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
     sims = sims - background[:, None]
@@ -62,7 +54,7 @@ def retrieve(
     video_ids, inverse = np.unique(pairs[first, 0], return_inverse=True)
     scores = np.bincount(inverse, weights=frame_sims[order][first])
     ranked = np.argsort(-scores, kind="stable")[:top]
-    return Retrieval([Candidate(int(video_ids[i]), float(scores[i])) for i in ranked], background)
+    return [Candidate(int(video_ids[i]), float(scores[i])) for i in ranked]
 
 
 def similarity_map(

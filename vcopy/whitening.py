@@ -9,7 +9,7 @@ strongest are kept, so that what distinguishes one picture from another is what 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -84,10 +84,10 @@ def fit_learned_whitening(
     spread, axes = np.linalg.eigh(whitened.T @ whitened / len(whitened))
     keep = np.argsort(-spread)[:dim]
     projection = axes[:, keep].T @ whiten
-    mean, projection = mean.astype(np.float32), projection.astype(np.float32)
-    return LearnedWhitening(
-        mean,
-        projection,
-        l2_normalize((np.asarray(frames, dtype=np.float32) - mean) @ projection.T),
+    whitening = LearnedWhitening(
+        mean.astype(np.float32),
+        projection.astype(np.float32),
+        np.zeros((0, dim), dtype=np.float32),
         {**(provenance or {}), "pairs": len(diff), "frames": len(frames), "dim": dim, "shrinkage": shrinkage},
     )
+    return replace(whitening, background=whitening.apply(frames))

@@ -37,6 +37,13 @@ def frame_span_s(timestamps_s: np.ndarray, first: int, last: int) -> tuple[float
     return max(0.0, float(timestamps_s[first]) - step / 2), float(timestamps_s[last]) + step / 2
 
 
+def top_k_per_row(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most similar reference frames of each query frame: (columns, similarities), [n, k]."""
+    k = min(k, similarity.shape[1])
+    cols = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    return cols, np.take_along_axis(similarity, cols, axis=1)
+
+
 def box_segment(
     query_timestamps_s: np.ndarray,
     reference_timestamps_s: np.ndarray,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vcopy.localize.base import Segment, box_segment, suppress_overlaps
+from vcopy.localize.base import Segment, box_segment, suppress_overlaps, top_k_per_row
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,7 @@ class HoughVoting:
         n_query, n_ref = similarity.shape
         if n_query == 0 or n_ref == 0:
             return []
-        k = min(self.top_k, n_ref)
-        cols = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-        sims = np.take_along_axis(similarity, cols, axis=1)
+        cols, sims = top_k_per_row(similarity, self.top_k)
         rows = np.broadcast_to(np.arange(n_query)[:, None], cols.shape)
         keep = sims >= self.min_similarity
         rows, cols, sims = rows[keep], cols[keep], sims[keep]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from vcopy.localize.base import Segment, box_segment, suppress_overlaps
+from vcopy.localize.base import Segment, box_segment, suppress_overlaps, top_k_per_row
 
 
 @numba.njit(cache=True)
@@ -85,9 +85,8 @@ class TemporalNetwork:
         n_query, n_ref = similarity.shape
         if n_query == 0 or n_ref == 0:
             return []
-        k = min(self.top_k, n_ref)
-        cols = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-        sims = np.take_along_axis(similarity, cols, axis=1).astype(np.float64)
+        cols, sims = top_k_per_row(similarity, self.top_k)
+        sims = sims.astype(np.float64)
         alive = sims >= self.min_similarity
         pieces = []
         for _ in range(self.max_paths):
