@@ -15,6 +15,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,15 +25,18 @@ from vcopy.evaluate import Scores, evaluate
 from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos
 from vcopy.library import IndexSummary, Library
 from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
+from vcopy.localize.base import MapInput
 from vcopy.query import CopyFinder, QueryConfig, QueryResult
 from vcopy.report import build_report, write_report
 from vcopy.synth.benchmark import generate, split_paths
 from vcopy.video import SamplingConfig
 
+LONG_FORM_FRAMES = 60  # both axes at least this long: a long query against a long reference
+
 
 @dataclass
 class TimedLocalizer:
-    """Wraps a localizer and records how long each call takes (s)."""
+    """Wraps a localizer and records the time per map (s) of each batch it runs (a query's maps)."""
 
     inner: Localizer
     seconds: list[float] = field(default_factory=list)
@@ -44,9 +48,13 @@ class TimedLocalizer:
     def __call__(
         self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
     ) -> list[Segment]:
+        return self.localize_batch([(similarity, query_timestamps_s, reference_timestamps_s)])[0]
+
+    def localize_batch(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
         started = time.perf_counter()
-        segments = self.inner(similarity, query_timestamps_s, reference_timestamps_s)
-        self.seconds.append(time.perf_counter() - started)
+        segments = self.inner.localize_batch(maps)
+        if maps:
+            self.seconds += [(time.perf_counter() - started) / len(maps)] * len(maps)
         return segments
 
 
@@ -58,6 +66,7 @@ class SplitRun:
     results: dict[str, list[QueryResult]] = field(default_factory=dict)
     map_seconds: dict[str, list[float]] = field(default_factory=dict)
     map_shapes: list[tuple[int, int]] = field(default_factory=list)
+    long_form_maps: list[MapInput] = field(default_factory=list)
     query_seconds: list[float] = field(default_factory=list)
 
 
@@ -88,6 +97,11 @@ def run_split(
         maps = first.similarity_maps(video)
         encoded_and_mapped = time.perf_counter() - started
         run.map_shapes += [m.contrast.shape for m in maps]
+        run.long_form_maps += [
+            (m.contrast, video.timestamps_s, m.reference_timestamps_s)
+            for m in maps
+            if min(m.contrast.shape) >= LONG_FORM_FRAMES
+        ]
         for n, finder in finders.items():
             t = time.perf_counter()
             run.results[n].append(finder.localize(video, maps))
@@ -98,6 +112,20 @@ def run_split(
         finder.localizer = timers[n].inner  # reports record the localizer's own settings
         run.map_seconds[n] = timers[n].seconds
     return run
+
+
+def time_long_form(localizer: Localizer, maps: list[MapInput]) -> tuple[float, float]:
+    """(ms per map when all maps go as one batch, median ms of one map alone), after a warm-up."""
+    localizer.localize_batch(maps[:1])
+    started = time.perf_counter()
+    localizer.localize_batch(maps)
+    batched = (time.perf_counter() - started) / len(maps)
+    alone = []
+    for m in maps:
+        started = time.perf_counter()
+        localizer.localize_batch([m])
+        alone.append(time.perf_counter() - started)
+    return batched * 1000, float(np.median(alone)) * 1000
 
 
 def _ms(seconds: list[float]) -> str:
@@ -175,6 +203,18 @@ def main() -> None:
     print(f"- vectors stored per video-minute: {n_vectors / video_minutes:.1f}")
     print(f"- bytes on disk per video-hour: {library_bytes / (video_minutes / 60) / 1e6:.2f} MB")
     print(f"- index throughput: {summary.throughput:.1f} video s per wall s")
+    long_form = runs["long"].long_form_maps if "long" in runs else []
+    if long_form:
+        cells = np.median([m[0].size for m in long_form])
+        print(
+            f"\nLong-form maps (long query x long reference, both axes >= {LONG_FORM_FRAMES} frames): "
+            f"{len(long_form)} maps, median {cells:.0f} cells\n"
+        )
+        print("| localizer | ms/map, all maps in one batch | median ms/map, one at a time |")
+        print("|---|---|---|")
+        for n, finder in runs["long"].finders.items():
+            batched, alone = time_long_form(finder.localizer, long_form)
+            print(f"| {n} | {batched:.2f} | {alone:.2f} |")
     for split, run in runs.items():
         print(
             f"- median query latency ({split}, {DEFAULT_LOCALIZER}, decode to segments): "

@@ -14,6 +14,7 @@ import pytest
 from sklearn.datasets import load_sample_images
 
 from vcopy import synth
+from vcopy.synth import benchmark
 
 COPY_QUERY_S = (6.0, 16.0)  # where the copied segment sits in the query
 COPY_REFERENCE_S = (6.0, 16.0)  # where it comes from in reference r1
@@ -70,3 +71,9 @@ def library(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def one_frame_clip() -> synth.Clip:
     return synth.Clip(np.full((1, 120, 160, 3), 128, dtype=np.uint8), 25)
+
+
+@pytest.fixture(scope="session")
+def small_bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small benchmark dataset (ground-truth path)."""
+    return benchmark.generate(tmp_path_factory.mktemp("bench"), "small", seed=0)

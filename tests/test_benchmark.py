@@ -13,11 +13,6 @@ from vcopy.synth import benchmark, edits
 from vcopy.video import probe, sha256_file
 
 
-@pytest.fixture(scope="session")
-def small_bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return benchmark.generate(tmp_path_factory.mktemp("bench"), "small", seed=0)
-
-
 def test_plans_are_deterministic() -> None:
     spec = benchmark.SIZES["small"].splits["test"]
     a = benchmark._plan_split("test", spec, np.random.default_rng(5), [(0, 1), (1, 2)])

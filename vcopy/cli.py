@@ -196,10 +196,16 @@ def index_command(
 )
 @click.option(
     "--localizer",
-    default="tn",
+    default="spd",
     show_default=True,
-    help="Localizer used on similarity maps: tn (temporal network), dp (dynamic programming), "
-    "hv (Hough voting), dtw (dynamic time warping).",
+    help="Localizer used on similarity maps: spd (the learned detector), tn (temporal network), "
+    "dp (dynamic programming), hv (Hough voting), dtw (dynamic time warping).",
+)
+@click.option(
+    "--spd-weights",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="SPD weights made by `vcopy train spd` (default: the weights shipped with vcopy).",
 )
 @click.option(
     "--candidates",
@@ -221,6 +227,7 @@ def query_command(
     library_path: Path,
     json_destination: str | None,
     localizer: str,
+    spd_weights: Path | None,
     candidates: int,
     min_score: float,
     fail_on_match: bool,
@@ -254,7 +261,11 @@ def query_command(
     table_console = _table_console(json_destination)
     with Library.open(library_path) as library:
         config = QueryConfig(
-            localizer=localizer, candidates=candidates, min_score=min_score, stall_timeout_s=decode_timeout
+            localizer=localizer,
+            spd_weights=spd_weights,
+            candidates=candidates,
+            min_score=min_score,
+            stall_timeout_s=decode_timeout,
         )
         finder = CopyFinder(library, FrameDescriptor(device=device), config)
         files = find_videos(paths)
@@ -372,6 +383,108 @@ def _scores_table(title: str, groups: dict) -> Table:
             ),
         )
     return table
+
+
+@cli.group("train")
+def train_group() -> None:
+    """Train vcopy's models from unlabeled videos (copies are synthesised)."""
+
+
+@train_group.command("spd")
+@click.argument("dataset", type=click.Path(path_type=Path, exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run folder.")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--steps-per-epoch", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", "learning_rate", default=2e-3, show_default=True, type=click.FloatRange(min=0))
+@click.option(
+    "--input-size", default=64, show_default=True, type=click.IntRange(min=32), help="Detector input (px)."
+)
+@click.option(
+    "--widths",
+    default="8,16,32,64",
+    show_default=True,
+    help="Channels at strides 2, 4, 8 and 16 (comma-separated).",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
+@_friendly_errors
+def train_spd_command(
+    dataset: Path,
+    out_dir: Path,
+    epochs: int,
+    steps_per_epoch: int,
+    batch_size: int,
+    learning_rate: float,
+    input_size: int,
+    widths: str,
+    seed: int,
+    resume: bool,
+    device: str,
+) -> None:
+    """Train the SPD copy detector on DATASET, a folder made by examples/make_benchmark.py (only
+    its train split is read: unlabeled source videos and synthesised copies of them).
+
+    Writes OUT/spd.pt (the weights of the epoch with the best validation segment F1, with their
+    calibrated score threshold), OUT/last.pt (checkpoint for --resume), OUT/train-log.jsonl.
+    Use the weights with `vcopy query --spd-weights OUT/spd.pt`.
+    """
+    from vcopy.localize.spd_train import EpochLog, TrainConfig, train_spd
+    from vcopy.synth.benchmark import GROUND_TRUTH
+
+    gt_path = dataset / GROUND_TRUTH if dataset.is_dir() else dataset
+    if not gt_path.is_file():
+        raise click.BadParameter(f"{gt_path}: no ground truth (make one with examples/make_benchmark.py)")
+    try:
+        width_values = tuple(int(w) for w in widths.split(","))
+    except ValueError:
+        width_values = ()
+    if len(width_values) != 4 or min(width_values) < 1:
+        raise click.BadParameter("four positive integers, e.g. 8,16,32,64", param_hint="--widths")
+    config = TrainConfig(
+        input_size=input_size,
+        widths=width_values,  # type: ignore[arg-type]
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        device=device,
+    )
+    with _progress() as progress:
+        encoding = progress.add_task("encoding train split", total=None, current="")
+        training = progress.add_task("training", total=epochs * steps_per_epoch, current="", visible=False)
+
+        def on_video(path: str) -> None:
+            progress.update(encoding, advance=1, current=path)
+
+        def on_step(step: int, total: int) -> None:
+            progress.update(encoding, visible=False)
+            progress.update(training, completed=step, visible=True)
+
+        def on_epoch(log: EpochLog) -> None:
+            v = log.validation
+            progress.console.print(
+                f"epoch {log.epoch}: loss box {log.loss['box']:.3f} cls {log.loss['cls']:.3f} "
+                f"dfl {log.loss['dfl']:.3f} | validation segment F1 {v['segment_f1']:.3f} "
+                f"(P {v['segment_precision']:.3f} R {v['segment_recall']:.3f}), video P "
+                f"{v['video_precision']:.3f} R {v['video_recall']:.3f} at score >= {log.score_threshold:.2f} "
+                f"| {log.seconds:.0f} s",
+                highlight=False,
+            )
+
+        best = train_spd(
+            gt_path,
+            out_dir,
+            config,
+            resume=resume,
+            command=" ".join(["vcopy", *sys.argv[1:]]),
+            on_video=on_video,
+            on_step=on_step,
+            on_epoch=on_epoch,
+        )
+    stderr.print(f"best weights: {best}", highlight=False)
 
 
 def main() -> None:

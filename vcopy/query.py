@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos, video_duration_s
 from vcopy.library import Library, LibraryVideo
-from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer
+from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer, localizer_settings
 from vcopy.similarity import background_similarity, retrieve, similarity_map
 from vcopy.video import find_videos
 
@@ -20,6 +20,7 @@ class QueryConfig:
     """Settings of candidate retrieval and localization."""
 
     localizer: str = DEFAULT_LOCALIZER
+    spd_weights: Path | None = None  # SPD weights file; None: the shipped ones
     knn: int = 64  # library frames retrieved per query frame
     background_rank: int = 30  # the background-set neighbour whose similarity is a frame's background
     candidates: int = 10  # library videos that get a similarity map
@@ -80,7 +81,13 @@ class CopyFinder:
         if self.descriptor.whitening is None:
             raise ValueError("matching needs a whitened descriptor (its background set normalises scores)")
         self.background_set = self.descriptor.whitening.background
-        self.localizer: Localizer = create_localizer(self.config.localizer)
+        self.localizer: Localizer = create_localizer(self.config.localizer, self.config.spd_weights)
+        trained_on = getattr(self.localizer, "descriptor", self.descriptor.name)
+        if trained_on != self.descriptor.name:
+            raise ValueError(
+                f"localizer {self.localizer.name} was trained on maps of descriptor {trained_on}, "
+                f"not {self.descriptor.name}"
+            )
         self.sampling = replace(library.sampling, stall_timeout_s=self.config.stall_timeout_s)
 
     @property
@@ -88,7 +95,7 @@ class CopyFinder:
         """Every setting in effect, for the report."""
         return {
             **asdict(self.config),
-            "localizer_settings": asdict(self.localizer) if is_dataclass(self.localizer) else {},
+            "localizer_settings": localizer_settings(self.localizer),
             "sampling": asdict(self.sampling),
             "descriptor": self.descriptor.name,
         }
@@ -116,11 +123,13 @@ class CopyFinder:
         return maps
 
     def localize(self, video: EncodedVideo, maps: list[SimilarityMap]) -> QueryResult:
-        """Run the localizer on each map; references with copied segments become matches."""
+        """Run the localizer on the maps (one batch); references with copied segments become matches."""
         duration = video_duration_s(video, self.sampling)
         matches = []
-        for m in maps:
-            segments = self.localizer(m.contrast, video.timestamps_s, m.reference_timestamps_s)
+        found = self.localizer.localize_batch(
+            [(m.contrast, video.timestamps_s, m.reference_timestamps_s) for m in maps]
+        )
+        for m, segments in zip(maps, found, strict=True):
             if not segments:
                 continue
             reference = self.library.video(m.reference_id)

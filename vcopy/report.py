@@ -34,7 +34,7 @@ def build_report(
         "created_utc": started_utc or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"python": platform.python_version(), "platform": platform.platform()},
         "parameters": finder.parameters,
-        "models": descriptor.models,
+        "models": descriptor.models + getattr(finder.localizer, "models", []),
         "localizer": finder.config.localizer,
         "library": {
             "path": str(library.root.resolve()),

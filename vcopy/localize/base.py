@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+MapInput = tuple[np.ndarray, np.ndarray, np.ndarray]  # similarity, query times (s), reference times (s)
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,17 @@ class Localizer(Protocol):
     def __call__(
         self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
     ) -> list[Segment]: ...
+
+    def localize_batch(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
+        """Segments of each map; a learned localizer runs them as one batch."""
+        ...
+
+
+class MapByMap:
+    """For localizers that work on one map at a time: a batch is a loop."""
+
+    def localize_batch(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
+        return [self(*m) for m in maps]  # type: ignore[operator]
 
 
 def frame_span_s(timestamps_s: np.ndarray, first: int, last: int) -> tuple[float, float]:

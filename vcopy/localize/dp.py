@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from vcopy.localize.base import Segment, box_segment, suppress_overlaps
+from vcopy.localize.base import MapByMap, Segment, box_segment, suppress_overlaps
 
 
 @numba.njit(cache=True)
@@ -71,7 +71,7 @@ def _longest_path(
 
 
 @dataclass(frozen=True)
-class DynamicProgramming:
+class DynamicProgramming(MapByMap):
     """Thresholds are in contrast units (similarity minus the query frame's background)."""
 
     name: str = "dp"

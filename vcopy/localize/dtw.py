@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from vcopy.localize.base import Segment, box_segment, suppress_overlaps
+from vcopy.localize.base import MapByMap, Segment, box_segment, suppress_overlaps
 
 
 @numba.njit(cache=True)
@@ -56,7 +56,7 @@ def _best_warp(gain: np.ndarray, sim: np.ndarray) -> tuple[float, int, int, int,
 
 
 @dataclass(frozen=True)
-class DynamicTimeWarping:
+class DynamicTimeWarping(MapByMap):
     """Thresholds are in contrast units (similarity minus the query frame's background)."""
 
     name: str = "dtw"

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vcopy.localize.base import Segment, box_segment, suppress_overlaps, top_k_per_row
+from vcopy.localize.base import MapByMap, Segment, box_segment, suppress_overlaps, top_k_per_row
 
 
 @dataclass(frozen=True)
-class HoughVoting:
+class HoughVoting(MapByMap):
     """Thresholds are in contrast units (similarity minus the query frame's background)."""
 
     name: str = "hv"

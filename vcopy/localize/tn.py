@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from vcopy.localize.base import Segment, box_segment, suppress_overlaps, top_k_per_row
+from vcopy.localize.base import MapByMap, Segment, box_segment, suppress_overlaps, top_k_per_row
 
 
 @numba.njit(cache=True)
@@ -65,7 +65,7 @@ class _Piece:
 
 
 @dataclass(frozen=True)
-class TemporalNetwork:
+class TemporalNetwork(MapByMap):
     """Thresholds are in contrast units (similarity minus the query frame's background)."""
 
     name: str = "tn"

@@ -173,7 +173,7 @@ def render(recipe: Recipe, start_s: float = 0.0, end_s: float | None = None) -> 
     return synth.Clip(np.concatenate(pieces), recipe.fps)
 
 
-def _shots(
+def random_shots(
     rng: np.random.Generator, duration_s: float, tiles: list[tuple[int, int]] | None = None
 ) -> tuple[Shot, ...]:
     """Shots of 1.5-4 s up to ``duration_s``; photo tiles given in ``tiles`` are used once each."""
@@ -209,7 +209,7 @@ def _plan_split(
     long_form = name == "long"
     refs = [
         Recipe(
-            _shots(
+            random_shots(
                 rng, LONG_REF_S[i % len(LONG_REF_S)] if long_form else float(rng.uniform(*spec.ref_s)), tiles
             ),
             spec.fps,
@@ -238,7 +238,7 @@ def _plan_split(
             filler_lengths = rng.uniform(*spec.filler_s, n_copies + 1)
             if n_copies == 0:
                 filler_lengths = rng.uniform(spec.copy_s[0] * 2, spec.copy_s[1] * 2, 1)
-        fillers = tuple(Recipe(_shots(rng, float(f)), spec.fps, spec.size) for f in filler_lengths)
+        fillers = tuple(Recipe(random_shots(rng, float(f)), spec.fps, spec.size) for f in filler_lengths)
         queries.append(
             QueryPlan(f"{name}/queries/q{i:04d}.mp4", fillers, tuple(copies), edit, int(rng.integers(2**31)))
         )
@@ -261,7 +261,7 @@ def _write_query(job: tuple[Path, QueryPlan, list[Recipe]]) -> list[dict[str, ob
         ref = refs[copy.reference]
         clip = edits.change_speed(render(ref, copy.reference_start_s, copy.reference_end_s), copy.speed)
         if "pip" in names:
-            background = render(Recipe(_shots(rng, clip.duration_s + 1), ref.fps, ref.size))
+            background = render(Recipe(random_shots(rng, clip.duration_s + 1), ref.fps, ref.size))
             clip = edits.picture_in_picture(clip, names["pip"], rng, background)
         start = sum(len(p.frames) for p in pieces)
         spans.append((start, start + len(clip.frames)))

@@ -1,0 +1,493 @@
+"""Training SPD from synthesised copies: ``train_spd(dataset, out_dir, config)``.
+
+The data is a copy dataset made by ``vcopy.synth.benchmark.generate`` (only its ``train`` split is
+read): unlabeled source videos, queries that copy parts of them under edits, and the generator's
+record of where each copy is. Every video is encoded once with the production descriptor (cached
+under ``out_dir/features``); training maps are then built from the frame vectors on the fly:
+
+- real pairs: a query against a reference it copies, or against a hard negative (a reference that
+  retrieval would rank high but that it does not copy);
+- composites: several queries laid end to end against many references laid end to end, up to
+  long-form sizes, sometimes with the same reference twice (repeated content), with runs of one
+  repeated frame (static content), and with query pieces resampled (rescaling in time).
+
+Boxes come from the ground truth. On the map: Gaussian noise and band dropout (rows or columns
+replaced by background). A fifth of the train-split queries is held out; after each epoch their
+maps against their top retrieval candidates are localized and scored with the benchmark's
+segment-level metric, and the score threshold that maximises segment F1 is kept with the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from vcopy.evaluate import Prediction, Scores, TrueQuery, load_ground_truth, score
+from vcopy.features import FailedVideo, FrameDescriptor, encode_videos
+from vcopy.localize.base import Segment
+from vcopy.localize.spd import (
+    CONTRAST_RANGE,
+    WEIGHTS_FORMAT,
+    SimilarityPatternDetector,
+    build_model,
+    model_config,
+    render_maps,
+)
+from vcopy.query import QueryConfig
+from vcopy.similarity import background_similarity, similarity_map
+from vcopy.video import SamplingConfig
+
+TRAIN_SPLIT = "train"
+BACKGROUND_RANK = QueryConfig.background_rank
+BACKGROUND_CONTRAST = -0.1  # typical contrast of unrelated frames; dropped bands get this value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What ``vcopy train spd`` trains, and how."""
+
+    input_size: int = 64
+    widths: tuple[int, int, int, int] = (8, 16, 32, 64)
+    epochs: int = 30
+    steps_per_epoch: int = 100
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    composite_fraction: float = 0.5  # share of training maps composed of several videos
+    max_composite_queries: int = 12
+    max_composite_references: int = 48
+    validation_fraction: float = 0.2
+    candidates: int = 10  # references per held-out query that get a map, as in `vcopy query`
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Consecutive sampled frames of one video (``key``: its dataset path), or of a static run."""
+
+    key: str
+    vectors: np.ndarray
+    times_s: np.ndarray
+    background: np.ndarray  # each frame's background similarity
+
+
+@dataclass(frozen=True)
+class CopyTruth:
+    reference: str
+    query_start_s: float
+    query_end_s: float
+    reference_start_s: float
+    reference_end_s: float
+
+
+@dataclass
+class TrainingData:
+    """The train split, encoded: videos by dataset path, copies by query path, the held-out queries."""
+
+    videos: dict[str, Piece]
+    sha256: dict[str, str]
+    references: list[str]
+    train_queries: list[str]
+    validation_queries: list[str]
+    copies: dict[str, list[CopyTruth]]
+    candidates: dict[str, list[str]] = field(default_factory=dict)  # query -> top-ranked references
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    epoch: int
+    steps: int
+    seconds: float
+    loss: dict[str, float]
+    validation: dict[str, float]
+    score_threshold: float
+
+
+def encode_dataset(
+    gt_path: Path,
+    cache_dir: Path,
+    descriptor: FrameDescriptor,
+    on_video: Callable[[str], None] | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(frame vectors, timestamps in s) of every train-split video by dataset path, cached per
+    file (by sha256 and descriptor)."""
+    truth = json.loads(Path(gt_path).read_text())
+    entries = [v for kind in ("references", "queries") for v in truth[kind] if v["split"] == TRAIN_SPLIT]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tag = descriptor.name.replace("/", "_")
+
+    def cache(entry: dict[str, Any]) -> Path:
+        return cache_dir / f"{entry['sha256']}-{tag}.npz"
+
+    missing = {Path(gt_path).parent / e["path"]: e for e in entries if not cache(e).is_file()}
+    for item in encode_videos(list(missing), descriptor, SamplingConfig()):
+        entry = missing[item.path]
+        if isinstance(item, FailedVideo):
+            raise RuntimeError(f"{item.path}: {item.reason}")
+        tmp = cache(entry).with_suffix(".tmp.npz")
+        np.savez(tmp, vectors=item.vectors, times_s=item.timestamps_s)
+        tmp.replace(cache(entry))
+        if on_video is not None:
+            on_video(entry["path"])
+    loaded = {}
+    for e in entries:
+        with np.load(cache(e)) as arrays:
+            loaded[e["path"]] = (arrays["vectors"].astype(np.float32), arrays["times_s"])
+    return loaded
+
+
+def load_training_data(
+    gt_path: Path,
+    cache_dir: Path,
+    descriptor: FrameDescriptor,
+    config: TrainConfig,
+    on_video: Callable[[str], None] | None = None,
+) -> TrainingData:
+    """Encode (or load) the train split and hold out ``validation_fraction`` of its queries."""
+    assert descriptor.whitening is not None
+    encoded = encode_dataset(gt_path, cache_dir, descriptor, on_video)
+    truth = json.loads(Path(gt_path).read_text())
+    background_set = descriptor.whitening.background
+    videos = {}
+    for key, (vectors, times_s) in encoded.items():
+        videos[key] = Piece(
+            key, vectors, times_s, background_similarity(vectors, background_set, BACKGROUND_RANK)
+        )
+    references = [v["path"] for v in truth["references"] if v["split"] == TRAIN_SPLIT]
+    queries = [v["path"] for v in truth["queries"] if v["split"] == TRAIN_SPLIT]
+    copies = {
+        q["path"]: [
+            CopyTruth(
+                c["reference"], c["query_start"], c["query_end"], c["reference_start"], c["reference_end"]
+            )
+            for c in q["copies"]
+        ]
+        for q in truth["queries"]
+        if q["split"] == TRAIN_SPLIT
+    }
+    order = np.random.default_rng(config.seed).permutation(len(queries))
+    n_val = max(1, round(len(queries) * config.validation_fraction))
+    data = TrainingData(
+        videos=videos,
+        sha256={v["path"]: v["sha256"] for kind in ("references", "queries") for v in truth[kind]},
+        references=references,
+        train_queries=[queries[i] for i in order[n_val:]],
+        validation_queries=[queries[i] for i in order[:n_val]],
+        copies=copies,
+    )
+    data.candidates = {q: rank_references(data, q)[: config.candidates] for q in queries}
+    return data
+
+
+def contrast(query: list[Piece], reference: list[Piece]) -> np.ndarray:
+    """The contrast map of two sequences of pieces (as ``vcopy.similarity.similarity_map``)."""
+    return similarity_map(
+        np.concatenate([p.vectors for p in query]),
+        np.concatenate([p.vectors for p in reference]),
+        np.concatenate([p.background for p in query]),
+    )
+
+
+def rank_references(data: TrainingData, query: str) -> list[str]:
+    """References by retrieval score: the sum over query frames of their best positive contrast."""
+    q = data.videos[query]
+    scores = [
+        float(np.maximum(contrast([q], [data.videos[r]]).max(axis=1), 0).sum()) for r in data.references
+    ]
+    return [data.references[i] for i in np.argsort(scores)[::-1]]
+
+
+def copy_boxes(query: list[Piece], reference: list[Piece], copies: dict[str, list[CopyTruth]]) -> np.ndarray:
+    """Ground-truth boxes on the map of two sequences: [n, 4] first/last row, first/last column."""
+    boxes = []
+    row0 = 0
+    for qp in query:
+        col0 = 0
+        for rp in reference:
+            for c in copies.get(qp.key, []):
+                if c.reference != rp.key:
+                    continue
+                rows = np.flatnonzero((qp.times_s >= c.query_start_s) & (qp.times_s <= c.query_end_s))
+                cols = np.flatnonzero((rp.times_s >= c.reference_start_s) & (rp.times_s <= c.reference_end_s))
+                if len(rows) and len(cols):
+                    boxes.append((row0 + rows[0], row0 + rows[-1], col0 + cols[0], col0 + cols[-1]))
+            col0 += len(rp.times_s)
+        row0 += len(qp.times_s)
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def _resampled(piece: Piece, rng: np.random.Generator) -> Piece:
+    """The piece played at another rate: frames repeated (slower) or skipped (faster)."""
+    rate = float(rng.choice([0.5, 0.75, 1.5, 2.0]))
+    idx = np.floor(np.arange(0, len(piece.times_s), rate)).astype(int)
+    return Piece(piece.key, piece.vectors[idx], piece.times_s[idx], piece.background[idx])
+
+
+def _static(source: Piece, rng: np.random.Generator) -> Piece:
+    """A run of one repeated frame (a still image, a title card): matches nothing as a copy."""
+    i, n = int(rng.integers(len(source.times_s))), int(rng.integers(5, 40))
+    return Piece(
+        "static",
+        np.repeat(source.vectors[i : i + 1], n, 0),
+        np.zeros(n),
+        np.repeat(source.background[i : i + 1], n),
+    )
+
+
+class MapSampler:
+    """Random training maps with their boxes (normalised xywh), as described in the module doc."""
+
+    def __init__(self, data: TrainingData, config: TrainConfig, rng: np.random.Generator) -> None:
+        self.data, self.config, self.rng = data, config, rng
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.rng.random() < self.config.composite_fraction:
+            query, reference = self._composite()
+        else:
+            query, reference = self._pair()
+        similarity = contrast(query, reference)
+        boxes = copy_boxes(query, reference, self.data.copies)
+        return self._augment(similarity), _xywh(boxes, similarity.shape)
+
+    def _pair(self) -> tuple[list[Piece], list[Piece]]:
+        d, rng = self.data, self.rng
+        q = d.train_queries[rng.integers(len(d.train_queries))]
+        copied = [c.reference for c in d.copies[q]]
+        if copied and rng.random() < 0.6:
+            r = copied[rng.integers(len(copied))]
+        elif (hard := [r for r in d.candidates[q] if r not in copied]) and rng.random() < 0.8:
+            r = hard[rng.integers(len(hard))]
+        else:
+            r = d.references[rng.integers(len(d.references))]
+        query = [d.videos[q]] if rng.random() < 0.7 else [_resampled(d.videos[q], rng)]
+        return query, [d.videos[r]]
+
+    def _composite(self) -> tuple[list[Piece], list[Piece]]:
+        d, rng, cfg = self.data, self.rng, self.config
+        n_q = min(len(d.train_queries), int(np.exp(rng.uniform(0, np.log(cfg.max_composite_queries + 1)))))
+        n_r = min(len(d.references), int(np.exp(rng.uniform(0, np.log(cfg.max_composite_references + 1)))))
+        queries = [d.videos[d.train_queries[i]] for i in rng.choice(len(d.train_queries), n_q, replace=False)]
+        queries = [_resampled(p, rng) if rng.random() < 0.2 else p for p in queries]
+        refs = [d.references[i] for i in rng.choice(len(d.references), n_r, replace=False)]
+        copied = [c.reference for q in queries for c in d.copies.get(q.key, [])]
+        if copied and rng.random() < 0.8:  # make sure a copy is on the map
+            refs[rng.integers(n_r)] = copied[rng.integers(len(copied))]
+        if rng.random() < 0.15:  # repeated content: one reference twice
+            refs.insert(int(rng.integers(n_r + 1)), refs[rng.integers(n_r)])
+        reference = [d.videos[r] for r in refs]
+        for seq in (queries, reference):
+            if rng.random() < 0.3:
+                seq.insert(int(rng.integers(len(seq) + 1)), _static(seq[rng.integers(len(seq))], rng))
+        return queries, reference
+
+    def _augment(self, similarity: np.ndarray) -> np.ndarray:
+        rng = self.rng
+        out = similarity + rng.normal(0, rng.uniform(0, 0.05), similarity.shape).astype(np.float32)
+        if rng.random() < 0.3:  # band dropout: rows or columns lose their signal
+            axis = int(rng.integers(2))
+            n = out.shape[axis]
+            width = int(rng.integers(1, max(2, n // 8)))
+            start = int(rng.integers(0, max(1, n - width)))
+            band = (
+                (slice(start, start + width), slice(None))
+                if axis == 0
+                else (slice(None), slice(start, start + width))
+            )
+            out[band] = BACKGROUND_CONTRAST + rng.normal(0, 0.05, out[band].shape)
+        return out
+
+
+def _xywh(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Inclusive frame boxes (row0, row1, col0, col1) as normalised (x, y, w, h); x along columns."""
+    n_rows, n_cols = shape
+    x0, x1 = boxes[:, 2] / n_cols, (boxes[:, 3] + 1) / n_cols
+    y0, y1 = boxes[:, 0] / n_rows, (boxes[:, 1] + 1) / n_rows
+    return np.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], axis=1).astype(np.float32)
+
+
+def _batch(
+    sampler: MapSampler, size: int, n: int, device: str
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    maps, boxes = zip(*(sampler.sample() for _ in range(n)), strict=True)
+    images = render_maps(maps, size).to(device)
+    batch_idx = torch.cat([torch.full((len(b),), float(i)) for i, b in enumerate(boxes)])
+    bboxes = torch.from_numpy(np.concatenate(boxes)) if len(batch_idx) else torch.zeros(0, 4)
+    return images, {
+        "batch_idx": batch_idx.to(device),
+        "cls": torch.zeros(len(batch_idx), 1, device=device),
+        "bboxes": bboxes.to(device),
+    }
+
+
+def validate(
+    detector: SimilarityPatternDetector, data: TrainingData, gt_path: Path, thresholds: np.ndarray
+) -> tuple[float, Scores]:
+    """Localize held-out queries against their top candidates; (best threshold, its scores)."""
+    truth: dict[str, TrueQuery] = {
+        sha: t
+        for sha, t in load_ground_truth(gt_path, TRAIN_SPLIT).items()
+        if sha in {data.sha256[q] for q in data.validation_queries}
+    }
+    detector.score_threshold = float(thresholds.min())  # filtering later = thresholding first
+    found: list[tuple[str, str, list[Segment]]] = []
+    for q in data.validation_queries:
+        qp = data.videos[q]
+        maps = [
+            (contrast([qp], [data.videos[r]]), qp.times_s, data.videos[r].times_s) for r in data.candidates[q]
+        ]
+        for r, segments in zip(data.candidates[q], detector.localize_batch(maps), strict=True):
+            found.append((data.sha256[q], data.sha256[r], segments))
+    best: tuple[float, Scores] | None = None
+    for t in thresholds:
+        predictions = {}
+        for q, r, segments in found:
+            kept = [s for s in segments if s.score >= t]
+            if kept:
+                boxes = [
+                    (s.query_start_s, s.query_end_s, s.reference_start_s, s.reference_end_s) for s in kept
+                ]
+                predictions[(q, r)] = Prediction(max(s.score for s in kept), boxes)
+        result = score(truth, predictions)
+        if best is None or result.segment_f1 > best[1].segment_f1:
+            best = (float(t), result)
+    assert best is not None
+    return best
+
+
+def _weights(
+    model: torch.nn.Module, config: TrainConfig, descriptor: str, threshold: float, extra: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "format": WEIGHTS_FORMAT,
+        "model_config": model_config(config.widths),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "input_size": config.input_size,
+        "contrast_range": list(CONTRAST_RANGE),
+        "score_threshold": threshold,
+        "descriptor": descriptor,
+        **extra,
+    }
+
+
+def _save(obj: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def train_spd(
+    gt_path: Path,
+    out_dir: Path,
+    config: TrainConfig,
+    resume: bool = False,
+    command: str = "",
+    on_video: Callable[[str], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+) -> Path:
+    """Train SPD on the train split of the dataset at ``gt_path``; returns the path of the best
+    weights (``out_dir/spd.pt``). ``out_dir`` also gets ``last.pt`` (checkpoint, for ``resume``),
+    ``train-log.jsonl`` (one line per epoch) and the feature cache."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    descriptor = FrameDescriptor(device=config.device)
+    data = load_training_data(gt_path, out_dir / "features", descriptor, config, on_video)
+    model = build_model(model_config(config.widths)).to(config.device)
+    model.args = SimpleNamespace(box=7.5, cls=0.5, dfl=1.5)  # type: ignore[assignment]  # loss gains
+    from ultralytics.utils.loss import v8DetectionLoss
+
+    criterion = v8DetectionLoss(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=5e-4)
+    total = config.epochs * config.steps_per_epoch
+    warmup = min(200, total // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)),
+    )
+    start_epoch, best_f1 = 0, -1.0
+    last, best, log_path = out_dir / "last.pt", out_dir / "spd.pt", out_dir / "train-log.jsonl"
+    if resume and last.is_file():
+        state = torch.load(last, map_location=config.device, weights_only=True)
+        if state["train_config"] != _config_record(config):
+            raise ValueError(f"{last}: made with other training settings; start a new run (drop --resume)")
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start_epoch, best_f1 = int(state["epoch"]), float(state["best_f1"])
+    elif log_path.exists():
+        log_path.unlink()
+    thresholds = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        sampler = MapSampler(data, config, np.random.default_rng([config.seed, epoch]))
+        torch.manual_seed(config.seed * 1000 + epoch)
+        model.train()
+        sums = np.zeros(3)
+        for step in range(config.steps_per_epoch):
+            images, targets = _batch(sampler, config.input_size, config.batch_size, config.device)
+            loss, items = criterion(model(images), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            optimizer.step()
+            schedule.step()
+            sums += np.array([float(v) for v in items.values()])
+            if on_step is not None:
+                on_step(epoch * config.steps_per_epoch + step + 1, total)
+        record = {
+            "train_config": _config_record(config),
+            "command": command,
+            "dataset": _dataset_record(gt_path),
+            "epoch": epoch + 1,
+        }
+        _save(_weights(model, config, descriptor.name, 0.5, record), last)
+        threshold, val = validate(
+            SimilarityPatternDetector(weights_path=last, device=config.device), data, gt_path, thresholds
+        )
+        validation = {k: v for k, v in asdict(val).items() if isinstance(v, float)}
+        if val.segment_f1 > best_f1:
+            best_f1 = val.segment_f1
+            _save(
+                _weights(model, config, descriptor.name, threshold, {**record, "validation": validation}),
+                best,
+            )
+        _save(
+            {
+                **_weights(model, config, descriptor.name, threshold, record),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "best_f1": best_f1,
+            },
+            last,
+        )
+        entry = EpochLog(
+            epoch + 1,
+            (epoch + 1) * config.steps_per_epoch,
+            time.perf_counter() - started,
+            dict(zip(("box", "cls", "dfl"), (sums / config.steps_per_epoch).round(4).tolist(), strict=True)),
+            validation,
+            threshold,
+        )
+        with log_path.open("a") as log:
+            log.write(json.dumps(asdict(entry)) + "\n")
+        if on_epoch is not None:
+            on_epoch(entry)
+    return best
+
+
+def _config_record(config: TrainConfig) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items() if k != "device"}
+
+
+def _dataset_record(gt_path: Path) -> dict[str, Any]:
+    truth = json.loads(Path(gt_path).read_text())
+    return {"generator": truth.get("generator"), "split": TRAIN_SPLIT}
