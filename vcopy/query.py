@@ -95,6 +95,7 @@ class CopyFinder:
         """Every setting in effect, for the report."""
         return {
             **asdict(self.config),
+            "spd_weights": None if self.config.spd_weights is None else str(self.config.spd_weights),
             "localizer_settings": localizer_settings(self.localizer),
             "sampling": asdict(self.sampling),
             "descriptor": self.descriptor.name,

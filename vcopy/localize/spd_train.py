@@ -417,7 +417,7 @@ def train_spd(
     last, best, log_path = out_dir / "last.pt", out_dir / "spd.pt", out_dir / "train-log.jsonl"
     if resume and last.is_file():
         state = torch.load(last, map_location=config.device, weights_only=True)
-        if state["train_config"] != _config_record(config):
+        if _same_run(state["train_config"]) != _same_run(_config_record(config)):
             raise ValueError(f"{last}: made with other training settings; start a new run (drop --resume)")
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
@@ -482,6 +482,11 @@ def train_spd(
         if on_epoch is not None:
             on_epoch(entry)
     return best
+
+
+def _same_run(record: dict[str, Any]) -> dict[str, Any]:
+    """The settings a resumed run must share with its checkpoint (more epochs may be asked for)."""
+    return {k: v for k, v in record.items() if k != "epochs"}
 
 
 def _config_record(config: TrainConfig) -> dict[str, Any]:
