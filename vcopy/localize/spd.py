@@ -14,8 +14,8 @@ range, the calibrated score threshold and how they were made. ``vcopy train spd`
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
+import pickle
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +29,7 @@ from torchvision.ops import batched_nms
 
 from vcopy.errors import VcopyError
 from vcopy.localize.base import MapInput, Segment, box_segment, suppress_overlaps
+from vcopy.video import sha256_file
 
 WEIGHTS_FORMAT = "vcopy.spd/1"
 SHIPPED_WEIGHTS = "spd.pt"
@@ -81,10 +82,12 @@ def build_model(config: dict[str, Any]) -> torch.nn.Module:
         return DetectionModel(config, ch=1, nc=1, verbose=False)
 
 
-def render_maps(maps: Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """Contrast maps as a batch of one-channel ``size`` x ``size`` images with values 0..1:
-    axes shorter than ``size`` are stretched (nearest), longer ones max-pooled."""
-    lo, hi = CONTRAST_RANGE
+def render_maps(
+    maps: Sequence[np.ndarray], size: int, contrast_range: tuple[float, float] = CONTRAST_RANGE
+) -> torch.Tensor:
+    """Contrast maps as a batch of one-channel ``size`` x ``size`` images, ``contrast_range`` mapped
+    to values 0..1: axes shorter than ``size`` are stretched (nearest), longer ones max-pooled."""
+    lo, hi = contrast_range
     images = torch.empty(len(maps), 1, size, size)
     for i, m in enumerate(maps):
         x = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
@@ -132,6 +135,8 @@ def load_weights(path: Path) -> dict[str, Any]:
     """Read and check an SPD weights file."""
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise VcopyError(f"{path}: not SPD weights (not a torch file of tensors and plain values)") from exc
     except (OSError, RuntimeError, ValueError, EOFError) as exc:
         raise VcopyError(f"{path}: not readable SPD weights ({exc.__class__.__name__}: {exc})") from exc
     if not isinstance(weights, dict) or weights.get("format") != WEIGHTS_FORMAT:
@@ -143,10 +148,6 @@ def shipped_weights_path() -> Path:
     from importlib.resources import files
 
     return Path(str(files("vcopy.weights").joinpath(SHIPPED_WEIGHTS)))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass
@@ -165,6 +166,8 @@ class SimilarityPatternDetector:
         self.weights_path = Path(self.weights_path)
         weights = load_weights(self.weights_path)
         self.input_size: int = int(weights["input_size"])
+        lo, hi = weights["contrast_range"]
+        self.contrast_range = (float(lo), float(hi))
         self.descriptor: str = str(weights["descriptor"])
         self.widths: list[int] = [int(layer[3][0]) for layer in weights["model_config"]["backbone"][:7:2]]
         self.validation_f1: float = float(weights.get("validation", {}).get("segment_f1", float("nan")))
@@ -173,7 +176,7 @@ class SimilarityPatternDetector:
         self.model = build_model(weights["model_config"])
         self.model.load_state_dict(weights["state_dict"], strict=True)
         self.model.to(self.device).eval()
-        self.sha256 = _sha256(self.weights_path)
+        self.sha256 = sha256_file(self.weights_path)
 
     @property
     def models(self) -> list[dict[str, str]]:
@@ -213,7 +216,8 @@ class SimilarityPatternDetector:
         usable = [i for i, m in enumerate(maps) if m.size > 0]
         for start in range(0, len(usable), self.batch_size):
             chunk = usable[start : start + self.batch_size]
-            images = render_maps([maps[i] for i in chunk], self.input_size).to(self.device)
+            images = render_maps([maps[i] for i in chunk], self.input_size, self.contrast_range)
+            images = images.to(self.device)
             raw = self.model(images)
             predictions = raw[0] if isinstance(raw, tuple) else raw  # [B, 5, anchors]: xywh, score
             for local, boxes, score in _nms(predictions, threshold, self.iou_threshold):

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vcopy.errors import VcopyError
 from vcopy.evaluate import Prediction, Scores, TrueQuery, load_ground_truth, score
 from vcopy.features import FailedVideo, FrameDescriptor, encode_videos
 from vcopy.localize.base import Segment
@@ -112,15 +113,31 @@ class EpochLog:
     score_threshold: float
 
 
+def read_dataset(gt_path: Path) -> dict[str, Any]:
+    """The dataset's ground truth (``vcopy.groundtruth/1``), checked to have a train split."""
+    try:
+        truth = json.loads(Path(gt_path).read_text())
+        splits = {v["split"] for kind in ("references", "queries") for v in truth[kind]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise VcopyError(
+            f"{gt_path}: not a readable ground-truth file ({exc.__class__.__name__}: {exc})"
+        ) from exc
+    if TRAIN_SPLIT not in splits:
+        raise VcopyError(
+            f"{gt_path}: no {TRAIN_SPLIT!r} split to train on (splits: {', '.join(sorted(splits))})"
+        )
+    return truth
+
+
 def encode_dataset(
     gt_path: Path,
+    truth: dict[str, Any],
     cache_dir: Path,
     descriptor: FrameDescriptor,
     on_video: Callable[[str], None] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(frame vectors, timestamps in s) of every train-split video by dataset path, cached per
     file (by sha256 and descriptor)."""
-    truth = json.loads(Path(gt_path).read_text())
     entries = [v for kind in ("references", "queries") for v in truth[kind] if v["split"] == TRAIN_SPLIT]
     cache_dir.mkdir(parents=True, exist_ok=True)
     tag = descriptor.name.replace("/", "_")
@@ -132,7 +149,7 @@ def encode_dataset(
     for item in encode_videos(list(missing), descriptor, SamplingConfig()):
         entry = missing[item.path]
         if isinstance(item, FailedVideo):
-            raise RuntimeError(f"{item.path}: {item.reason}")
+            raise VcopyError(f"{item.path}: {item.reason}")
         tmp = cache(entry).with_suffix(".tmp.npz")
         np.savez(tmp, vectors=item.vectors, times_s=item.timestamps_s)
         tmp.replace(cache(entry))
@@ -147,6 +164,7 @@ def encode_dataset(
 
 def load_training_data(
     gt_path: Path,
+    truth: dict[str, Any],
     cache_dir: Path,
     descriptor: FrameDescriptor,
     config: TrainConfig,
@@ -154,8 +172,7 @@ def load_training_data(
 ) -> TrainingData:
     """Encode (or load) the train split and hold out ``validation_fraction`` of its queries."""
     assert descriptor.whitening is not None
-    encoded = encode_dataset(gt_path, cache_dir, descriptor, on_video)
-    truth = json.loads(Path(gt_path).read_text())
+    encoded = encode_dataset(gt_path, truth, cache_dir, descriptor, on_video)
     background_set = descriptor.whitening.background
     videos = {}
     for key, (vectors, times_s) in encoded.items():
@@ -328,15 +345,19 @@ def _batch(
     }
 
 
+def validation_truth(gt_path: Path, data: TrainingData) -> dict[str, TrueQuery]:
+    """Ground truth of the held-out queries, keyed by sha256, for ``vcopy.evaluate.score``."""
+    held_out = {data.sha256[q] for q in data.validation_queries}
+    return {sha: t for sha, t in load_ground_truth(gt_path, TRAIN_SPLIT).items() if sha in held_out}
+
+
 def validate(
-    detector: SimilarityPatternDetector, data: TrainingData, gt_path: Path, thresholds: np.ndarray
+    detector: SimilarityPatternDetector,
+    data: TrainingData,
+    truth: dict[str, TrueQuery],
+    thresholds: np.ndarray,
 ) -> tuple[float, Scores]:
     """Localize held-out queries against their top candidates; (best threshold, its scores)."""
-    truth: dict[str, TrueQuery] = {
-        sha: t
-        for sha, t in load_ground_truth(gt_path, TRAIN_SPLIT).items()
-        if sha in {data.sha256[q] for q in data.validation_queries}
-    }
     detector.score_threshold = float(thresholds.min())  # filtering later = thresholding first
     found: list[tuple[str, str, list[Segment]]] = []
     for q in data.validation_queries:
@@ -398,9 +419,11 @@ def train_spd(
     weights (``out_dir/spd.pt``). ``out_dir`` also gets ``last.pt`` (checkpoint, for ``resume``),
     ``train-log.jsonl`` (one line per epoch) and the feature cache."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    truth = read_dataset(gt_path)
     descriptor = FrameDescriptor(device=config.device)
-    data = load_training_data(gt_path, out_dir / "features", descriptor, config, on_video)
+    data = load_training_data(gt_path, truth, out_dir / "features", descriptor, config, on_video)
+    held_out_truth = validation_truth(gt_path, data)
+    dataset = {"generator": truth.get("generator"), "split": TRAIN_SPLIT}
     model = build_model(model_config(config.widths)).to(config.device)
     model.args = SimpleNamespace(box=7.5, cls=0.5, dfl=1.5)  # type: ignore[assignment]  # loss gains
     from ultralytics.utils.loss import v8DetectionLoss
@@ -415,16 +438,31 @@ def train_spd(
     )
     start_epoch, best_f1 = 0, -1.0
     last, best, log_path = out_dir / "last.pt", out_dir / "spd.pt", out_dir / "train-log.jsonl"
+
+    def provenance(epoch: int) -> dict[str, Any]:
+        return {
+            "train_config": _config_record(config),
+            "command": command,
+            "dataset": dataset,
+            "epoch": epoch,
+        }
+
+    def checkpoint(epoch: int, threshold: float) -> None:
+        state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "best_f1": best_f1}
+        _save({**_weights(model, config, descriptor.name, threshold, provenance(epoch)), **state}, last)
+
     if resume and last.is_file():
         state = torch.load(last, map_location=config.device, weights_only=True)
         if _same_run(state["train_config"]) != _same_run(_config_record(config)):
-            raise ValueError(f"{last}: made with other training settings; start a new run (drop --resume)")
+            raise VcopyError(f"{last}: made with other training settings; start a new run (drop --resume)")
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start_epoch, best_f1 = int(state["epoch"]), float(state["best_f1"])
-    elif log_path.exists():
-        log_path.unlink()
+    else:
+        log_path.unlink(missing_ok=True)
+        checkpoint(0, 0.5)  # the untrained start: a valid checkpoint to resume from
+    detector = SimilarityPatternDetector(weights_path=last, device=config.device)  # validates each epoch
     thresholds = np.round(np.arange(0.05, 0.96, 0.05), 2)
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
@@ -443,32 +481,14 @@ def train_spd(
             sums += np.array([float(v) for v in items.values()])
             if on_step is not None:
                 on_step(epoch * config.steps_per_epoch + step + 1, total)
-        record = {
-            "train_config": _config_record(config),
-            "command": command,
-            "dataset": _dataset_record(gt_path),
-            "epoch": epoch + 1,
-        }
-        _save(_weights(model, config, descriptor.name, 0.5, record), last)
-        threshold, val = validate(
-            SimilarityPatternDetector(weights_path=last, device=config.device), data, gt_path, thresholds
-        )
+        detector.model.load_state_dict(model.state_dict())
+        threshold, val = validate(detector, data, held_out_truth, thresholds)
         validation = {k: v for k, v in asdict(val).items() if isinstance(v, float)}
         if val.segment_f1 > best_f1:
             best_f1 = val.segment_f1
-            _save(
-                _weights(model, config, descriptor.name, threshold, {**record, "validation": validation}),
-                best,
-            )
-        _save(
-            {
-                **_weights(model, config, descriptor.name, threshold, record),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "best_f1": best_f1,
-            },
-            last,
-        )
+            record = {**provenance(epoch + 1), "validation": validation}
+            _save(_weights(model, config, descriptor.name, threshold, record), best)
+        checkpoint(epoch + 1, threshold)
         entry = EpochLog(
             epoch + 1,
             (epoch + 1) * config.steps_per_epoch,
@@ -491,8 +511,3 @@ def _same_run(record: dict[str, Any]) -> dict[str, Any]:
 
 def _config_record(config: TrainConfig) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items() if k != "device"}
-
-
-def _dataset_record(gt_path: Path) -> dict[str, Any]:
-    truth = json.loads(Path(gt_path).read_text())
-    return {"generator": truth.get("generator"), "split": TRAIN_SPLIT}
