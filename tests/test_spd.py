@@ -9,7 +9,13 @@ import numpy as np
 import torch
 
 from tests.conftest import run_vcopy
-from vcopy.localize.spd import SimilarityPatternDetector, boxes_to_frames, load_weights, render_maps
+from vcopy.localize.spd import (
+    Rendering,
+    SimilarityPatternDetector,
+    canvas_width,
+    load_weights,
+    render_maps,
+)
 from vcopy.localize.spd_train import CopyTruth, Piece, copy_boxes
 
 
@@ -17,21 +23,43 @@ def test_render_keeps_thin_bands_and_stretches_small_maps() -> None:
     big = np.full((1000, 1500), -0.1, dtype=np.float32)
     big[np.arange(500), np.arange(500) + 700] = 0.8  # a one-frame-wide diagonal
     small = np.full((20, 30), 0.3, dtype=np.float32)
-    images = render_maps([big, small], 64)
+    plans = [Rendering.plan(m.shape, 64, 64) for m in (big, small)]
+    images = render_maps([big, small], plans)
     assert images.shape == (2, 1, 64, 64)
     assert float(images.min()) >= 0 and float(images.max()) <= 1
+    # 1000 rows at 16 frames per pixel: 63 pixels, then padding (0)
+    assert plans[0].y.pixels == 63 and torch.all(images[0, 0, 63] == 0)
     # max pooling keeps the band: every pooled row in its span is bright somewhere
-    band_rows = images[0, 0, : 64 * 500 // 1000].amax(dim=1)
-    assert torch.all(band_rows == 1.0)
+    assert torch.all(images[0, 0, : 500 // 16].amax(dim=1) == 1.0)
     assert torch.allclose(images[1], torch.full((1, 64, 64), 0.5))
 
 
+def test_long_maps_get_wider_canvases_with_the_long_axis_along_x() -> None:
+    assert canvas_width((1200, 1800), 64, 4) == 128  # 19 frames per pixel on both axes
+    assert canvas_width((108, 3602), 64, 4) == 256  # capped at 4x
+    assert canvas_width((60, 60), 64, 4) == 64
+    tall = Rendering.plan((3602, 108), 64, 256)
+    assert tall.transposed and tall.query_axis.frames == 3602 and tall.reference_axis.frames == 108
+
+
 def test_box_pixels_map_back_to_frames() -> None:
-    assert boxes_to_frames(np.array([0, 0, 64, 64]), (600, 1800), 64) == ((0, 599), (0, 1799))
-    # x = reference axis: pixels 32..48 of 64 on 1800 frames are frames 900..1349
-    assert boxes_to_frames(np.array([32, 16, 48, 32]), (600, 1800), 64) == ((150, 299), (900, 1349))
+    wide = Rendering.plan((600, 1800), 64, 64)  # 10 and 29 frames per pixel
+    assert wide.frames(np.array([0, 0, 64, 64])) == ((0, 599), (0, 1799))
+    # x = reference axis: pixels 32..48 are frames 928..1391, y pixels 16..32 frames 160..319
+    assert wide.frames(np.array([32, 16, 48, 32])) == ((160, 319), (928, 1391))
     # a stretched small map: pixel boxes round outwards to whole frames
-    assert boxes_to_frames(np.array([10, 10, 20, 20]), (16, 16), 64) == ((2, 4), (2, 4))
+    assert Rendering.plan((16, 16), 64, 64).frames(np.array([10, 10, 20, 20])) == ((2, 4), (2, 4))
+    # a tall map is drawn transposed: x is the query axis
+    tall = Rendering.plan((1800, 600), 64, 64)
+    assert tall.frames(np.array([32, 16, 48, 32])) == ((928, 1391), (160, 319))
+    # boxes for training go the other way and round-trip
+    x, y, w, h = tall.box_xywh((928, 1391), (160, 319))
+    assert tall.frames(
+        np.array([(x - w / 2) * 64, (y - h / 2) * 64, (x + w / 2) * 64, (y + h / 2) * 64])
+    ) == (
+        (928, 1391),
+        (160, 319),
+    )
 
 
 def _piece(key: str, n: int) -> Piece:

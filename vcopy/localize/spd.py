@@ -1,37 +1,41 @@
 """SPD, similarity pattern detection: copied segments are found as objects on the similarity map.
 
-A query x reference contrast map is rendered as a one-channel image of fixed size (max-pooled
-down, nearest-neighbour up, so a thin diagonal band survives), an ultralytics YOLO detector finds
-the boxes of class "copy", and each box maps back to query and reference frames. On a map that was
-shrunk, a box is a few frames coarse, so its ends are then refined on the full-resolution map: rows
-and columns inside the (slightly widened) box whose best contrast stays below
-``refine_min_contrast`` are cut off. All maps of one call go through the network as one batch.
+A query x reference contrast map is drawn as a one-channel image (``Rendering``): its longer axis
+along x, ``input_size`` pixels high and ``input_size`` times 1, 2 or 4 (up to ``max_aspect``) wide,
+so that both axes get about the same frames per pixel; an axis longer than its pixels is
+max-pooled a whole number of frames per pixel (a thin diagonal band survives), a shorter one is
+stretched. An ultralytics YOLO detector finds the boxes of class "copy", and each box maps back to
+query and reference frames. On a shrunk axis a box is a few frames coarse, so its ends are then
+refined on the full-resolution map: rows and columns inside the (slightly widened) box whose best
+contrast stays below ``refine_min_contrast`` are cut off. Maps drawn on the same canvas go through
+the network as one batch.
 
-Weights (``vcopy.spd/1``): the model's YAML config, its state dict, the input size, the rendering
-range, the calibrated score threshold and how they were made. ``vcopy train spd`` writes them.
+Weights (``vcopy.spd/2``): the model's YAML config, its state dict, the input size, ``max_aspect``,
+the rendering range, the calibrated score threshold and how they were made. ``vcopy train spd``
+writes them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import pickle
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torchvision.ops import batched_nms
 
 from vcopy.errors import VcopyError
 from vcopy.localize.base import MapInput, Segment, box_segment, suppress_overlaps
 from vcopy.video import sha256_file
 
-WEIGHTS_FORMAT = "vcopy.spd/1"
+WEIGHTS_FORMAT = "vcopy.spd/2"
 SHIPPED_WEIGHTS = "spd.pt"
 CONTRAST_RANGE = (-0.2, 0.8)  # contrast values mapped to image values 0..1
 
@@ -82,22 +86,114 @@ def build_model(config: dict[str, Any]) -> torch.nn.Module:
         return DetectionModel(config, ch=1, nc=1, verbose=False)
 
 
+@dataclass(frozen=True)
+class AxisScale:
+    """How one axis of a map is drawn: ``frames`` frames on ``pixels`` image pixels, each pixel
+    showing ``frames_per_pixel`` frames (their maximum) or, below 1, a frame repeated."""
+
+    frames: int
+    pixels: int
+    frames_per_pixel: float
+
+    @classmethod
+    def fit(cls, frames: int, budget_px: int) -> AxisScale:
+        """Stretch ``frames`` (nearest) onto ``budget_px`` pixels, or max-pool them ``k`` to a
+        pixel, ``k`` the smallest whole number that fits."""
+        if frames <= budget_px:
+            return cls(frames, budget_px, frames / budget_px)
+        k = math.ceil(frames / budget_px)
+        return cls(frames, math.ceil(frames / k), float(k))
+
+    def frame_span(self, px_start: float, px_end: float) -> tuple[int, int]:
+        """The inclusive (first, last) frames under the pixel interval [px_start, px_end)."""
+        first = int(np.clip(np.floor(px_start * self.frames_per_pixel + 1e-6), 0, self.frames - 1))
+        last = int(np.clip(np.ceil(px_end * self.frames_per_pixel - 1e-6) - 1, first, self.frames - 1))
+        return first, last
+
+    def draw(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        """``x`` (2-D) with its axis ``dim`` drawn at this scale."""
+        if self.frames_per_pixel <= 1:
+            return x.index_select(dim, torch.arange(self.pixels) * self.frames // self.pixels)
+        k = int(self.frames_per_pixel)
+        whole = self.frames // k * k
+        if dim == 0:
+            pooled = x[:whole].reshape(-1, k, x.shape[1]).amax(1)
+            rest = x[whole:].amax(0, keepdim=True) if whole < self.frames else None
+        else:
+            pooled = x[:, :whole].reshape(x.shape[0], -1, k).amax(2)
+            rest = x[:, whole:].amax(1, keepdim=True) if whole < self.frames else None
+        return pooled if rest is None else torch.cat([pooled, rest], dim)
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """How a map becomes an image: the longer axis runs along image x (``transposed`` when that
+    is the query axis), drawn at ``x`` and ``y`` scales into a ``canvas`` (height, width)."""
+
+    transposed: bool
+    y: AxisScale
+    x: AxisScale
+    canvas: tuple[int, int]
+
+    @classmethod
+    def plan(cls, shape: tuple[int, int], height: int, width: int) -> Rendering:
+        transposed = shape[0] > shape[1]
+        short, long = sorted(shape)
+        return cls(transposed, AxisScale.fit(short, height), AxisScale.fit(long, width), (height, width))
+
+    @property
+    def query_axis(self) -> AxisScale:
+        return self.x if self.transposed else self.y
+
+    @property
+    def reference_axis(self) -> AxisScale:
+        return self.y if self.transposed else self.x
+
+    def frames(self, box_xyxy_px: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+        """A box in image pixels as inclusive ((first, last) query frames, (first, last) reference
+        frames)."""
+        x0, y0, x1, y1 = (float(v) for v in box_xyxy_px)
+        along_y, along_x = self.y.frame_span(y0, y1), self.x.frame_span(x0, x1)
+        return (along_x, along_y) if self.transposed else (along_y, along_x)
+
+    def box_xywh(self, rows: tuple[int, int], cols: tuple[int, int]) -> tuple[float, float, float, float]:
+        """Inclusive query (rows) and reference (cols) frame ranges as a box in the canvas,
+        normalised (x centre, y centre, width, height)."""
+        along_y, along_x = (cols, rows) if self.transposed else (rows, cols)
+        x0, x1 = along_x[0] / self.x.frames_per_pixel, (along_x[1] + 1) / self.x.frames_per_pixel
+        y0, y1 = along_y[0] / self.y.frames_per_pixel, (along_y[1] + 1) / self.y.frames_per_pixel
+        height, width = self.canvas
+        return ((x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height)
+
+
+def canvas_width(shape: tuple[int, int], size: int, max_aspect: int) -> int:
+    """The image width for a map: ``size`` doubled (up to ``size * max_aspect``) until the longer
+    axis is drawn at about as many frames per pixel as the shorter one."""
+    short, long = sorted(shape)
+    need = math.ceil(long / max(1, math.ceil(short / size)))
+    width = size
+    while width < need and width * 2 <= size * max_aspect:
+        width *= 2
+    return width
+
+
 def render_maps(
-    maps: Sequence[np.ndarray], size: int, contrast_range: tuple[float, float] = CONTRAST_RANGE
+    maps: Sequence[np.ndarray],
+    renderings: Sequence[Rendering],
+    contrast_range: tuple[float, float] = CONTRAST_RANGE,
 ) -> torch.Tensor:
-    """Contrast maps as a batch of one-channel ``size`` x ``size`` images, ``contrast_range`` mapped
-    to values 0..1: axes shorter than ``size`` are stretched (nearest), longer ones max-pooled."""
+    """Contrast maps as a batch of one-channel images of their (common) canvas, ``contrast_range``
+    mapped to values 0..1, each drawn in the top-left corner and padded with 0."""
     lo, hi = contrast_range
-    images = torch.empty(len(maps), 1, size, size)
-    for i, m in enumerate(maps):
-        x = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
-        h, w = x.shape[-2:]
-        if h < size or w < size:
-            x = F.interpolate(x, size=(max(h, size), max(w, size)), mode="nearest")
-        if h > size or w > size:
-            x = F.adaptive_max_pool2d(x, (size, size))
-        images[i] = x[0]
-    return images.sub_(lo).div_(hi - lo).clamp_(0.0, 1.0)
+    height, width = renderings[0].canvas
+    images = torch.zeros(len(maps), 1, height, width)
+    for i, (m, r) in enumerate(zip(maps, renderings, strict=True)):
+        x = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))
+        if r.transposed:
+            x = x.T
+        image = r.x.draw(r.y.draw(x, 0), 1)
+        images[i, 0, : r.y.pixels, : r.x.pixels] = image.sub(lo).div_(hi - lo).clamp_(0.0, 1.0)
+    return images
 
 
 @dataclass(frozen=True)
@@ -107,22 +203,6 @@ class Detection:
     rows: tuple[int, int]  # query frames
     cols: tuple[int, int]  # reference frames
     score: float
-
-
-def boxes_to_frames(
-    box_xyxy_px: np.ndarray, shape: tuple[int, int], size: int
-) -> tuple[tuple[int, int], ...]:
-    """A box in image pixels (x along reference frames, y along query frames) as inclusive
-    (first, last) frame ranges: ((rows), (cols))."""
-    n_rows, n_cols = shape
-    x0, y0, x1, y1 = (float(v) for v in box_xyxy_px)
-
-    def span(a: float, b: float, n: int) -> tuple[int, int]:
-        first = int(np.clip(np.floor(a * n / size + 1e-6), 0, n - 1))
-        last = int(np.clip(np.ceil(b * n / size - 1e-6) - 1, first, n - 1))
-        return first, last
-
-    return span(y0, y1, n_rows), span(x0, x1, n_cols)
 
 
 def refine_span(strength: np.ndarray, min_contrast: float) -> tuple[int, int] | None:
@@ -158,6 +238,8 @@ class SimilarityPatternDetector:
     score_threshold: float | None = None
     iou_threshold: float = 0.5
     refine_min_contrast: float = 0.15
+    max_aspect: int | None = None
+    fused: bool = True  # batch norms folded into the convolutions (faster; the weights can't be trained)
     batch_size: int = 64
     device: str = "cpu"
     name: str = "spd"
@@ -173,9 +255,13 @@ class SimilarityPatternDetector:
         self.validation_f1: float = float(weights.get("validation", {}).get("segment_f1", float("nan")))
         if self.score_threshold is None:
             self.score_threshold = float(weights["score_threshold"])
+        if self.max_aspect is None:
+            self.max_aspect = int(weights["max_aspect"])
         self.model = build_model(weights["model_config"])
         self.model.load_state_dict(weights["state_dict"], strict=True)
         self.model.to(self.device).eval()
+        if self.fused:
+            cast(Any, self.model).fuse(verbose=False)
         self.sha256 = sha256_file(self.weights_path)
 
     @property
@@ -188,6 +274,7 @@ class SimilarityPatternDetector:
         return {
             "weights": str(self.weights_path),
             "input_size": self.input_size,
+            "max_aspect": self.max_aspect,
             "score_threshold": self.score_threshold,
             "iou_threshold": self.iou_threshold,
             "refine_min_contrast": self.refine_min_contrast,
@@ -205,43 +292,55 @@ class SimilarityPatternDetector:
             for dets, (_, q_times, r_times) in zip(detections, maps, strict=True)
         ]
 
+    def rendering(self, shape: tuple[int, int]) -> Rendering:
+        """How a map of ``shape`` is drawn for the network."""
+        assert self.max_aspect is not None
+        width = canvas_width(shape, self.input_size, self.max_aspect)
+        return Rendering.plan(shape, self.input_size, width)
+
     @torch.inference_mode()
     def detect(
         self, maps: Sequence[np.ndarray], score_threshold: float | None = None
     ) -> list[list[Detection]]:
-        """Detections on each map (frame indices), best first."""
+        """Detections on each map (frame indices), best first. Maps drawn on the same canvas go
+        through the network together."""
         threshold = self.score_threshold if score_threshold is None else score_threshold
         assert threshold is not None
         results: list[list[Detection]] = [[] for _ in maps]
-        usable = [i for i, m in enumerate(maps) if m.size > 0]
-        for start in range(0, len(usable), self.batch_size):
-            chunk = usable[start : start + self.batch_size]
-            images = render_maps([maps[i] for i in chunk], self.input_size, self.contrast_range)
-            images = images.to(self.device)
-            raw = self.model(images)
-            predictions = raw[0] if isinstance(raw, tuple) else raw  # [B, 5, anchors]: xywh, score
-            for local, boxes, score in _nms(predictions, threshold, self.iou_threshold):
-                i = chunk[local]
-                results[i].append(self._detection(maps[i], boxes, score))
+        plans = {i: self.rendering(m.shape) for i, m in enumerate(maps) if m.size > 0}
+        by_canvas: dict[tuple[int, int], list[int]] = {}
+        for i, plan in plans.items():
+            by_canvas.setdefault(plan.canvas, []).append(i)
+        for group in by_canvas.values():
+            for start in range(0, len(group), self.batch_size):
+                chunk = group[start : start + self.batch_size]
+                images = render_maps([maps[i] for i in chunk], [plans[i] for i in chunk], self.contrast_range)
+                raw = self.model(images.to(self.device))
+                predictions = raw[0] if isinstance(raw, tuple) else raw  # [B, 5, anchors]: xywh, score
+                for local, box, score in _nms(predictions, threshold, self.iou_threshold):
+                    i = chunk[local]
+                    results[i].append(self._detection(maps[i], plans[i], box, score))
         return results
 
-    def _detection(self, contrast: np.ndarray, box_xyxy_px: np.ndarray, score: float) -> Detection:
-        rows, cols = boxes_to_frames(box_xyxy_px, contrast.shape, self.input_size)
-        rows = self._refine(contrast, rows, cols, axis=1)
-        cols = self._refine(contrast, rows, cols, axis=0)
+    def _detection(
+        self, contrast: np.ndarray, plan: Rendering, box_xyxy_px: np.ndarray, score: float
+    ) -> Detection:
+        rows, cols = plan.frames(box_xyxy_px)
+        rows = self._refine(contrast, rows, cols, plan.query_axis, axis=1)
+        cols = self._refine(contrast, rows, cols, plan.reference_axis, axis=0)
         return Detection(rows, cols, score)
 
     def _refine(
-        self, contrast: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], axis: int
+        self, contrast: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], scale: AxisScale, axis: int
     ) -> tuple[int, int]:
-        """On an axis the image shrank, widen the box by one pixel's worth of frames each side, then
-        cut the frames whose best contrast inside the box is weak. ``axis`` 1 refines rows."""
-        n = contrast.shape[1 - axis]
-        per_px = n / self.input_size
+        """On an axis drawn at more than one frame per pixel, widen the box by one pixel's worth of
+        frames each side, then cut the frames whose best contrast inside the box is weak. ``axis``
+        1 refines rows (``scale`` is then the query axis's)."""
         span = rows if axis == 1 else cols
-        if per_px <= 1:
+        if scale.frames_per_pixel <= 1:
             return span
-        pad = int(np.ceil(per_px))
+        n = scale.frames
+        pad = int(np.ceil(scale.frames_per_pixel))
         first, last = max(0, span[0] - pad), min(n - 1, span[1] + pad)
         if axis == 1:
             strength = contrast[first : last + 1, cols[0] : cols[1] + 1].max(axis=1)

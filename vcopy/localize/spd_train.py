@@ -38,8 +38,10 @@ from vcopy.localize.base import Segment
 from vcopy.localize.spd import (
     CONTRAST_RANGE,
     WEIGHTS_FORMAT,
+    Rendering,
     SimilarityPatternDetector,
     build_model,
+    canvas_width,
     model_config,
     render_maps,
 )
@@ -57,12 +59,15 @@ class TrainConfig:
     """What ``vcopy train spd`` trains, and how."""
 
     input_size: int = 64
+    max_aspect: int = 4  # maps are drawn up to input_size x (input_size * max_aspect) pixels
     widths: tuple[int, int, int, int] = (8, 16, 32, 64)
     epochs: int = 30
     steps_per_epoch: int = 100
     batch_size: int = 32
     learning_rate: float = 2e-3
-    composite_fraction: float = 0.5  # share of training maps composed of several videos
+    composite_fraction: float = 0.35  # share of training maps composed of several videos
+    chain_fraction: float = 0.3  # share of maps with one long copy chained from several copies
+    max_chain: int = 10  # copies chained into one
     max_composite_queries: int = 12
     max_composite_references: int = 48
     validation_fraction: float = 0.2
@@ -249,6 +254,11 @@ def _resampled(piece: Piece, rng: np.random.Generator) -> Piece:
     return Piece(piece.key, piece.vectors[idx], piece.times_s[idx], piece.background[idx])
 
 
+def _part(piece: Piece, frames: np.ndarray) -> Piece:
+    """The ``frames`` (a mask) of a piece, under a key that no ground truth names."""
+    return Piece("chained", piece.vectors[frames], piece.times_s[frames], piece.background[frames])
+
+
 def _static(source: Piece, rng: np.random.Generator) -> Piece:
     """A run of one repeated frame (a still image, a title card): matches nothing as a copy."""
     i, n = int(rng.integers(len(source.times_s))), int(rng.integers(5, 40))
@@ -267,13 +277,18 @@ class MapSampler:
         self.data, self.config, self.rng = data, config, rng
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.rng.random() < self.config.composite_fraction:
+        """A contrast map and its ground-truth boxes (inclusive first/last row, first/last column)."""
+        kind, cfg = self.rng.random(), self.config
+        chained = np.zeros((0, 4))
+        if kind < cfg.chain_fraction:
+            query, reference, chained = self._chain()
+        elif kind < cfg.chain_fraction + cfg.composite_fraction:
             query, reference = self._composite()
         else:
             query, reference = self._pair()
         similarity = contrast(query, reference)
-        boxes = copy_boxes(query, reference, self.data.copies)
-        return self._augment(similarity), _xywh(boxes, similarity.shape)
+        boxes = np.concatenate([copy_boxes(query, reference, self.data.copies), chained])
+        return self._augment(similarity), boxes
 
     def _pair(self) -> tuple[list[Piece], list[Piece]]:
         d, rng = self.data, self.rng
@@ -306,6 +321,40 @@ class MapSampler:
                 seq.insert(int(rng.integers(len(seq) + 1)), _static(seq[rng.integers(len(seq))], rng))
         return queries, reference
 
+    def _chain(self) -> tuple[list[Piece], list[Piece], np.ndarray]:
+        """One long copy: the copied parts of several queries laid end to end against their source
+        parts in the same order (a band as long as all of them), between unrelated videos."""
+        d, rng, cfg = self.data, self.rng, self.config
+        with_copies = [q for q in d.train_queries if d.copies[q]]
+        n = min(len(with_copies), int(rng.integers(2, cfg.max_chain + 1)))
+        query_parts, reference_parts, sources = [], [], set()
+        for i in rng.choice(len(with_copies), n, replace=False):
+            c = d.copies[with_copies[i]][rng.integers(len(d.copies[with_copies[i]]))]
+            q, r = d.videos[with_copies[i]], d.videos[c.reference]
+            rows = (q.times_s >= c.query_start_s) & (q.times_s <= c.query_end_s)
+            cols = (r.times_s >= c.reference_start_s) & (r.times_s <= c.reference_end_s)
+            if c.reference not in sources and rows.any() and cols.any():
+                query_parts.append(_part(q, rows))
+                reference_parts.append(_part(r, cols))
+                sources.add(c.reference)
+        unrelated_queries = [q for q in d.train_queries if not {c.reference for c in d.copies[q]} & sources]
+        unrelated_references = [r for r in d.references if r not in sources]
+        n_q = min(len(unrelated_queries), int(rng.integers(0, cfg.max_composite_queries + 1)))
+        n_r = min(len(unrelated_references), int(rng.integers(0, cfg.max_composite_references + 1)))
+        query_pad = [d.videos[unrelated_queries[i]] for i in rng.choice(len(unrelated_queries), n_q, False)]
+        reference_pad = [
+            d.videos[unrelated_references[i]] for i in rng.choice(len(unrelated_references), n_r, False)
+        ]
+        q_cut, r_cut = int(rng.integers(n_q + 1)), int(rng.integers(n_r + 1))
+        query = query_pad[:q_cut] + query_parts + query_pad[q_cut:]
+        reference = reference_pad[:r_cut] + reference_parts + reference_pad[r_cut:]
+        row0 = sum(len(p.times_s) for p in query_pad[:q_cut])
+        col0 = sum(len(p.times_s) for p in reference_pad[:r_cut])
+        rows_total = sum(len(p.times_s) for p in query_parts)
+        cols_total = sum(len(p.times_s) for p in reference_parts)
+        box = np.array([[row0, row0 + rows_total - 1, col0, col0 + cols_total - 1]], dtype=np.float64)
+        return query, reference, box if query_parts else np.zeros((0, 4))
+
     def _augment(self, similarity: np.ndarray) -> np.ndarray:
         rng = self.rng
         out = similarity + rng.normal(0, rng.uniform(0, 0.05), similarity.shape).astype(np.float32)
@@ -323,25 +372,24 @@ class MapSampler:
         return out
 
 
-def _xywh(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Inclusive frame boxes (row0, row1, col0, col1) as normalised (x, y, w, h); x along columns."""
-    n_rows, n_cols = shape
-    x0, x1 = boxes[:, 2] / n_cols, (boxes[:, 3] + 1) / n_cols
-    y0, y1 = boxes[:, 0] / n_rows, (boxes[:, 1] + 1) / n_rows
-    return np.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], axis=1).astype(np.float32)
-
-
-def _batch(
-    sampler: MapSampler, size: int, n: int, device: str
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    maps, boxes = zip(*(sampler.sample() for _ in range(n)), strict=True)
-    images = render_maps(maps, size).to(device)
+def _batch(sampler: MapSampler, config: TrainConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Sampled maps drawn on one canvas (the width their median map would get) and their boxes."""
+    samples = [sampler.sample() for _ in range(config.batch_size)]
+    widths = sorted(canvas_width(m.shape, config.input_size, config.max_aspect) for m, _ in samples)
+    plans = [Rendering.plan(m.shape, config.input_size, widths[len(widths) // 2]) for m, _ in samples]
+    images = render_maps([m for m, _ in samples], plans).to(config.device)
+    boxes = [
+        np.array([plan.box_xywh((b[0], b[1]), (b[2], b[3])) for b in frame_boxes], dtype=np.float32).reshape(
+            -1, 4
+        )
+        for plan, (_, frame_boxes) in zip(plans, samples, strict=True)
+    ]
     batch_idx = torch.cat([torch.full((len(b),), float(i)) for i, b in enumerate(boxes)])
-    bboxes = torch.from_numpy(np.concatenate(boxes)) if len(batch_idx) else torch.zeros(0, 4)
+    device = config.device
     return images, {
         "batch_idx": batch_idx.to(device),
         "cls": torch.zeros(len(batch_idx), 1, device=device),
-        "bboxes": bboxes.to(device),
+        "bboxes": torch.from_numpy(np.concatenate(boxes)).to(device),
     }
 
 
@@ -392,6 +440,7 @@ def _weights(
         "model_config": model_config(config.widths),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "input_size": config.input_size,
+        "max_aspect": config.max_aspect,
         "contrast_range": list(CONTRAST_RANGE),
         "score_threshold": threshold,
         "descriptor": descriptor,
@@ -462,7 +511,9 @@ def train_spd(
     else:
         log_path.unlink(missing_ok=True)
         checkpoint(0, 0.5)  # the untrained start: a valid checkpoint to resume from
-    detector = SimilarityPatternDetector(weights_path=last, device=config.device)  # validates each epoch
+    detector = SimilarityPatternDetector(
+        weights_path=last, device=config.device, fused=False
+    )  # validates each epoch
     thresholds = np.round(np.arange(0.05, 0.96, 0.05), 2)
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
@@ -471,7 +522,7 @@ def train_spd(
         model.train()
         sums = np.zeros(3)
         for step in range(config.steps_per_epoch):
-            images, targets = _batch(sampler, config.input_size, config.batch_size, config.device)
+            images, targets = _batch(sampler, config)
             loss, items = criterion(model(images), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
