@@ -146,6 +146,7 @@ def index_command(
     """
     from vcopy.features import FrameDescriptor
     from vcopy.library import Library
+    from vcopy.text.search import TEXT_DIR, TextSearcher
     from vcopy.video import SamplingConfig, find_videos
 
     descriptor = FrameDescriptor(device=device)
@@ -171,12 +172,98 @@ def index_command(
                 stall_timeout_s=decode_timeout,
                 on_video=on_video,
             )
+        if summary.indexed or summary.pruned or not (library.root / TEXT_DIR).is_dir():
+            with stderr.status("text search: updating the library's text index"):
+                searcher = TextSearcher(library)
+            if searcher.sync.without_classes:
+                stderr.print(
+                    f"note: {len(searcher.sync.without_classes)} videos were indexed before text search "
+                    "and cannot be searched by text until they are indexed again"
+                )
     click.echo(
         f"indexed {len(summary.indexed)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}, "
         f"pruned {len(summary.pruned)} videos; {summary.video_seconds:.1f} video seconds in "
         f"{summary.wall_seconds:.1f} s wall time ({summary.throughput:.1f} video s per wall s)"
     )
     sys.exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
+
+
+@cli.command("search-text")
+@click.argument("text", required=False)
+@click.option(
+    "--library",
+    "library_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Library folder made by `vcopy index`.",
+)
+@click.option(
+    "--queries",
+    "queries_file",
+    type=click.Path(path_type=Path),
+    help="A file with one query per line (instead of TEXT); one ranked list per query.",
+)
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Videos per query.")
+@click.option(
+    "--json",
+    "json_destination",
+    metavar="FILE|-",
+    help="Write the results as JSON to FILE, or to stdout with '-' (the table then goes to stderr).",
+)
+@_friendly_errors
+def search_text_command(
+    text: str | None, library_path: Path, queries_file: Path | None, top: int, json_destination: str | None
+) -> None:
+    """Rank the library's videos for TEXT (e.g. "a dog running on a beach"), each with its
+    best-matching moment.
+
+    Works on any indexed library with no training (zero-shot: ImageNet classes of the frames in
+    the MiniLM text space). Nothing is decoded again and nothing is downloaded.
+    """
+    from vcopy.library import Library
+    from vcopy.report import write_report
+    from vcopy.text.search import TextSearcher, search_report
+
+    if (text is None) == (queries_file is None):
+        raise click.UsageError("give either TEXT or --queries FILE")
+    if queries_file is not None:
+        try:
+            texts = [line.strip() for line in queries_file.read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise VcopyError(
+                f"{queries_file}: cannot read queries ({exc.__class__.__name__}: {exc})"
+            ) from exc
+        if not texts:
+            raise VcopyError(f"{queries_file}: no queries (one per line)")
+    else:
+        assert text is not None
+        if not text.strip():
+            raise click.BadParameter("empty query", param_hint="TEXT")
+        texts = [text.strip()]
+    started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with Library.open(library_path) as library:
+        searcher = TextSearcher(library)
+        started = time.perf_counter()
+        results = searcher.search(texts, top)
+        seconds = time.perf_counter() - started
+        report = search_report(searcher, results, started_utc)
+    if searcher.sync.without_classes:
+        stderr.print(
+            f"note: {len(searcher.sync.without_classes)} videos were indexed before text search; "
+            "index them again to search them"
+        )
+    console = _table_console(json_destination)
+    for result in results:
+        table = Table(title=f"{result.text!r}", title_justify="left")
+        for column in ("#", "score", "moment", "video"):
+            table.add_column(column, justify="right" if column != "video" else "left")
+        for rank, hit in enumerate(result.hits, 1):
+            moment = f"{_hms(hit.moment.start_s)}-{_hms(hit.moment.end_s)}"
+            table.add_row(str(rank), f"{hit.score:.3f}", moment, hit.path)
+        console.print(table)
+    stderr.print(f"{len(texts)} queries in {seconds:.3f} s ({seconds / len(texts) * 1000:.1f} ms per query)")
+    if json_destination:
+        write_report(report, json_destination)
 
 
 @cli.command("query")
@@ -401,6 +488,13 @@ def train_group() -> None:
     "--input-size", default=64, show_default=True, type=click.IntRange(min=32), help="Detector input (px)."
 )
 @click.option(
+    "--max-aspect",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Long maps are drawn up to input-size x (input-size * max-aspect) px.",
+)
+@click.option(
     "--widths",
     default="8,16,32,64",
     show_default=True,
@@ -418,6 +512,7 @@ def train_spd_command(
     batch_size: int,
     learning_rate: float,
     input_size: int,
+    max_aspect: int,
     widths: str,
     seed: int,
     resume: bool,
@@ -444,6 +539,7 @@ def train_spd_command(
         raise click.BadParameter("four positive integers, e.g. 8,16,32,64", param_hint="--widths")
     config = TrainConfig(
         input_size=input_size,
+        max_aspect=max_aspect,
         widths=width_values,  # type: ignore[arg-type]
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,

@@ -7,6 +7,9 @@ mid-level features, specific to the picture and robust to edits) are GeM-pooled 
 L2-normalised and concatenated into a 384-d raw descriptor. A learned whitening fitted on copy pairs
 (``vcopy.whitening``, weights shipped in ``vcopy/weights``, see weights/README.md) projects it to
 the final descriptor.
+
+For zero-shot text search the rest of the network runs too, and each frame's most probable ImageNet
+classes (``FrameClasses``) are kept next to its vector.
 """
 
 from __future__ import annotations
@@ -42,6 +45,25 @@ GEM_POWER = 3.0
 _BLOCKS_PER_STAGE = (1, 2, 2, 3, 3, 4, 1)
 _INPUT_MEAN, _INPUT_STD = 0.5, 0.5  # the TF-ported Lite weights expect pixels scaled to [-1, 1]
 SHIPPED_WHITENING = Path("<shipped>")  # sentinel: use shipped_whitening_path()
+TOP_CLASSES = 10  # ImageNet classes kept per frame
+
+
+@dataclass(frozen=True)
+class FrameClasses:
+    """Each frame's ``k`` most probable ImageNet-1k classes, most probable first."""
+
+    ids: np.ndarray  # int64 [N, k]
+    probabilities: np.ndarray  # float32 [N, k]
+
+    @classmethod
+    def top(cls, probabilities: np.ndarray, k: int = TOP_CLASSES) -> FrameClasses:
+        """The ``k`` best classes of full probability rows [N, 1000]."""
+        ids = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        return cls(ids.astype(np.int64), np.take_along_axis(probabilities, ids, 1).astype(np.float32))
+
+    @classmethod
+    def concatenate(cls, parts: list[FrameClasses]) -> FrameClasses:
+        return cls(np.concatenate([p.ids for p in parts]), np.concatenate([p.probabilities for p in parts]))
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,7 @@ class EncodedVideo:
     decoder: str
     vectors: np.ndarray  # float32 [N, dim], L2-normalised
     timestamps_s: np.ndarray  # float64 [N]
+    classes: FrameClasses | None = None  # when asked for (``encode_videos(..., classes=True)``)
 
 
 @dataclass(frozen=True)
@@ -154,8 +177,9 @@ class FrameDescriptor:
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
         return (x / 255.0 - _INPUT_MEAN) / _INPUT_STD
 
-    def _raw(self, x: torch.Tensor) -> torch.Tensor:
-        """GeM-pooled, per-stage L2-normalised, concatenated and normalised stage outputs [N, 384]."""
+    def _forward(self, x: torch.Tensor, classes: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The raw descriptor [N, 384] (GeM-pooled, per-stage L2-normalised, concatenated and
+        normalised stage outputs) and, with ``classes``, ImageNet class probabilities [N, 1000]."""
         normalize = torch.nn.functional.normalize
         m = self.model
         h = m.bn1(m.conv_stem(x))
@@ -165,19 +189,42 @@ class FrameDescriptor:
             if i in POOLED_STAGES:
                 gem = h.clamp_min(1e-6).pow(GEM_POWER).mean(dim=(2, 3)).pow(1 / GEM_POWER)
                 pooled.append(normalize(gem, dim=1))
-        return normalize(torch.cat(pooled, dim=1), dim=1)
+        raw = normalize(torch.cat(pooled, dim=1), dim=1)
+        if not classes:
+            return raw, None
+        for block in m.blocks[max(POOLED_STAGES) + 1 :]:
+            h = block(h)
+        return raw, m.forward_head(m.bn2(m.conv_head(h))).softmax(dim=1)
+
+    def _whiten(self, raw: np.ndarray) -> np.ndarray:
+        if self.whitening is None:
+            return raw
+        return self.whitening.apply(raw) if len(raw) else np.zeros((0, self.dim), dtype=np.float32)
 
     @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB frames [N, H, W, 3] -> float32 [N, dim]."""
-        out = [
-            self._raw(self._prepare(frames[lo : lo + self.batch_size])).cpu().numpy()
-            for lo in range(0, len(frames), self.batch_size)
-        ]
-        raw = np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.raw_dim), dtype=np.float32)
-        if self.whitening is None:
-            return raw
-        return self.whitening.apply(raw) if len(raw) else np.zeros((0, self.dim), dtype=np.float32)
+        return self.encode_with_classes(frames, classes=False)[0]
+
+    @torch.inference_mode()
+    def encode_with_classes(
+        self, frames: np.ndarray, classes: bool = True
+    ) -> tuple[np.ndarray, FrameClasses | None]:
+        """Frame vectors [N, dim] and, with ``classes``, each frame's top ImageNet classes (one
+        pass through the network)."""
+        raw, probabilities = [], []
+        for lo in range(0, len(frames), self.batch_size):
+            r, p = self._forward(self._prepare(frames[lo : lo + self.batch_size]), classes)
+            raw.append(r.cpu().numpy())
+            if p is not None:
+                probabilities.append(p.cpu().numpy())
+        vectors = self._whiten(
+            np.concatenate(raw).astype(np.float32) if raw else np.zeros((0, self.raw_dim), dtype=np.float32)
+        )
+        if not classes:
+            return vectors, None
+        full = np.concatenate(probabilities) if probabilities else np.zeros((0, 1000), dtype=np.float32)
+        return vectors, FrameClasses.top(full)
 
     @torch.inference_mode()
     def imagenet_probabilities(self, frames: np.ndarray) -> np.ndarray:
@@ -187,17 +234,22 @@ class FrameDescriptor:
 
 
 def encode_videos(
-    paths: Iterable[Path], descriptor: FrameDescriptor, sampling: SamplingConfig
+    paths: Iterable[Path], descriptor: FrameDescriptor, sampling: SamplingConfig, classes: bool = False
 ) -> Iterator[EncodedVideo | FailedVideo]:
-    """Decode (in a child process) and describe each video; the two overlap in time."""
+    """Decode (in a child process) and describe each video; the two overlap in time. With
+    ``classes``, each frame's top ImageNet classes come too."""
     info: VideoInfo | None = None
     vectors: list[np.ndarray] = []
     times: list[np.ndarray] = []
+    frame_classes: list[FrameClasses] = []
     for event in decode_videos(paths, sampling):
         if isinstance(event, VideoStart):
-            info, vectors, times = event.info, [], []
+            info, vectors, times, frame_classes = event.info, [], [], []
         elif isinstance(event, FrameChunk):
-            vectors.append(descriptor.encode(event.frames))
+            chunk_vectors, chunk_classes = descriptor.encode_with_classes(event.frames, classes)
+            vectors.append(chunk_vectors)
+            if chunk_classes is not None:
+                frame_classes.append(chunk_classes)
             times.append(event.timestamps_s)
         elif isinstance(event, VideoFailed):
             yield FailedVideo(event.path, event.reason)
@@ -217,6 +269,7 @@ def encode_videos(
                 decoder=event.decoder,
                 vectors=np.concatenate(vectors),
                 timestamps_s=np.concatenate(times),
+                classes=FrameClasses.concatenate(frame_classes) if classes else None,
             )
 
 

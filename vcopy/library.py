@@ -3,7 +3,8 @@
 Layout of ``LIB/``::
 
     library.sqlite   videos (path, sha256, size, mtime, duration, fps, ...), vectors (id -> video,
-                     timestamp_s), failures, meta (descriptor, sampling, state generation)
+                     timestamp_s), frame_classes (each frame's top ImageNet classes, for zero-shot
+                     text search), failures, meta (descriptor, sampling, state generation)
     index.faiss      IndexIDMap2 over an inner-product index; ids are rows of ``vectors``
     write.lock       held (flock) by the one process allowed to write
 
@@ -29,10 +30,17 @@ import faiss
 import numpy as np
 
 from vcopy.errors import LibraryError
-from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos, video_duration_s
+from vcopy.features import (
+    EncodedVideo,
+    FailedVideo,
+    FrameClasses,
+    FrameDescriptor,
+    encode_videos,
+    video_duration_s,
+)
 from vcopy.video import SamplingConfig, file_stamp, find_videos
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added frame_classes; a version-1 library is upgraded when opened for writing
 _DB, _INDEX, _LOCK = "library.sqlite", "index.faiss", "write.lock"
 _VIDEO_COLUMNS = "id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder"  # LibraryVideo
 
@@ -58,6 +66,12 @@ CREATE TABLE IF NOT EXISTS vectors (
     timestamp_s REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS vectors_by_video ON vectors(video_id);
+CREATE TABLE IF NOT EXISTS frame_classes (
+    video_id INTEGER PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
+    class_ids BLOB NOT NULL,  -- uint16 [frames, top_k], frames in time order
+    probabilities BLOB NOT NULL,  -- float16 [frames, top_k]
+    top_k INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS failures (
     path TEXT PRIMARY KEY,
     reason TEXT NOT NULL,
@@ -161,8 +175,11 @@ class Library:
             }
             with _transaction(db):
                 db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        if int(meta["schema_version"]) != SCHEMA_VERSION:
+        if int(meta["schema_version"]) not in (1, SCHEMA_VERSION):
             raise LibraryError(f"{root}: library schema {meta['schema_version']} is not supported")
+        if write and int(meta["schema_version"]) < SCHEMA_VERSION:  # its tables were just created
+            with _transaction(db):
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         if descriptor is not None and meta["descriptor"] != descriptor.name:
             raise LibraryError(f"{root}: built with descriptor {meta['descriptor']}, not {descriptor.name}")
         index = _read_index(root / _INDEX, int(meta["dim"]))
@@ -255,6 +272,33 @@ class Library:
         )
         return vectors.astype(np.float32), np.array([r[1] for r in rows], dtype=np.float64)
 
+    def timestamps_of(self, video_id: int) -> np.ndarray:
+        """The times (s) of a video's stored frames, in order."""
+        rows = self._db.execute(
+            "SELECT timestamp_s FROM vectors WHERE video_id = ? ORDER BY timestamp_s", (video_id,)
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.float64)
+
+    def frame_classes(self, video_id: int) -> FrameClasses | None:
+        """A video's frames' top ImageNet classes, in time order; None when it was indexed without
+        them (by a vcopy older than text search)."""
+        has_table = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'frame_classes'"
+        ).fetchone()
+        row = (
+            self._db.execute(
+                "SELECT class_ids, probabilities, top_k FROM frame_classes WHERE video_id = ?", (video_id,)
+            ).fetchone()
+            if has_table
+            else None
+        )
+        if row is None:
+            return None
+        k = int(row[2])
+        ids = np.frombuffer(row[0], dtype=np.uint16).reshape(-1, k).astype(np.int64)
+        probabilities = np.frombuffer(row[1], dtype=np.float16).reshape(-1, k).astype(np.float32)
+        return FrameClasses(ids, probabilities)
+
     # -- writing -------------------------------------------------------------------------------
 
     def add(
@@ -287,7 +331,7 @@ class Library:
         batch: list[EncodedVideo] = []
         last_commit = time.monotonic()
         sampling = replace(self.sampling, stall_timeout_s=stall_timeout_s)
-        for result in encode_videos(todo, descriptor, sampling):
+        for result in encode_videos(todo, descriptor, sampling, classes=True):
             if isinstance(result, FailedVideo):
                 summary.failed.append((str(result.path), result.reason))
                 self._record_failure(result)
@@ -381,6 +425,16 @@ class Library:
                     "INSERT INTO vectors (id, video_id, timestamp_s) VALUES (?, ?, ?)",
                     zip(ids.tolist(), [cur.lastrowid] * len(ids), video.timestamps_s.tolist(), strict=True),
                 )
+                if video.classes is not None:
+                    self._db.execute(
+                        "INSERT INTO frame_classes VALUES (?, ?, ?, ?)",
+                        (
+                            cur.lastrowid,
+                            video.classes.ids.astype(np.uint16).tobytes(),
+                            video.classes.probabilities.astype(np.float16).tobytes(),
+                            video.classes.ids.shape[1],
+                        ),
+                    )
                 self._db.execute("DELETE FROM failures WHERE path = ?", (str(video.path),))
             self._bump_generation()
         self._drop_vectors(old_vectors)
@@ -402,6 +456,7 @@ class Library:
             r[0] for r in self._db.execute("SELECT id FROM vectors WHERE video_id = ?", (video_id,))
         ]
         self._db.execute("DELETE FROM vectors WHERE video_id = ?", (video_id,))
+        self._db.execute("DELETE FROM frame_classes WHERE video_id = ?", (video_id,))
         self._db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
         return vector_ids
 

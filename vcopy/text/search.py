@@ -1,0 +1,198 @@
+"""Ranking library videos for a text query.
+
+Each library video has one vector in the text space (``ZeroShotSpace.video_vector`` of its stored
+frame classes); they live in a second FAISS index, ``LIB/text/<space>.faiss`` (ids are library
+video ids). ``sync_text_index`` brings it up to date with the library from what the library stores,
+never decoding a video again: ``vcopy index`` calls it after indexing, and a search calls it first
+(so a library indexed before text search gets its vectors on first use). A query is embedded by the
+text encoder, the index gives the best videos, and each one's best moment is the run of frames
+around its best-matching frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from vcopy.library import Library
+from vcopy.text.encoder import TextEncoder
+from vcopy.text.zeroshot import ZeroShotSpace
+
+TEXT_DIR = "text"
+MOMENT_FRACTION = 0.9  # frames next to the best one stay in the moment while they score this much of it
+
+
+@dataclass(frozen=True)
+class Moment:
+    """Where in a video the query matches best: a span and its best frame, in seconds."""
+
+    start_s: float
+    end_s: float
+    best_s: float
+
+
+@dataclass(frozen=True)
+class TextHit:
+    path: str
+    sha256: str
+    score: float  # cosine similarity of the query and the video in the text space
+    moment: Moment
+
+
+@dataclass(frozen=True)
+class TextQueryResult:
+    text: str
+    hits: list[TextHit]
+
+
+@dataclass(frozen=True)
+class TextIndexSync:
+    """What ``sync_text_index`` did."""
+
+    added: int
+    removed: int
+    without_classes: list[str]  # videos indexed before text search: re-index them to search them
+
+
+def _paths(library: Library, space: ZeroShotSpace) -> tuple[Path, Path]:
+    folder = library.root / TEXT_DIR
+    stem = space.name.replace("/", "-")
+    return folder / f"{stem}.faiss", folder / f"{stem}.json"
+
+
+def _load(index_path: Path, dim: int) -> Any:
+    if index_path.is_file():
+        try:
+            return faiss.read_index(str(index_path))
+        except RuntimeError:
+            pass  # damaged: rebuilt from the library below
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def sync_text_index(library: Library, space: ZeroShotSpace) -> tuple[Any, TextIndexSync]:
+    """The text index of ``library`` in ``space``, updated (and saved, when the library folder is
+    writable) for videos added or removed since it was last written."""
+    index_path, info_path = _paths(library, space)
+    index = _load(index_path, space.encoder.dim)
+    stored = faiss.vector_to_array(index.id_map).astype(np.int64) if index.ntotal else np.zeros(0, np.int64)
+    videos = {v.id: v for v in library.videos()}
+    gone = np.setdiff1d(stored, np.array(list(videos), dtype=np.int64))
+    if len(gone):
+        index.remove_ids(gone)
+    new_ids, new_vectors, without = [], [], []
+    for video_id in sorted(set(videos) - set(stored.tolist())):
+        classes = library.frame_classes(video_id)
+        if classes is None or len(classes.ids) == 0:
+            without.append(videos[video_id].path)
+            continue
+        new_ids.append(video_id)
+        new_vectors.append(space.video_vector(classes))
+    if new_ids:
+        index.add_with_ids(np.stack(new_vectors).astype(np.float32), np.array(new_ids, dtype=np.int64))
+    if (len(gone) or new_ids) and os.access(library.root, os.W_OK):
+        index_path.parent.mkdir(exist_ok=True)
+        tmp = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
+        faiss.write_index(index, str(tmp))
+        tmp.replace(index_path)
+        info = {"space": space.name, "videos": int(index.ntotal), "library_state": library.state_id}
+        info_path.write_text(json.dumps(info, indent=2) + "\n")
+    return index, TextIndexSync(len(new_ids), len(gone), without)
+
+
+class TextSearcher:
+    """Ranks the videos of a library for text queries; models are loaded once, for many queries."""
+
+    def __init__(self, library: Library, encoder: TextEncoder | None = None) -> None:
+        self.library = library
+        self.encoder = encoder or TextEncoder()
+        self.space = ZeroShotSpace(self.encoder, cache_dir=library.root / TEXT_DIR)
+        self.index, self.sync = sync_text_index(library, self.space)
+        self.frame_step_s = 1.0 / library.sampling.sample_fps
+
+    @property
+    def models(self) -> list[dict[str, str]]:
+        return [*self.encoder.models, {"role": "text_space", "name": self.space.name}]
+
+    def search(self, texts: Sequence[str], top: int = 10) -> list[TextQueryResult]:
+        """The ``top`` videos for each text, best first."""
+        queries = self.encoder.encode(texts)
+        k = min(top, int(self.index.ntotal))
+        if k == 0:
+            return [TextQueryResult(t, []) for t in texts]
+        scores, ids = self.index.search(queries, k)
+        return [
+            TextQueryResult(
+                text,
+                [self._hit(int(i), float(s), q) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0],
+            )
+            for text, q, row_ids, row_scores in zip(texts, queries, ids, scores, strict=True)
+        ]
+
+    def _hit(self, video_id: int, score: float, query: np.ndarray) -> TextHit:
+        video = self.library.video(video_id)
+        classes = self.library.frame_classes(video_id)
+        times = self.library.timestamps_of(video_id)
+        assert classes is not None  # only videos with classes are in the index
+        return TextHit(
+            video.path, video.sha256, score, self._moment(self.space.frame_vectors(classes) @ query, times)
+        )
+
+    def _moment(self, frame_scores: np.ndarray, times_s: np.ndarray) -> Moment:
+        """The run of adjacent frames around the best one that score at least ``MOMENT_FRACTION``
+        of it."""
+        best = int(np.argmax(frame_scores))
+        keep = frame_scores >= frame_scores[best] * MOMENT_FRACTION
+        first, last = best, best
+        while first > 0 and keep[first - 1]:
+            first -= 1
+        while last < len(keep) - 1 and keep[last + 1]:
+            last += 1
+        return Moment(float(times_s[first]), float(times_s[last]) + self.frame_step_s, float(times_s[best]))
+
+
+def search_report(
+    searcher: TextSearcher, results: Sequence[TextQueryResult], started_utc: str
+) -> dict[str, Any]:
+    """Text-search results as JSON (schema ``vcopy.text-search/1``): every video by path and
+    SHA-256, its score and best moment, and the models that ranked it."""
+    import vcopy
+
+    library = searcher.library
+    return {
+        "schema": "vcopy.text-search/1",
+        "vcopy_version": vcopy.__version__,
+        "created_utc": started_utc,
+        "models": searcher.models,
+        "library": {
+            "path": str(library.root.resolve()),
+            "videos": len(library),
+            "state_id": library.state_id,
+        },
+        "queries": [
+            {
+                "text": r.text,
+                "results": [
+                    {
+                        "rank": rank,
+                        "path": hit.path,
+                        "sha256": hit.sha256,
+                        "score": round(hit.score, 6),
+                        "moment": {
+                            "start": round(hit.moment.start_s, 3),
+                            "end": round(hit.moment.end_s, 3),
+                            "best_frame": round(hit.moment.best_s, 3),
+                        },
+                    }
+                    for rank, hit in enumerate(r.hits, 1)
+                ],
+            }
+            for r in results
+        ],
+    }

@@ -1,0 +1,60 @@
+"""The zero-shot text space of video frames, with no training: a frame's ImageNet class
+probabilities become the probability-weighted sum of the text embeddings of the class names (a
+convex combination of semantic embeddings), and a video is the mean of its frames.
+
+Class names are torchvision's ImageNet-1k categories (in its package, no download), each embedded
+as ``CLASS_PROMPT``; a frame uses its ``TOP_CLASSES`` most probable classes, renormalised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from vcopy.features import FrameClasses
+from vcopy.text.encoder import TextEncoder
+
+CLASS_PROMPT = "a photo of a {}"
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in class-index order."""
+    from torchvision.models import EfficientNet_B0_Weights
+
+    return list(EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _normalized(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class ZeroShotSpace:
+    """Maps frames (their top ImageNet classes) and videos into the text encoder's space.
+    ``cache_dir``, when given, keeps the class embeddings between runs."""
+
+    def __init__(self, encoder: TextEncoder, cache_dir: Path | None = None) -> None:
+        self.encoder = encoder
+        prompts = [CLASS_PROMPT.format(name) for name in imagenet_class_names()]
+        key = hashlib.sha256("\n".join([encoder.sha256, *prompts]).encode()).hexdigest()[:16]
+        self.name = f"zeroshot/imagenet-classes/{key}"
+        cache = None if cache_dir is None else cache_dir / f"class-embeddings-{key}.npy"
+        if cache is not None and cache.is_file():
+            self.class_embeddings = np.load(cache)
+        else:
+            self.class_embeddings = encoder.encode(prompts)
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_name(f".{cache.name}.tmp.npy")
+                np.save(tmp, self.class_embeddings)
+                tmp.replace(cache)
+
+    def frame_vectors(self, classes: FrameClasses) -> np.ndarray:
+        """[N, dim] L2-normalised text-space vectors of frames."""
+        weights = classes.probabilities / np.maximum(classes.probabilities.sum(axis=1, keepdims=True), 1e-12)
+        return _normalized(np.einsum("nk,nkd->nd", weights, self.class_embeddings[classes.ids]))
+
+    def video_vector(self, classes: FrameClasses) -> np.ndarray:
+        """[dim] L2-normalised text-space vector of a whole video (the mean of its frames)."""
+        return _normalized(self.frame_vectors(classes).mean(axis=0))
