@@ -44,8 +44,8 @@ def test_noise_alone_gives_nothing(name: str) -> None:
 
 SPD_LOW_CONFIDENCE = pytest.mark.xfail(
     strict=True,
-    reason="SPD scores these two short bands on i.i.d. noise 0.50 and 0.56, below its calibrated "
-    "threshold 0.60 (README, Known limitations)",
+    reason="SPD finds both bands (scores 0.59 and 0.71) but starts the second 2 frames early: a noise "
+    "cell of 0.17 two rows before it passes the end refinement's 0.15 (README, Known limitations)",
 )
 
 

@@ -5,10 +5,10 @@ along x, ``input_size`` pixels high and ``input_size`` times 1, 2 or 4 (up to ``
 so that both axes get about the same frames per pixel; an axis longer than its pixels is
 max-pooled a whole number of frames per pixel (a thin diagonal band survives), a shorter one is
 stretched. An ultralytics YOLO detector finds the boxes of class "copy", and each box maps back to
-query and reference frames. On a shrunk axis a box is a few frames coarse, so its ends are then
-refined on the full-resolution map: rows and columns inside the (slightly widened) box whose best
-contrast stays below ``refine_min_contrast`` are cut off. Maps drawn on the same canvas go through
-the network as one batch.
+query and reference frames. A box is a few frames coarse (more on a shrunk axis), so its ends are
+then refined on the full-resolution map: rows and columns at the ends of the (slightly widened)
+box whose best contrast stays below ``refine_min_contrast`` are cut off. Maps drawn on the same
+canvas go through the network as one batch.
 
 Weights (``vcopy.spd/2``): the model's YAML config, its state dict, the input size, ``max_aspect``,
 the rendering range, the calibrated score threshold and how they were made. ``vcopy train spd``
@@ -38,6 +38,7 @@ from vcopy.video import sha256_file
 WEIGHTS_FORMAT = "vcopy.spd/2"
 SHIPPED_WEIGHTS = "spd.pt"
 CONTRAST_RANGE = (-0.2, 0.8)  # contrast values mapped to image values 0..1
+BACKGROUND_CONTRAST = -0.1  # typical contrast of unrelated frames; a drawn map's median is moved here
 
 
 def model_config(widths: Sequence[int] = (8, 16, 32, 64)) -> dict[str, Any]:
@@ -182,8 +183,10 @@ def render_maps(
     renderings: Sequence[Rendering],
     contrast_range: tuple[float, float] = CONTRAST_RANGE,
 ) -> torch.Tensor:
-    """Contrast maps as a batch of one-channel images of their (common) canvas, ``contrast_range``
-    mapped to values 0..1, each drawn in the top-left corner and padded with 0."""
+    """Contrast maps as a batch of one-channel images of their (common) canvas, each drawn in the
+    top-left corner and padded with 0. Max pooling lifts the background the more frames a pixel
+    holds, so each drawn map is shifted to put its median at ``BACKGROUND_CONTRAST`` (the level of
+    an unpooled map) before ``contrast_range`` is mapped to values 0..1."""
     lo, hi = contrast_range
     height, width = renderings[0].canvas
     images = torch.zeros(len(maps), 1, height, width)
@@ -192,7 +195,8 @@ def render_maps(
         if r.transposed:
             x = x.T
         image = r.x.draw(r.y.draw(x, 0), 1)
-        images[i, 0, : r.y.pixels, : r.x.pixels] = image.sub(lo).div_(hi - lo).clamp_(0.0, 1.0)
+        image = image - (image.median() - BACKGROUND_CONTRAST)
+        images[i, 0, : r.y.pixels, : r.x.pixels] = image.sub_(lo).div_(hi - lo).clamp_(0.0, 1.0)
     return images
 
 
@@ -333,15 +337,12 @@ class SimilarityPatternDetector:
     def _refine(
         self, contrast: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], scale: AxisScale, axis: int
     ) -> tuple[int, int]:
-        """On an axis drawn at more than one frame per pixel, widen the box by one pixel's worth of
-        frames each side, then cut the frames whose best contrast inside the box is weak. ``axis``
-        1 refines rows (``scale`` is then the query axis's)."""
+        """Widen the box by one pixel's worth of frames (at least one frame) each side, then cut
+        the frames at its ends whose best contrast inside the box is weak. ``axis`` 1 refines rows
+        (``scale`` is then the query axis's)."""
         span = rows if axis == 1 else cols
-        if scale.frames_per_pixel <= 1:
-            return span
-        n = scale.frames
-        pad = int(np.ceil(scale.frames_per_pixel))
-        first, last = max(0, span[0] - pad), min(n - 1, span[1] + pad)
+        pad = max(1, int(np.ceil(scale.frames_per_pixel)))
+        first, last = max(0, span[0] - pad), min(scale.frames - 1, span[1] + pad)
         if axis == 1:
             strength = contrast[first : last + 1, cols[0] : cols[1] + 1].max(axis=1)
         else:

@@ -36,6 +36,7 @@ from vcopy.evaluate import Prediction, Scores, TrueQuery, load_ground_truth, sco
 from vcopy.features import FailedVideo, FrameDescriptor, encode_videos
 from vcopy.localize.base import Segment
 from vcopy.localize.spd import (
+    BACKGROUND_CONTRAST,
     CONTRAST_RANGE,
     WEIGHTS_FORMAT,
     Rendering,
@@ -51,7 +52,6 @@ from vcopy.video import SamplingConfig
 
 TRAIN_SPLIT = "train"
 BACKGROUND_RANK = QueryConfig.background_rank
-BACKGROUND_CONTRAST = -0.1  # typical contrast of unrelated frames; dropped bands get this value
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class TrainConfig:
     composite_fraction: float = 0.35  # share of training maps composed of several videos
     chain_fraction: float = 0.3  # share of maps with one long copy chained from several copies
     max_chain: int = 10  # copies chained into one
-    max_composite_queries: int = 12
+    max_composite_queries: int = 40  # up to about 1200 query frames: long-form sizes
     max_composite_references: int = 48
     validation_fraction: float = 0.2
     candidates: int = 10  # references per held-out query that get a map, as in `vcopy query`
@@ -254,6 +254,11 @@ def _resampled(piece: Piece, rng: np.random.Generator) -> Piece:
     return Piece(piece.key, piece.vectors[idx], piece.times_s[idx], piece.background[idx])
 
 
+def _log_uniform(rng: np.random.Generator, high: int) -> int:
+    """A whole number in 1..``high``, small ones as likely as large ones in log scale."""
+    return int(np.exp(rng.uniform(0, np.log(high + 1))))
+
+
 def _part(piece: Piece, frames: np.ndarray) -> Piece:
     """The ``frames`` (a mask) of a piece, under a key that no ground truth names."""
     return Piece("chained", piece.vectors[frames], piece.times_s[frames], piece.background[frames])
@@ -305,8 +310,8 @@ class MapSampler:
 
     def _composite(self) -> tuple[list[Piece], list[Piece]]:
         d, rng, cfg = self.data, self.rng, self.config
-        n_q = min(len(d.train_queries), int(np.exp(rng.uniform(0, np.log(cfg.max_composite_queries + 1)))))
-        n_r = min(len(d.references), int(np.exp(rng.uniform(0, np.log(cfg.max_composite_references + 1)))))
+        n_q = min(len(d.train_queries), _log_uniform(rng, cfg.max_composite_queries))
+        n_r = min(len(d.references), _log_uniform(rng, cfg.max_composite_references))
         queries = [d.videos[d.train_queries[i]] for i in rng.choice(len(d.train_queries), n_q, replace=False)]
         queries = [_resampled(p, rng) if rng.random() < 0.2 else p for p in queries]
         refs = [d.references[i] for i in rng.choice(len(d.references), n_r, replace=False)]
@@ -339,8 +344,8 @@ class MapSampler:
                 sources.add(c.reference)
         unrelated_queries = [q for q in d.train_queries if not {c.reference for c in d.copies[q]} & sources]
         unrelated_references = [r for r in d.references if r not in sources]
-        n_q = min(len(unrelated_queries), int(rng.integers(0, cfg.max_composite_queries + 1)))
-        n_r = min(len(unrelated_references), int(rng.integers(0, cfg.max_composite_references + 1)))
+        n_q = min(len(unrelated_queries), _log_uniform(rng, cfg.max_composite_queries + 1) - 1)
+        n_r = min(len(unrelated_references), _log_uniform(rng, cfg.max_composite_references + 1) - 1)
         query_pad = [d.videos[unrelated_queries[i]] for i in rng.choice(len(unrelated_queries), n_q, False)]
         reference_pad = [
             d.videos[unrelated_references[i]] for i in rng.choice(len(unrelated_references), n_r, False)
