@@ -95,6 +95,21 @@ def _decoding_options(command: F) -> F:
     )(command)
 
 
+_existing_library = click.option(
+    "--library",
+    "library_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Library folder made by `vcopy index`.",
+)
+_json_output = click.option(
+    "--json",
+    "json_destination",
+    metavar="FILE|-",
+    help="Write the JSON to FILE, or to stdout with '-' (tables then go to stderr).",
+)
+
+
 @click.group()
 @click.version_option(vcopy.__version__, prog_name="vcopy")
 def cli() -> None:
@@ -190,13 +205,7 @@ def index_command(
 
 @cli.command("search-text")
 @click.argument("text", required=False)
-@click.option(
-    "--library",
-    "library_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Library folder made by `vcopy index`.",
-)
+@_existing_library
 @click.option(
     "--queries",
     "queries_file",
@@ -204,12 +213,7 @@ def index_command(
     help="A file with one query per line (instead of TEXT); one ranked list per query.",
 )
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Videos per query.")
-@click.option(
-    "--json",
-    "json_destination",
-    metavar="FILE|-",
-    help="Write the results as JSON to FILE, or to stdout with '-' (the table then goes to stderr).",
-)
+@_json_output
 @_friendly_errors
 def search_text_command(
     text: str | None, library_path: Path, queries_file: Path | None, top: int, json_destination: str | None
@@ -268,19 +272,8 @@ def search_text_command(
 
 @cli.command("query")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--library",
-    "library_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Library folder made by `vcopy index`.",
-)
-@click.option(
-    "--json",
-    "json_destination",
-    metavar="FILE|-",
-    help="Write the JSON report to FILE, or to stdout with '-' (the table then goes to stderr).",
-)
+@_existing_library
+@_json_output
 @click.option(
     "--localizer",
     default="spd",
