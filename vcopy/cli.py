@@ -161,7 +161,7 @@ def index_command(
     """
     from vcopy.features import FrameDescriptor
     from vcopy.library import Library
-    from vcopy.text.search import TEXT_DIR, TextSearcher
+    from vcopy.text.search import TEXT_DIR, open_text_space, sync_text_index
     from vcopy.video import SamplingConfig, find_videos
 
     descriptor = FrameDescriptor(device=device)
@@ -189,10 +189,10 @@ def index_command(
             )
         if summary.indexed or summary.pruned or not (library.root / TEXT_DIR).is_dir():
             with stderr.status("text search: updating the library's text index"):
-                searcher = TextSearcher(library)
-            if searcher.sync.without_classes:
+                _, sync = sync_text_index(library, open_text_space(library))
+            if sync.without_classes:
                 stderr.print(
-                    f"note: {len(searcher.sync.without_classes)} videos were indexed before text search "
+                    f"note: {len(sync.without_classes)} videos were indexed before text search "
                     "and cannot be searched by text until they are indexed again"
                 )
     click.echo(

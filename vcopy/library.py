@@ -129,6 +129,12 @@ class Library:
         self.root = root
         self._db = db
         self.index = index  # faiss.IndexIDMap2 (the SWIG stubs type it loosely)
+        self._has_frame_classes = (  # absent from a version-1 library opened read-only
+            db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'frame_classes'"
+            ).fetchone()
+            is not None
+        )
         self._lock_fd = lock_fd
 
     # -- opening -------------------------------------------------------------------------------
@@ -282,14 +288,11 @@ class Library:
     def frame_classes(self, video_id: int) -> FrameClasses | None:
         """A video's frames' top ImageNet classes, in time order; None when it was indexed without
         them (by a vcopy older than text search)."""
-        has_table = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'frame_classes'"
-        ).fetchone()
         row = (
             self._db.execute(
                 "SELECT class_ids, probabilities, top_k FROM frame_classes WHERE video_id = ?", (video_id,)
             ).fetchone()
-            if has_table
+            if self._has_frame_classes
             else None
         )
         if row is None:

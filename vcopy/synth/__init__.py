@@ -28,7 +28,7 @@ class Clip:
         return Clip(self.frames[round(start_s * self.fps) : round(end_s * self.fps)], self.fps)
 
 
-def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
     """Low-frequency noise in [0, 1], bilinear upsampling of a random grid."""
     grid = rng.random((cells + 1, cells + 1))
     ys = np.linspace(0, cells, height)
@@ -52,7 +52,7 @@ def procedural_shot(
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height + 1) / 2
-    texture = _smooth_noise(rng, height, width, int(rng.integers(3, 12)))
+    texture = smooth_noise(rng, height, width, int(rng.integers(3, 12)))
     background = (colours[0] * ramp[..., None] + colours[1] * (1 - ramp[..., None])) * 0.7 + 0.3 * texture[
         ..., None
     ]

@@ -60,7 +60,7 @@ def object_over_background(
     rng = np.random.default_rng(seed)
     height, width = size
     colour = rng.uniform(0.2, 0.8, 3)
-    texture = synth._smooth_noise(rng, height, width, 6)[..., None]
+    texture = synth.smooth_noise(rng, height, width, 6)[..., None]
     background = np.clip((colour * 0.7 + 0.3 * texture) * 255, 0, 255).astype(np.uint8)
     ih, iw = image.shape[:2]
     n_frames = max(1, round(duration_s * fps))

@@ -106,13 +106,18 @@ def sync_text_index(library: Library, space: ZeroShotSpace) -> tuple[Any, TextIn
     return index, TextIndexSync(len(new_ids), len(gone), without)
 
 
+def open_text_space(library: Library, encoder: TextEncoder | None = None) -> ZeroShotSpace:
+    """The zero-shot text space, its class embeddings cached in the library's text folder."""
+    return ZeroShotSpace(encoder or TextEncoder(), cache_dir=library.root / TEXT_DIR)
+
+
 class TextSearcher:
     """Ranks the videos of a library for text queries; models are loaded once, for many queries."""
 
     def __init__(self, library: Library, encoder: TextEncoder | None = None) -> None:
         self.library = library
-        self.encoder = encoder or TextEncoder()
-        self.space = ZeroShotSpace(self.encoder, cache_dir=library.root / TEXT_DIR)
+        self.space = open_text_space(library, encoder)
+        self.encoder = self.space.encoder
         self.index, self.sync = sync_text_index(library, self.space)
         self.frame_step_s = 1.0 / library.sampling.sample_fps
 
