@@ -213,16 +213,28 @@ def index_command(
     help="A file with one query per line (instead of TEXT); one ranked list per query.",
 )
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Videos per query.")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="A model made by `vcopy train text` (OUT/text-model.pt); default: zero-shot.",
+)
 @_json_output
 @_friendly_errors
 def search_text_command(
-    text: str | None, library_path: Path, queries_file: Path | None, top: int, json_destination: str | None
+    text: str | None,
+    library_path: Path,
+    queries_file: Path | None,
+    top: int,
+    model_path: Path | None,
+    json_destination: str | None,
 ) -> None:
     """Rank the library's videos for TEXT (e.g. "a dog running on a beach"), each with its
     best-matching moment.
 
     Works on any indexed library with no training (zero-shot: ImageNet classes of the frames in
-    the MiniLM text space). Nothing is decoded again and nothing is downloaded.
+    the MiniLM text space), or with a model trained by `vcopy train text` (--model). Nothing is
+    decoded again and nothing is downloaded.
     """
     from vcopy.library import Library
     from vcopy.report import write_report
@@ -246,7 +258,7 @@ def search_text_command(
         texts = [text.strip()]
     started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with Library.open(library_path) as library:
-        searcher = TextSearcher(library)
+        searcher = TextSearcher(library, model_path=model_path)
         started = time.perf_counter()
         results = searcher.search(texts, top)
         seconds = time.perf_counter() - started
@@ -482,16 +494,16 @@ def train_group() -> None:
 )
 @click.option(
     "--max-aspect",
-    default=4,
+    default=2,
     show_default=True,
     type=click.IntRange(min=1),
     help="Long maps are drawn up to input-size x (input-size * max-aspect) px.",
 )
 @click.option(
     "--widths",
-    default="8,16,32,64",
+    default="8,16,32",
     show_default=True,
-    help="Channels at strides 2, 4, 8 and 16 (comma-separated).",
+    help="Channels at strides 4, 8 and 16 (comma-separated).",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -528,8 +540,8 @@ def train_spd_command(
         width_values = tuple(int(w) for w in widths.split(","))
     except ValueError:
         width_values = ()
-    if len(width_values) != 4 or min(width_values) < 1:
-        raise click.BadParameter("four positive integers, e.g. 8,16,32,64", param_hint="--widths")
+    if len(width_values) != 3 or min(width_values) < 1:
+        raise click.BadParameter("three positive integers, e.g. 8,16,32", param_hint="--widths")
     config = TrainConfig(
         input_size=input_size,
         max_aspect=max_aspect,
@@ -555,8 +567,8 @@ def train_spd_command(
         def on_epoch(log: EpochLog) -> None:
             v = log.validation
             progress.console.print(
-                f"epoch {log.epoch}: loss box {log.loss['box']:.3f} cls {log.loss['cls']:.3f} "
-                f"dfl {log.loss['dfl']:.3f} | validation segment F1 {v['segment_f1']:.3f} "
+                f"epoch {log.epoch}: loss {' '.join(f'{k} {x:.3f}' for k, x in log.loss.items())} "
+                f"| validation segment F1 {v['segment_f1']:.3f} "
                 f"(P {v['segment_precision']:.3f} R {v['segment_recall']:.3f}), video P "
                 f"{v['video_precision']:.3f} R {v['video_recall']:.3f} at score >= {log.score_threshold:.2f} "
                 f"| {log.seconds:.0f} s",
@@ -574,6 +586,153 @@ def train_spd_command(
             on_epoch=on_epoch,
         )
     stderr.print(f"best weights: {best}", highlight=False)
+
+
+@train_group.command("text")
+@click.option(
+    "--captions",
+    "captions_file",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="MSR-VTT JSON, CSV/TSV (video and caption columns) or JSONL ({video, caption}).",
+)
+@click.option(
+    "--videos",
+    "videos_dir",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Folder of the captioned videos.",
+)
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run folder.")
+@click.option(
+    "--library",
+    "library_path",
+    type=click.Path(path_type=Path),
+    help="Library to index the videos into and read their frames from (default: OUT/library).",
+)
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", "learning_rate", default=1e-3, show_default=True, type=click.FloatRange(min=0))
+@click.option(
+    "--video-encoder",
+    type=click.Choice(["mean", "transformer"]),
+    default="mean",
+    show_default=True,
+    help="Mean pooling of frames, or one temporal transformer layer before it.",
+)
+@click.option(
+    "--text-head/--no-text-head", default=True, show_default=True, help="Learn a correction on top of MiniLM."
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=1e-3, max=1.0),
+    help="Fixed InfoNCE temperature (default: learned, starting at 0.05).",
+)
+@click.option("--negnce/--no-negnce", default=True, show_default=True, help="Negative-aware InfoNCE term.")
+@click.option("--negnce-r2", default=0.5, show_default=True, type=click.FloatRange(min=0))
+@click.option("--dmae/--no-dmae", default=True, show_default=True, help="Word x frame term (DMAE).")
+@click.option("--tpm/--no-tpm", default=True, show_default=True, help="Triplet partial-margin term (TPM-CL).")
+@click.option("--hscl/--no-hscl", default=True, show_default=True, help="Hard-sample curriculum (HSCL).")
+@click.option("--validation-fraction", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
+@_friendly_errors
+def train_text_command(
+    captions_file: Path,
+    videos_dir: Path,
+    out_dir: Path,
+    library_path: Path | None,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    video_encoder: str,
+    text_head: bool,
+    temperature: float | None,
+    negnce: bool,
+    negnce_r2: float,
+    dmae: bool,
+    tpm: bool,
+    hscl: bool,
+    validation_fraction: float,
+    seed: int,
+    resume: bool,
+    device: str,
+) -> None:
+    """Train the text-to-video model on captioned videos (several captions per video welcome).
+
+    The videos are indexed into a library (unchanged ones are not decoded again). Writes
+    OUT/text-model.pt (the epoch with the best held-out R@sum), OUT/last.pt (for --resume) and
+    OUT/train-log.jsonl. Search with it: `vcopy search-text TEXT --library LIB --model
+    OUT/text-model.pt` (LIB built with the same descriptor).
+    """
+    from vcopy.text.train import TextEpochLog, TextTrainConfig, prepare_data, train_text
+
+    config = TextTrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        temporal=video_encoder == "transformer",
+        text_head=text_head,
+        temperature=temperature,
+        negnce=negnce,
+        negnce_r2=negnce_r2,
+        dmae=dmae,
+        tpm=tpm,
+        hscl=hscl,
+        validation_fraction=validation_fraction,
+        seed=seed,
+        device=device,
+    )
+    library_root = library_path or out_dir / "library"
+    with _progress() as progress:
+        videos = progress.add_task("indexing videos", total=None, current="")
+
+        def on_video(path: str, outcome: str) -> None:
+            progress.advance(videos)
+            progress.update(videos, current=Path(path).name)
+            if outcome.startswith("failed: "):
+                progress.console.print(f"[red]{path}[/]: {outcome[8:]}", highlight=False, soft_wrap=True)
+
+        prepared = prepare_data(captions_file, videos_dir, library_root, config, on_video)
+    if prepared.missing:
+        stderr.print(
+            f"note: {len(prepared.missing)} captioned videos have no file in {videos_dir} "
+            f"(e.g. {prepared.missing[0]})"
+        )
+    data = prepared.data
+    stderr.print(
+        f"{len(data.paths)} videos ({len(data.train_videos)} train, {len(data.held_out_videos)} held out), "
+        f"{len(data.caption_texts)} captions; losses {config.losses}",
+        highlight=False,
+    )
+    record = {
+        "descriptor": prepared.descriptor,
+        "text_encoder_sha256": prepared.text_encoder_sha256,
+        "command": " ".join(["vcopy", *sys.argv[1:]]),
+        "captions": str(captions_file),
+    }
+    with _progress() as progress:
+        training = progress.add_task("training", total=None, current="")
+
+        def on_step(step: int, total: int) -> None:
+            progress.update(training, completed=step, total=total)
+
+        def on_epoch(log: TextEpochLog) -> None:
+            v = log.validation
+            progress.console.print(
+                f"epoch {log.epoch}: loss {' '.join(f'{k} {x:.3f}' for k, x in log.loss.items())} | held out "
+                f"R@1 {v['r1']:.1f} R@5 {v['r5']:.1f} R@10 {v['r10']:.1f} R@sum {v['rsum']:.1f} "
+                f"medR {v['median_rank']:g} meanR {v['mean_rank']:.1f} | {log.seconds:.1f} s",
+                highlight=False,
+            )
+
+        best, metrics = train_text(data, out_dir, config, record, resume, on_step, on_epoch)
+    stderr.print(
+        f"best weights: {best} (held out R@1 {metrics.r1:.1f} R@5 {metrics.r5:.1f} R@10 {metrics.r10:.1f} "
+        f"R@sum {metrics.rsum:.1f})",
+        highlight=False,
+    )
 
 
 def main() -> None:

@@ -59,8 +59,8 @@ class TrainConfig:
     """What ``vcopy train spd`` trains, and how."""
 
     input_size: int = 64
-    max_aspect: int = 4  # maps are drawn up to input_size x (input_size * max_aspect) pixels
-    widths: tuple[int, int, int, int] = (8, 16, 32, 64)
+    max_aspect: int = 2  # maps are drawn up to input_size x (input_size * max_aspect) pixels
+    widths: tuple[int, int, int] = (8, 16, 32)
     epochs: int = 30
     steps_per_epoch: int = 100
     batch_size: int = 32
@@ -70,6 +70,7 @@ class TrainConfig:
     max_chain: int = 10  # copies chained into one
     max_composite_queries: int = 40  # up to about 1200 query frames: long-form sizes
     max_composite_references: int = 48
+    faint_fraction: float = 0.3  # share of maps whose copies are faded towards the background
     validation_fraction: float = 0.2
     candidates: int = 10  # references per held-out query that get a map, as in `vcopy query`
     seed: int = 0
@@ -293,6 +294,8 @@ class MapSampler:
             query, reference = self._pair()
         similarity = contrast(query, reference)
         boxes = np.concatenate([copy_boxes(query, reference, self.data.copies), chained])
+        if self.rng.random() < cfg.faint_fraction:
+            _fade(similarity, boxes, float(self.rng.uniform(0.35, 1.0)))
         return self._augment(similarity), boxes
 
     def _pair(self) -> tuple[list[Piece], list[Piece]]:
@@ -375,6 +378,17 @@ class MapSampler:
             )
             out[band] = BACKGROUND_CONTRAST + rng.normal(0, 0.05, out[band].shape)
         return out
+
+
+def _fade(similarity: np.ndarray, boxes: np.ndarray, strength: float) -> None:
+    """Move the contrast inside each box towards the background, in place: heavily re-encoded or
+    cropped copies give faint bands (a 2-minute copy in a 20 x 30-minute map is then a few dim
+    pixels)."""
+    for r0, r1, c0, c1 in boxes.astype(int):
+        region = similarity[r0 : r1 + 1, c0 : c1 + 1]
+        region -= BACKGROUND_CONTRAST
+        region *= strength
+        region += BACKGROUND_CONTRAST
 
 
 def _batch(sampler: MapSampler, config: TrainConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -479,7 +493,7 @@ def train_spd(
     held_out_truth = validation_truth(gt_path, data)
     dataset = {"generator": truth.get("generator"), "split": TRAIN_SPLIT}
     model = build_model(model_config(config.widths)).to(config.device)
-    model.args = SimpleNamespace(box=7.5, cls=0.5, dfl=1.5)  # type: ignore[assignment]  # loss gains
+    model.args = SimpleNamespace(box=7.5, cls=0.5, dfl=1.5)  # type: ignore[assignment]  # gains (dfl: the side loss)
     from ultralytics.utils.loss import v8DetectionLoss
 
     criterion = v8DetectionLoss(model)
@@ -549,7 +563,7 @@ def train_spd(
             epoch + 1,
             (epoch + 1) * config.steps_per_epoch,
             time.perf_counter() - started,
-            dict(zip(("box", "cls", "dfl"), (sums / config.steps_per_epoch).round(4).tolist(), strict=True)),
+            dict(zip(criterion.loss_names, (sums / config.steps_per_epoch).round(4).tolist(), strict=True)),
             validation,
             threshold,
         )

@@ -1,9 +1,11 @@
 """Ranking library videos for a text query.
 
-Each library video has one vector in the text space (``ZeroShotSpace.video_vector`` of its stored
-frame classes); they live in a second FAISS index, ``LIB/text/<space>.faiss`` (ids are library
-video ids). ``sync_text_index`` brings it up to date with the library from what the library stores,
-never decoding a video again: ``vcopy index`` calls it after indexing, and a search calls it first
+Each library video has one vector in a text space: the mean of its frames' vectors, which come from
+what the library stores (``ZeroShotSpace``: the frames' ImageNet classes; ``TrainedSpace``: a model
+made by ``vcopy train text`` over the frames' descriptors and classes); they live in a second FAISS
+index, ``LIB/text/<space>.faiss`` (ids are library video ids). ``sync_text_index`` brings it up to
+date with the library from what the library stores, never decoding a video again: ``vcopy index``
+calls it after indexing, and a search calls it first
 (so a library indexed before text search gets its vectors on first use). A query is embedded by the
 text encoder, the index gives the best videos, and each one's best moment is the run of frames
 around its best-matching frame.
@@ -16,14 +18,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
+import torch
 
+from vcopy.errors import VcopyError
 from vcopy.library import Library
 from vcopy.text.encoder import TextEncoder
+from vcopy.text.model import load_model
 from vcopy.text.zeroshot import ZeroShotSpace
+from vcopy.video import sha256_file
 
 TEXT_DIR = "text"
 MOMENT_FRACTION = 0.9  # frames next to the best one stay in the moment while they score this much of it
@@ -61,7 +67,60 @@ class TextIndexSync:
     without_classes: list[str]  # videos indexed before text search: re-index them to search them
 
 
-def _paths(library: Library, space: ZeroShotSpace) -> tuple[Path, Path]:
+class TextSpace(Protocol):
+    """Where texts and library frames meet: L2-normalised vectors of one dimension."""
+
+    name: str
+    encoder: TextEncoder
+
+    @property
+    def models(self) -> list[dict[str, str]]: ...
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray: ...
+
+    def library_frames(self, library: Library, video_id: int) -> np.ndarray | None: ...
+
+
+class TrainedSpace:
+    """The space of a model made by ``vcopy train text`` (``--model``)."""
+
+    def __init__(self, model_path: Path, library: Library, encoder: TextEncoder | None = None) -> None:
+        self.model, self.record = load_model(model_path)
+        trained_on = self.record.get("descriptor")
+        if trained_on != library.meta["descriptor"]:
+            raise VcopyError(
+                f"{model_path}: trained on descriptor {trained_on}, "
+                f"the library uses {library.meta['descriptor']}"
+            )
+        self.zero_shot = ZeroShotSpace(encoder or TextEncoder(), cache_dir=library.root / TEXT_DIR)
+        self.encoder = self.zero_shot.encoder
+        self.sha256 = sha256_file(model_path)
+        self.path = model_path
+        self.name = f"trained/{self.sha256[:16]}"
+
+    @property
+    def models(self) -> list[dict[str, str]]:
+        return [{"role": "text_space", "name": self.name, "file": str(self.path), "sha256": self.sha256}]
+
+    @torch.no_grad()
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        minilm = torch.from_numpy(self.encoder.encode(texts))
+        return self.model.encode_sentences(minilm).numpy() if len(texts) else minilm.numpy()
+
+    @torch.no_grad()
+    def library_frames(self, library: Library, video_id: int) -> np.ndarray | None:
+        zero_shot = self.zero_shot.library_frames(library, video_id)
+        if zero_shot is None:
+            return None
+        descriptors, _ = library.frames_of(video_id)
+        mask = torch.ones(1, len(descriptors), dtype=torch.bool)
+        frames = self.model.video.frames(
+            torch.from_numpy(descriptors)[None], torch.from_numpy(zero_shot.astype(np.float32))[None], mask
+        )
+        return frames[0].numpy()
+
+
+def _paths(library: Library, space: TextSpace) -> tuple[Path, Path]:
     folder = library.root / TEXT_DIR
     stem = space.name.replace("/", "-")
     return folder / f"{stem}.faiss", folder / f"{stem}.json"
@@ -76,7 +135,12 @@ def _load(index_path: Path, dim: int) -> Any:
     return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 
-def sync_text_index(library: Library, space: ZeroShotSpace) -> tuple[Any, TextIndexSync]:
+def _video_vector(frames: np.ndarray) -> np.ndarray:
+    mean = frames.mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def sync_text_index(library: Library, space: TextSpace) -> tuple[Any, TextIndexSync]:
     """The text index of ``library`` in ``space``, updated (and saved, when the library folder is
     writable) for videos added or removed since it was last written."""
     index_path, info_path = _paths(library, space)
@@ -88,12 +152,12 @@ def sync_text_index(library: Library, space: ZeroShotSpace) -> tuple[Any, TextIn
         index.remove_ids(gone)
     new_ids, new_vectors, without = [], [], []
     for video_id in sorted(set(videos) - set(stored.tolist())):
-        classes = library.frame_classes(video_id)
-        if classes is None or len(classes.ids) == 0:
+        frames = space.library_frames(library, video_id)
+        if frames is None:
             without.append(videos[video_id].path)
             continue
         new_ids.append(video_id)
-        new_vectors.append(space.video_vector(classes))
+        new_vectors.append(_video_vector(frames))
     if new_ids:
         index.add_with_ids(np.stack(new_vectors).astype(np.float32), np.array(new_ids, dtype=np.int64))
     if (len(gone) or new_ids) and os.access(library.root, os.W_OK):
@@ -106,28 +170,35 @@ def sync_text_index(library: Library, space: ZeroShotSpace) -> tuple[Any, TextIn
     return index, TextIndexSync(len(new_ids), len(gone), without)
 
 
-def open_text_space(library: Library, encoder: TextEncoder | None = None) -> ZeroShotSpace:
-    """The zero-shot text space, its class embeddings cached in the library's text folder."""
+def open_text_space(
+    library: Library, encoder: TextEncoder | None = None, model_path: Path | None = None
+) -> TextSpace:
+    """The zero-shot text space (class embeddings cached in the library's text folder), or the
+    space of the model at ``model_path``."""
+    if model_path is not None:
+        return TrainedSpace(model_path, library, encoder)
     return ZeroShotSpace(encoder or TextEncoder(), cache_dir=library.root / TEXT_DIR)
 
 
 class TextSearcher:
     """Ranks the videos of a library for text queries; models are loaded once, for many queries."""
 
-    def __init__(self, library: Library, encoder: TextEncoder | None = None) -> None:
+    def __init__(
+        self, library: Library, encoder: TextEncoder | None = None, model_path: Path | None = None
+    ) -> None:
         self.library = library
-        self.space = open_text_space(library, encoder)
+        self.space = open_text_space(library, encoder, model_path)
         self.encoder = self.space.encoder
         self.index, self.sync = sync_text_index(library, self.space)
         self.frame_step_s = 1.0 / library.sampling.sample_fps
 
     @property
     def models(self) -> list[dict[str, str]]:
-        return [*self.encoder.models, {"role": "text_space", "name": self.space.name}]
+        return [*self.encoder.models, *self.space.models]
 
     def search(self, texts: Sequence[str], top: int = 10) -> list[TextQueryResult]:
         """The ``top`` videos for each text, best first."""
-        queries = self.encoder.encode(texts)
+        queries = self.space.embed_texts(list(texts))
         k = min(top, int(self.index.ntotal))
         if k == 0:
             return [TextQueryResult(t, []) for t in texts]
@@ -142,12 +213,10 @@ class TextSearcher:
 
     def _hit(self, video_id: int, score: float, query: np.ndarray) -> TextHit:
         video = self.library.video(video_id)
-        classes = self.library.frame_classes(video_id)
+        frames = self.space.library_frames(self.library, video_id)
         times = self.library.timestamps_of(video_id)
-        assert classes is not None  # only videos with classes are in the index
-        return TextHit(
-            video.path, video.sha256, score, self._moment(self.space.frame_vectors(classes) @ query, times)
-        )
+        assert frames is not None  # only videos with classes are in the index
+        return TextHit(video.path, video.sha256, score, self._moment(frames @ query, times))
 
     def _moment(self, frame_scores: np.ndarray, times_s: np.ndarray) -> Moment:
         """The run of adjacent frames around the best one that score at least ``MOMENT_FRACTION``

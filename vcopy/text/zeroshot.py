@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vcopy.features import FrameClasses
+from vcopy.library import Library
 from vcopy.text.encoder import TextEncoder
 
 CLASS_PROMPT = "a photo of a {}"
@@ -50,6 +51,10 @@ class ZeroShotSpace:
                 np.save(tmp, self.class_embeddings)
                 tmp.replace(cache)
 
+    @property
+    def models(self) -> list[dict[str, str]]:
+        return [{"role": "text_space", "name": self.name}]
+
     def frame_vectors(self, classes: FrameClasses) -> np.ndarray:
         """[N, dim] L2-normalised text-space vectors of frames."""
         weights = classes.probabilities / np.maximum(classes.probabilities.sum(axis=1, keepdims=True), 1e-12)
@@ -58,3 +63,11 @@ class ZeroShotSpace:
     def video_vector(self, classes: FrameClasses) -> np.ndarray:
         """[dim] L2-normalised text-space vector of a whole video (the mean of its frames)."""
         return _normalized(self.frame_vectors(classes).mean(axis=0))
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.encode(texts)
+
+    def library_frames(self, library: Library, video_id: int) -> np.ndarray | None:
+        """The text-space vectors of a library video's frames; None when it has no stored classes."""
+        classes = library.frame_classes(video_id)
+        return None if classes is None or len(classes.ids) == 0 else self.frame_vectors(classes)

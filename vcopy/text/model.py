@@ -1,0 +1,164 @@
+"""The trained video-text model: a video encoder that pools a video's frames into the text
+encoder's space, and a light head on top of the (frozen) MiniLM text encoder.
+
+A frame enters as its copy descriptor (what the library stores) next to its zero-shot text vector
+(its ImageNet classes as a convex combination of class-name embeddings, ``ZeroShotSpace``). The
+frame embedding is the zero-shot vector plus a learned correction (an MLP whose last layer starts
+at zero), optionally passed through one temporal transformer layer (behind a gate that starts at
+zero), and a video is the mean of its frame embeddings. The text side adds a learned linear
+correction (starting at zero) to MiniLM's token embeddings. An untrained model is therefore
+exactly zero-shot search, and training only has to learn what zero-shot misses.
+
+``TokenImportance`` is TPM-CL's cross-modal importance predictor (used only in training).
+Weights files (``vcopy.text-model/1``) are written by ``vcopy train text``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vcopy.errors import VcopyError
+
+WEIGHTS_FORMAT = "vcopy.text-model/1"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    descriptor_dim: int = 128
+    text_dim: int = 384
+    hidden: int = 512
+    temporal: bool = False  # one transformer layer over the frames before mean pooling
+    max_frames: int = 64  # position embeddings of the temporal layer
+    text_head: bool = True  # learned correction on top of the text encoder
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` [B, N, D] over the entries where ``mask`` [B, N] is true."""
+    weights = mask.to(x.dtype).unsqueeze(-1)
+    return (x * weights).sum(1) / weights.sum(1).clamp_min(1e-6)
+
+
+class VideoEncoder(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.correction = nn.Sequential(
+            nn.Linear(config.descriptor_dim + config.text_dim, config.hidden),
+            nn.GELU(),
+            nn.Linear(config.hidden, config.text_dim),
+        )
+        last = self.correction[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.temporal: nn.TransformerEncoderLayer | None = None
+        if config.temporal:
+            self.temporal = nn.TransformerEncoderLayer(
+                config.text_dim, nhead=4, dim_feedforward=2 * config.text_dim, dropout=0.1, batch_first=True
+            )
+            self.positions = nn.Parameter(torch.zeros(config.max_frames, config.text_dim))
+            self.gate = nn.Parameter(torch.zeros(()))
+        self.max_frames = config.max_frames
+
+    def frames(self, descriptors: torch.Tensor, zeroshot: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """L2-normalised frame embeddings [B, N, D] from descriptors [B, N, d], zero-shot vectors
+        [B, N, D] and the mask of real (not padding) frames [B, N]."""
+        x = zeroshot + self.correction(torch.cat([descriptors, zeroshot], -1))
+        if self.temporal is not None:
+            n = min(x.shape[1], self.max_frames)
+            positions = torch.cat([self.positions[:n], self.positions[-1:].expand(x.shape[1] - n, -1)])
+            mixed = self.temporal(x + positions, src_key_padding_mask=~mask)
+            x = x + self.gate * mixed
+        return F.normalize(x, dim=-1)
+
+    @staticmethod
+    def pool(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """L2-normalised video embeddings [B, D]: the mean of the real frames."""
+        return F.normalize(masked_mean(frames, mask), dim=-1)
+
+
+class TextHead(nn.Module):
+    """A learned linear correction of MiniLM's token (or, being linear, sentence) embeddings."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.linear(x)
+
+
+class TokenImportance(nn.Module):
+    """TPM-CL's importance predictor: each word's weight given the video and each frame's weight
+    given the sentence (softmax over the real entries, so each set sums to 1)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.word, self.video = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.frame, self.sentence = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.scale = dim**-0.5
+
+    def words(self, tokens: torch.Tensor, mask: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        logits = (self.word(tokens) * self.video(video).unsqueeze(1)).sum(-1) * self.scale
+        return logits.masked_fill(~mask, float("-inf")).softmax(-1)
+
+    def frames(self, frames: torch.Tensor, mask: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        logits = (self.frame(frames) * self.sentence(sentence).unsqueeze(1)).sum(-1) * self.scale
+        return logits.masked_fill(~mask, float("-inf")).softmax(-1)
+
+
+class VideoTextModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.video = VideoEncoder(config)
+        self.text = TextHead(config.text_dim) if config.text_head else nn.Identity()
+
+    def sentences(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """L2-normalised sentence embeddings [B, D] from MiniLM token embeddings [B, T, D]
+        (MiniLM's sentence embedding is their mean)."""
+        return F.normalize(masked_mean(self.text(tokens), mask), dim=-1)
+
+    def encode_sentences(self, minilm: torch.Tensor) -> torch.Tensor:
+        """L2-normalised embeddings of MiniLM sentence embeddings [B, D] (normalised or not: the
+        head is linear)."""
+        return F.normalize(self.text(minilm), dim=-1)
+
+
+def save_model(model: VideoTextModel, path: Path, record: dict[str, Any]) -> None:
+    """Write weights (format ``vcopy.text-model/1``) atomically, with how they were made."""
+    payload = {
+        "format": WEIGHTS_FORMAT,
+        "config": asdict(model.config),
+        "state_dict": model.state_dict(),
+        **record,
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_model(path: Path) -> tuple[VideoTextModel, dict[str, Any]]:
+    """A trained model (in eval mode) and the record saved with it."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+        raise VcopyError(
+            f"{path}: not readable text-model weights ({exc.__class__.__name__}: {exc})"
+        ) from exc
+    except Exception as exc:  # unpickling errors have several types
+        raise VcopyError(f"{path}: not text-model weights ({exc.__class__.__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise VcopyError(
+            f"{path}: not text-model weights (format is not {WEIGHTS_FORMAT}; made by `vcopy train text`)"
+        )
+    model = VideoTextModel(ModelConfig(**payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), {k: v for k, v in payload.items() if k not in ("state_dict",)}
