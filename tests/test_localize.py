@@ -42,16 +42,7 @@ def test_noise_alone_gives_nothing(name: str) -> None:
     assert create_localizer(name)(sim, np.arange(50.0), np.arange(80.0)) == []
 
 
-SPD_LOW_CONFIDENCE = pytest.mark.xfail(
-    strict=True,
-    reason="SPD finds both bands (scores 0.59 and 0.71) but starts the second 2 frames early: a noise "
-    "cell of 0.17 two rows before it passes the end refinement's 0.15 (README, Known limitations)",
-)
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=SPD_LOW_CONFIDENCE) if n == "spd" else n for n in sorted(LOCALIZERS)]
-)
+@pytest.mark.parametrize("name", sorted(LOCALIZERS))
 def test_two_copies(name: str) -> None:
     sim = np.maximum(_map(80, 100, 5, 10, 15, 1.0), _map(80, 100, 50, 70, 15, 1.0, seed=2))
     segments = create_localizer(name)(sim, np.arange(80.0), np.arange(100.0))

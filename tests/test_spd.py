@@ -35,6 +35,21 @@ def test_render_keeps_thin_bands_and_stretches_small_maps() -> None:
     assert torch.allclose(images[1], torch.full((1, 64, 64), 0.1))
 
 
+def test_a_faint_band_in_a_long_map_is_found_by_the_second_look() -> None:
+    rng = np.random.default_rng(0)
+    contrast = rng.normal(-0.1, 0.06, (1200, 1800)).astype(np.float32)  # 20 x 30 minutes at 1 fps
+    band = np.arange(120)  # a 2-minute copy, faint (contrast 0.3 +- 0.1) and one frame wide
+    contrast[540 + band, 840 + band] = 0.3 + rng.normal(0, 0.1, 120)
+    spd = SimilarityPatternDetector()
+    found = spd.detect([contrast])[0]
+    assert len(found) == 1 and found[0].score >= spd.score_threshold
+    (r0, r1), (c0, c1) = found[0].rows, found[0].cols
+    assert abs(r0 - 540) <= 6 and abs(r1 - 659) <= 6 and abs(c0 - 840) <= 6 and abs(c1 - 959) <= 6
+    assert SimilarityPatternDetector(second_look_score=1.0).detect([contrast]) == [
+        []
+    ]  # drawn whole: too faint
+
+
 def test_long_maps_get_wider_canvases_with_the_long_axis_along_x() -> None:
     assert canvas_width((1200, 1800), 64, 4) == 128  # 19 frames per pixel on both axes
     assert canvas_width((108, 3602), 64, 4) == 256  # capped at 4x

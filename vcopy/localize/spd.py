@@ -39,6 +39,8 @@ from vcopy.video import sha256_file
 WEIGHTS_FORMAT = "vcopy.spd/2"
 SHIPPED_WEIGHTS = "spd.pt"
 CONTRAST_RANGE = (-0.2, 0.8)  # contrast values mapped to image values 0..1
+DIAGONAL_HALF_WIDTH = 3  # frames either side of a box's diagonal searched when its ends are refined
+SECOND_LOOK_FRAMES_PER_PIXEL = 4  # maps drawn this coarsely get a second look at weak boxes
 BACKGROUND_CONTRAST = -0.1  # typical contrast of unrelated frames; a drawn map's median is moved here
 
 
@@ -248,6 +250,7 @@ class SimilarityPatternDetector:
     score_threshold: float | None = None
     iou_threshold: float = 0.5
     refine_min_contrast: float = 0.15
+    second_look_score: float = 0.15  # weaker boxes on coarsely drawn maps are cropped and looked at again
     max_aspect: int | None = None
     fused: bool = True  # batch norms folded into the convolutions (faster; the weights can't be trained)
     batch_size: int = 64
@@ -316,9 +319,37 @@ class SimilarityPatternDetector:
         self, maps: Sequence[np.ndarray], score_threshold: float | None = None
     ) -> list[list[Detection]]:
         """Detections on each map (frame indices), best first. Maps drawn on the same canvas go
-        through the network together."""
+        through the network together. On a map drawn at several frames per pixel, a box scored at
+        least ``second_look_score`` but below the threshold is looked at again: the map around it
+        (twice its size) is cropped and detected on at full detail, and what the crop finds
+        above the threshold counts (a faint band of a few pixels in a long map fills the crop)."""
         threshold = self.score_threshold if score_threshold is None else score_threshold
         assert threshold is not None
+        first = self._detect_once(maps, min(threshold, self.second_look_score))
+        results = [[d for d in found if d.score >= threshold] for found in first]
+        crops, origins = [], []
+        for i, found in enumerate(first):
+            plan = self.rendering(maps[i].shape) if maps[i].size else None
+            if (
+                plan is None
+                or max(plan.x.frames_per_pixel, plan.y.frames_per_pixel) < SECOND_LOOK_FRAMES_PER_PIXEL
+            ):
+                continue
+            for d in found:
+                if d.score < threshold:
+                    r0, r1 = _widened(d.rows, maps[i].shape[0])
+                    c0, c1 = _widened(d.cols, maps[i].shape[1])
+                    crops.append(maps[i][r0:r1, c0:c1])
+                    origins.append((i, r0, c0))
+        for (i, r0, c0), found in zip(origins, self._detect_once(crops, threshold), strict=True):
+            results[i] += [
+                Detection((d.rows[0] + r0, d.rows[1] + r0), (d.cols[0] + c0, d.cols[1] + c0), d.score)
+                for d in found
+            ]
+        return [sorted(found, key=lambda d: -d.score) for found in results]
+
+    @torch.inference_mode()
+    def _detect_once(self, maps: Sequence[np.ndarray], threshold: float) -> list[list[Detection]]:
         results: list[list[Detection]] = [[] for _ in maps]
         plans = {i: self.rendering(m.shape) for i, m in enumerate(maps) if m.size > 0}
         by_canvas: dict[tuple[int, int], list[int]] = {}
@@ -347,17 +378,35 @@ class SimilarityPatternDetector:
         self, contrast: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], scale: AxisScale, axis: int
     ) -> tuple[int, int]:
         """Widen the box by one pixel's worth of frames (at least one frame) each side, then cut
-        the frames at its ends whose best contrast inside the box is weak. ``axis`` 1 refines rows
-        (``scale`` is then the query axis's)."""
-        span = rows if axis == 1 else cols
+        the frames at its ends whose best contrast near the box's diagonal (where a copy's band
+        runs) is weak. ``axis`` 1 refines rows (``scale`` is then the query axis's)."""
+        along, across = (rows, cols) if axis == 1 else (cols, rows)
         pad = max(1, int(np.ceil(scale.frames_per_pixel)))
-        first, last = max(0, span[0] - pad), min(scale.frames - 1, span[1] + pad)
-        if axis == 1:
-            strength = contrast[first : last + 1, cols[0] : cols[1] + 1].max(axis=1)
-        else:
-            strength = contrast[rows[0] : rows[1] + 1, first : last + 1].max(axis=0)
+        first, last = max(0, along[0] - pad), min(scale.frames - 1, along[1] + pad)
+        strength = _diagonal_strength(contrast if axis == 1 else contrast.T, (first, last), along, across)
         refined = refine_span(strength, self.refine_min_contrast)
-        return span if refined is None else (first + refined[0], first + refined[1])
+        return along if refined is None else (first + refined[0], first + refined[1])
+
+
+def _diagonal_strength(
+    contrast: np.ndarray, frames: tuple[int, int], along: tuple[int, int], across: tuple[int, int]
+) -> np.ndarray:
+    """Best contrast of each row in ``frames`` (inclusive) within a few frames of where the
+    diagonal of the box ``along`` x ``across`` (rows x columns) crosses it, columns kept inside
+    ``across``."""
+    rows = np.arange(frames[0], frames[1] + 1)
+    slope = (across[1] - across[0]) / max(1, along[1] - along[0])
+    centre = np.round(across[0] + (rows - along[0]) * slope).astype(np.int64)
+    half = max(DIAGONAL_HALF_WIDTH, round(0.1 * (across[1] - across[0] + 1)))
+    columns = np.clip(centre[:, None] + np.arange(-half, half + 1)[None, :], across[0], across[1])
+    return contrast[rows[:, None], columns].max(axis=1)
+
+
+def _widened(span: tuple[int, int], frames: int) -> tuple[int, int]:
+    """The slice [start, stop) around an inclusive frame span, twice as long (at least 16 frames
+    more each side), within the map."""
+    pad = max(16, (span[1] - span[0] + 1) // 2)
+    return max(0, span[0] - pad), min(frames, span[1] + 1 + pad)
 
 
 def _nms(
