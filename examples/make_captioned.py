@@ -2,7 +2,7 @@
 installed packages) in colours, counts, motions and places, each scene followed by three near misses
 (another colour; another motion or place; another number), two captions per video in captions.jsonl.
 
-    python examples/make_captioned.py OUT [--groups 150] [--seed 0]
+    python examples/make_captioned.py OUT [--groups 110] [--seed 0]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("out", type=Path)
-    parser.add_argument("--groups", type=int, default=150, help="scenes, each with three near misses")
+    parser.add_argument("--groups", type=int, default=110, help="scenes, each with three near misses")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     started = time.perf_counter()

@@ -1,6 +1,6 @@
 """Ablation of the text-to-video training losses on the fine-grained captioned set.
 
-    python examples/text_ablation.py WORK [--seeds 3] [--epochs 30] [--groups 150]
+    python examples/text_ablation.py WORK [--seeds 3] [--epochs 30] [--groups 110]
 
 Makes the set in WORK/captioned (examples/make_captioned.py) and indexes it into WORK/library
 once, then trains every variant with each seed (same held-out videos for all) and prints
@@ -24,15 +24,16 @@ from vcopy.text.model import ModelConfig, VideoTextModel
 from vcopy.text.train import TextTrainConfig, evaluate, prepare_data, train_text
 
 NONE = {"negnce": False, "dmae": False, "tpm": False, "hscl": False}
+ALL = {"negnce": True, "dmae": True, "tpm": True, "hscl": True}
 VARIANTS: list[tuple[str, dict[str, bool]]] = [
     ("InfoNCE", NONE),
     ("InfoNCE + NegNCE", {**NONE, "negnce": True}),
     ("InfoNCE + DMAE", {**NONE, "dmae": True}),
     ("InfoNCE + TPM-CL", {**NONE, "tpm": True}),
     ("InfoNCE + HSCL", {**NONE, "hscl": True}),
-    ("all (mean pooling)", {}),
+    ("all (mean pooling)", ALL),
     ("InfoNCE, temporal transformer", {**NONE, "temporal": True}),
-    ("all, temporal transformer", {"temporal": True}),
+    ("all, temporal transformer", {**ALL, "temporal": True}),
 ]
 COLUMNS = ("r1", "r5", "r10", "rsum", "median_rank")
 
@@ -44,12 +45,24 @@ def main() -> None:
     parser.add_argument("work", type=Path)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--groups", type=int, default=150, help="scenes, each with three near misses")
+    parser.add_argument("--groups", type=int, default=110, help="scenes, each with three near misses")
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        help="share of the videos held out (the rest trains)",
+    )
+    parser.add_argument("--neighbour-batches", action="store_true", help="caption-neighbour batches")
+    parser.add_argument("--only", help="comma-separated variant numbers to run (1 = InfoNCE; default all)")
     args = parser.parse_args()
     started = time.perf_counter()
     videos = args.work / "captioned"
     captions = make_fine_grained_set(videos, args.groups)
-    base = TextTrainConfig(epochs=args.epochs)
+    base = TextTrainConfig(
+        epochs=args.epochs,
+        validation_fraction=args.validation_fraction,
+        caption_neighbour_batches=args.neighbour_batches,
+    )
     prepared = prepare_data(captions, videos, args.work / "library", base)
     data = prepared.data
     print(
@@ -60,7 +73,10 @@ def main() -> None:
         VideoTextModel(ModelConfig(descriptor_dim=data.descriptors.shape[-1])), data, data.held_out_videos
     )
     rows = [("zero-shot (no training)", [{**vars(zero_shot), "rsum": zero_shot.rsum}], 0.0)]
-    for name, overrides in VARIANTS:
+    chosen = set(range(1, len(VARIANTS) + 1)) if not args.only else {int(v) for v in args.only.split(",")}
+    for number, (name, overrides) in enumerate(VARIANTS, 1):
+        if number not in chosen:
+            continue
         results, seconds = [], []
         for seed in range(args.seeds):
             config = replace(base, seed=seed, **overrides)

@@ -164,6 +164,7 @@ def captioned(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_train_text_end_to_end_resume_and_search(captioned: Path) -> None:
     videos, out = captioned / "videos", captioned / "run"
     args = ["train", "text", "--captions", videos / "captions.jsonl", "--videos", videos, "--out", out]
+    args += ["--negnce", "--dmae", "--tpm", "--hscl"]  # every loss term runs
     proc = run_vcopy(*args, "--epochs", "2", "--batch-size", "4")
     assert proc.returncode == 0, proc.stderr
     assert "12 videos (10 train, 2 held out), 24 captions" in proc.stderr

@@ -628,11 +628,18 @@ def train_spd_command(
     type=click.FloatRange(min=1e-3, max=1.0),
     help="Fixed InfoNCE temperature (default: learned, starting at 0.05).",
 )
-@click.option("--negnce/--no-negnce", default=True, show_default=True, help="Negative-aware InfoNCE term.")
+@click.option("--negnce/--no-negnce", default=False, show_default=True, help="Negative-aware InfoNCE term.")
 @click.option("--negnce-r2", default=0.5, show_default=True, type=click.FloatRange(min=0))
-@click.option("--dmae/--no-dmae", default=True, show_default=True, help="Word x frame term (DMAE).")
-@click.option("--tpm/--no-tpm", default=True, show_default=True, help="Triplet partial-margin term (TPM-CL).")
-@click.option("--hscl/--no-hscl", default=True, show_default=True, help="Hard-sample curriculum (HSCL).")
+@click.option("--dmae/--no-dmae", default=False, show_default=True, help="Word x frame term (DMAE).")
+@click.option(
+    "--tpm/--no-tpm", default=False, show_default=True, help="Triplet partial-margin term (TPM-CL)."
+)
+@click.option("--hscl/--no-hscl", default=False, show_default=True, help="Hard-sample curriculum (HSCL).")
+@click.option(
+    "--neighbour-batches",
+    is_flag=True,
+    help="Batch each video with the videos whose captions read most like its own (hard negatives).",
+)
 @click.option("--validation-fraction", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -654,6 +661,7 @@ def train_text_command(
     dmae: bool,
     tpm: bool,
     hscl: bool,
+    neighbour_batches: bool,
     validation_fraction: float,
     seed: int,
     resume: bool,
@@ -680,6 +688,7 @@ def train_text_command(
         dmae=dmae,
         tpm=tpm,
         hscl=hscl,
+        caption_neighbour_batches=neighbour_batches,
         validation_fraction=validation_fraction,
         seed=seed,
         device=device,

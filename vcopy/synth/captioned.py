@@ -110,6 +110,8 @@ COLOURS = {
     "green": (0.1, 0.8, 0.2),
     "blue": (0.1, 0.3, 0.95),
     "yellow": (0.95, 0.85, 0.1),
+    "purple": (0.6, 0.2, 0.8),
+    "orange": (1.0, 0.5, 0.0),
 }
 COUNTS = ("one", "two", "three")
 MOTIONS = ("moving to the left", "moving to the right", "growing bigger", "standing still")
@@ -199,15 +201,18 @@ def fine_grained_clip(
 
 def fine_grained_scenes(groups: int, seed: int = 0) -> list[Scene]:
     """``groups`` random scenes, each followed by three near misses: the same objects in another
-    colour, in another motion (or place), and in another number."""
+    colour, in another motion (or place), and in another number. No scene is shown twice."""
     rng = np.random.default_rng(seed)
     nouns, colours = list(FINE_OBJECTS), list(COLOURS)
 
     def place_for(motion: str) -> str:
         return PLACES[rng.integers(len(PLACES))] if motion == "standing still" else ""
 
-    scenes = []
-    for _ in range(groups):
+    possible = len(nouns) * len(colours) * 3 * (len(MOTIONS) - 1 + len(PLACES))
+    if 4 * groups > possible // 2:
+        raise ValueError(f"at most {possible // 8} groups of distinct scenes")
+    scenes: list[Scene] = []
+    while len(scenes) < 4 * groups:
         motion = MOTIONS[rng.integers(len(MOTIONS))]
         base = Scene(
             nouns[rng.integers(len(nouns))],
@@ -216,6 +221,8 @@ def fine_grained_scenes(groups: int, seed: int = 0) -> list[Scene]:
             motion,
             place_for(motion),
         )
+        if base in scenes:  # every video shows something no other video shows
+            continue
         other_colour = [c for c in colours if c != base.colour][rng.integers(len(colours) - 1)]
         if base.motion == "standing still" and rng.random() < 0.5:
             moved = replace(base, place=[p for p in PLACES if p != base.place][rng.integers(len(PLACES) - 1)])
@@ -223,11 +230,13 @@ def fine_grained_scenes(groups: int, seed: int = 0) -> list[Scene]:
             other_motion = [m for m in MOTIONS if m != base.motion][rng.integers(len(MOTIONS) - 1)]
             moved = replace(base, motion=other_motion, place=place_for(other_motion))
         other_count = [n for n in (1, 2, 3) if n != base.count][rng.integers(2)]
-        scenes += [base, replace(base, colour=other_colour), moved, replace(base, count=other_count)]
+        group = [base, replace(base, colour=other_colour), moved, replace(base, count=other_count)]
+        if not any(scene in scenes for scene in group):
+            scenes += group
     return scenes
 
 
-def make_fine_grained_set(out_dir: Path, groups: int = 150, seed: int = 0, duration_s: float = 6.0) -> Path:
+def make_fine_grained_set(out_dir: Path, groups: int = 110, seed: int = 0, duration_s: float = 6.0) -> Path:
     """Videos of ``fine_grained_scenes(groups, seed)`` (four per group) in ``out_dir`` and
     ``captions.jsonl`` (two captions per video); deterministic. Returns the captions file."""
     out_dir.mkdir(parents=True, exist_ok=True)
