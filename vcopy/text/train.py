@@ -355,9 +355,8 @@ class Trainer:
         for seed in rng.permutation(len(videos)):
             if used[seed]:
                 continue
-            group = [seed] + [int(n) for n in self._caption_neighbours[seed] if not used[n]][
-                :NEIGHBOURS_PER_SEED
-            ]
+            neighbours = [int(n) for n in self._caption_neighbours[seed] if not used[n]]
+            group = [int(seed), *neighbours[:NEIGHBOURS_PER_SEED]]
             used[group] = True
             order += group
         return videos[np.array(order)]
