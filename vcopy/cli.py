@@ -566,13 +566,15 @@ def train_spd_command(
 
         def on_epoch(log: EpochLog) -> None:
             v = log.validation
+            losses = " ".join(f"{name.removesuffix('_loss')} {value:.3f}" for name, value in log.loss.items())
             progress.console.print(
-                f"epoch {log.epoch}: loss {' '.join(f'{k} {x:.3f}' for k, x in log.loss.items())} "
+                f"epoch {log.epoch}: loss {losses} "
                 f"| validation segment F1 {v['segment_f1']:.3f} "
                 f"(P {v['segment_precision']:.3f} R {v['segment_recall']:.3f}), video P "
                 f"{v['video_precision']:.3f} R {v['video_recall']:.3f} at score >= {log.score_threshold:.2f} "
                 f"| {log.seconds:.0f} s",
                 highlight=False,
+                soft_wrap=True,
             )
 
         best = train_spd(
@@ -714,6 +716,7 @@ def train_text_command(
         f"{len(data.paths)} videos ({len(data.train_videos)} train, {len(data.held_out_videos)} held out), "
         f"{len(data.caption_texts)} captions; losses {config.losses}",
         highlight=False,
+        soft_wrap=True,
     )
     record = {
         "descriptor": prepared.descriptor,
@@ -734,6 +737,7 @@ def train_text_command(
                 f"R@1 {v['r1']:.1f} R@5 {v['r5']:.1f} R@10 {v['r10']:.1f} R@sum {v['rsum']:.1f} "
                 f"medR {v['median_rank']:g} meanR {v['mean_rank']:.1f} | {log.seconds:.1f} s",
                 highlight=False,
+                soft_wrap=True,
             )
 
         best, metrics = train_text(data, out_dir, config, record, resume, on_step, on_epoch)
@@ -741,6 +745,7 @@ def train_text_command(
         f"best weights: {best} (held out R@1 {metrics.r1:.1f} R@5 {metrics.r5:.1f} R@10 {metrics.r10:.1f} "
         f"R@sum {metrics.rsum:.1f})",
         highlight=False,
+        soft_wrap=True,
     )
 
 
