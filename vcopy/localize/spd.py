@@ -325,23 +325,28 @@ class SimilarityPatternDetector:
         above the threshold counts (a faint band of a few pixels in a long map fills the crop)."""
         threshold = self.score_threshold if score_threshold is None else score_threshold
         assert threshold is not None
-        first = self._detect_once(maps, min(threshold, self.second_look_score))
+        plans = [self.rendering(m.shape) if m.size else None for m in maps]
+        weak = min(threshold, self.second_look_score)
+        limits = [
+            weak
+            if p is not None
+            and max(p.x.frames_per_pixel, p.y.frames_per_pixel) >= SECOND_LOOK_FRAMES_PER_PIXEL
+            else threshold
+            for p in plans
+        ]
+        first = self._detect_once(maps, plans, limits)
         results = [[d for d in found if d.score >= threshold] for found in first]
         crops, origins = [], []
         for i, found in enumerate(first):
-            plan = self.rendering(maps[i].shape) if maps[i].size else None
-            if (
-                plan is None
-                or max(plan.x.frames_per_pixel, plan.y.frames_per_pixel) < SECOND_LOOK_FRAMES_PER_PIXEL
-            ):
-                continue
             for d in found:
-                if d.score < threshold:
+                if d.score < threshold:  # a weak box on a map that gets a second look
                     r0, r1 = _widened(d.rows, maps[i].shape[0])
                     c0, c1 = _widened(d.cols, maps[i].shape[1])
                     crops.append(maps[i][r0:r1, c0:c1])
                     origins.append((i, r0, c0))
-        for (i, r0, c0), found in zip(origins, self._detect_once(crops, threshold), strict=True):
+        crop_plans = [self.rendering(c.shape) for c in crops]
+        second = self._detect_once(crops, crop_plans, [threshold] * len(crops))
+        for (i, r0, c0), found in zip(origins, second, strict=True):
             results[i] += [
                 Detection((d.rows[0] + r0, d.rows[1] + r0), (d.cols[0] + c0, d.cols[1] + c0), d.score)
                 for d in found
@@ -349,21 +354,28 @@ class SimilarityPatternDetector:
         return [sorted(found, key=lambda d: -d.score) for found in results]
 
     @torch.inference_mode()
-    def _detect_once(self, maps: Sequence[np.ndarray], threshold: float) -> list[list[Detection]]:
+    def _detect_once(
+        self, maps: Sequence[np.ndarray], plans: Sequence[Rendering | None], thresholds: Sequence[float]
+    ) -> list[list[Detection]]:
+        """Detections on each map (drawn as ``plans`` say; None: empty) scoring at least its
+        threshold."""
         results: list[list[Detection]] = [[] for _ in maps]
-        plans = {i: self.rendering(m.shape) for i, m in enumerate(maps) if m.size > 0}
         by_canvas: dict[tuple[int, int], list[int]] = {}
-        for i, plan in plans.items():
-            by_canvas.setdefault(plan.canvas, []).append(i)
+        for i, plan in enumerate(plans):
+            if plan is not None:
+                by_canvas.setdefault(plan.canvas, []).append(i)
         for group in by_canvas.values():
             for start in range(0, len(group), self.batch_size):
                 chunk = group[start : start + self.batch_size]
-                images = render_maps([maps[i] for i in chunk], [plans[i] for i in chunk], self.contrast_range)
+                chunk_plans = [cast(Rendering, plans[i]) for i in chunk]
+                images = render_maps([maps[i] for i in chunk], chunk_plans, self.contrast_range)
                 raw = self.model(images.to(self.device, memory_format=torch.channels_last))
                 predictions = raw[0] if isinstance(raw, tuple) else raw  # [B, 5, anchors]: xywh, score
-                for local, box, score in _nms(predictions, threshold, self.iou_threshold):
-                    i = chunk[local]
-                    results[i].append(self._detection(maps[i], plans[i], box, score))
+                limits = torch.tensor([thresholds[i] for i in chunk], device=predictions.device)
+                for local, box, score in _nms(predictions, limits, self.iou_threshold):
+                    results[chunk[local]].append(
+                        self._detection(maps[chunk[local]], chunk_plans[local], box, score)
+                    )
         return results
 
     def _detection(
@@ -410,11 +422,12 @@ def _widened(span: tuple[int, int], frames: int) -> tuple[int, int]:
 
 
 def _nms(
-    predictions: torch.Tensor, score_threshold: float, iou_threshold: float
+    predictions: torch.Tensor, score_thresholds: torch.Tensor, iou_threshold: float
 ) -> Iterator[tuple[int, np.ndarray, float]]:
-    """(image index, xyxy box, score) of the boxes kept by class-agnostic NMS, per image, best first."""
+    """(image index, xyxy box, score) of the boxes scoring at least their image's threshold and
+    kept by class-agnostic NMS, per image, best first."""
     scores = predictions[:, 4, :]
-    image, anchor = torch.nonzero(scores >= score_threshold, as_tuple=True)
+    image, anchor = torch.nonzero(scores >= score_thresholds[:, None], as_tuple=True)
     if len(image) == 0:
         return
     xywh = predictions[image, :4, anchor]
