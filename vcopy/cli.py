@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import vcopy
@@ -65,6 +65,23 @@ def _progress() -> Progress:
         console=stderr,
         transient=True,
     )
+
+
+def _video_reporter(progress: Progress, task: TaskID) -> Callable[[str, str], None]:
+    """An ``on_video(path, outcome)`` for ``Library.add``: advances ``task`` and prints failures."""
+
+    def on_video(path: str, outcome: str) -> None:
+        progress.advance(task)
+        progress.update(task, current=Path(path).name)
+        if outcome.startswith("failed: "):
+            progress.console.print(f"[red]{path}[/]: {outcome[8:]}", highlight=False, soft_wrap=True)
+
+    return on_video
+
+
+def _losses_text(loss: dict[str, float]) -> str:
+    """Loss terms as "name value ..." (ultralytics' "_loss" suffixes dropped)."""
+    return " ".join(f"{name.removesuffix('_loss')} {value:.3f}" for name, value in loss.items())
 
 
 def _hms(seconds: float) -> str:
@@ -172,20 +189,13 @@ def index_command(
         total = len(find_videos(paths))
         with _progress() as progress:
             task = progress.add_task("indexing", total=total, current="")
-
-            def on_video(path: str, outcome: str) -> None:
-                progress.advance(task)
-                progress.update(task, current=Path(path).name)
-                if outcome.startswith("failed: "):
-                    progress.console.print(f"[red]{path}[/]: {outcome[8:]}", highlight=False, soft_wrap=True)
-
             summary = library.add(
                 paths,
                 descriptor,
                 prune=prune,
                 commit_every_s=commit_every,
                 stall_timeout_s=decode_timeout,
-                on_video=on_video,
+                on_video=_video_reporter(progress, task),
             )
         if summary.indexed or summary.pruned or not (library.root / TEXT_DIR).is_dir():
             with stderr.status("text search: updating the library's text index"):
@@ -566,9 +576,8 @@ def train_spd_command(
 
         def on_epoch(log: EpochLog) -> None:
             v = log.validation
-            losses = " ".join(f"{name.removesuffix('_loss')} {value:.3f}" for name, value in log.loss.items())
             progress.console.print(
-                f"epoch {log.epoch}: loss {losses} "
+                f"epoch {log.epoch}: loss {_losses_text(log.loss)} "
                 f"| validation segment F1 {v['segment_f1']:.3f} "
                 f"(P {v['segment_precision']:.3f} R {v['segment_recall']:.3f}), video P "
                 f"{v['video_precision']:.3f} R {v['video_recall']:.3f} at score >= {log.score_threshold:.2f} "
@@ -698,14 +707,9 @@ def train_text_command(
     library_root = library_path or out_dir / "library"
     with _progress() as progress:
         videos = progress.add_task("indexing videos", total=None, current="")
-
-        def on_video(path: str, outcome: str) -> None:
-            progress.advance(videos)
-            progress.update(videos, current=Path(path).name)
-            if outcome.startswith("failed: "):
-                progress.console.print(f"[red]{path}[/]: {outcome[8:]}", highlight=False, soft_wrap=True)
-
-        prepared = prepare_data(captions_file, videos_dir, library_root, config, on_video)
+        prepared = prepare_data(
+            captions_file, videos_dir, library_root, config, _video_reporter(progress, videos)
+        )
     if prepared.missing:
         stderr.print(
             f"note: {len(prepared.missing)} captioned videos have no file in {videos_dir} "
@@ -733,7 +737,7 @@ def train_text_command(
         def on_epoch(log: TextEpochLog) -> None:
             v = log.validation
             progress.console.print(
-                f"epoch {log.epoch}: loss {' '.join(f'{k} {x:.3f}' for k, x in log.loss.items())} | held out "
+                f"epoch {log.epoch}: loss {_losses_text(log.loss)} | held out "
                 f"R@1 {v['r1']:.1f} R@5 {v['r5']:.1f} R@10 {v['r10']:.1f} R@sum {v['rsum']:.1f} "
                 f"medR {v['median_rank']:g} meanR {v['mean_rank']:.1f} | {log.seconds:.1f} s",
                 highlight=False,

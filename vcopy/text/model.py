@@ -121,10 +121,15 @@ class VideoTextModel(nn.Module):
         self.video = VideoEncoder(config)
         self.text = TextHead(config.text_dim) if config.text_head else nn.Identity()
 
+    def texts(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Corrected token embeddings [B, T, D] and L2-normalised sentence embeddings [B, D] from
+        MiniLM token embeddings [B, T, D] (MiniLM's sentence embedding is their mean)."""
+        corrected = self.text(tokens)
+        return corrected, F.normalize(masked_mean(corrected, mask), dim=-1)
+
     def sentences(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """L2-normalised sentence embeddings [B, D] from MiniLM token embeddings [B, T, D]
-        (MiniLM's sentence embedding is their mean)."""
-        return F.normalize(masked_mean(self.text(tokens), mask), dim=-1)
+        """L2-normalised sentence embeddings [B, D] from MiniLM token embeddings [B, T, D]."""
+        return self.texts(tokens, mask)[1]
 
     def encode_sentences(self, minilm: torch.Tensor) -> torch.Tensor:
         """L2-normalised embeddings of MiniLM sentence embeddings [B, D] (normalised or not: the

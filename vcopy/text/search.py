@@ -28,7 +28,7 @@ from vcopy.errors import VcopyError
 from vcopy.library import Library
 from vcopy.text.encoder import TextEncoder
 from vcopy.text.model import load_model
-from vcopy.text.zeroshot import ZeroShotSpace
+from vcopy.text.zeroshot import ZeroShotSpace, video_vector
 from vcopy.video import sha256_file
 
 TEXT_DIR = "text"
@@ -92,7 +92,7 @@ class TrainedSpace:
                 f"{model_path}: trained on descriptor {trained_on}, "
                 f"the library uses {library.meta['descriptor']}"
             )
-        self.zero_shot = ZeroShotSpace(encoder or TextEncoder(), cache_dir=library.root / TEXT_DIR)
+        self.zero_shot = zero_shot_space(library, encoder)
         self.encoder = self.zero_shot.encoder
         self.sha256 = sha256_file(model_path)
         self.path = model_path
@@ -104,8 +104,7 @@ class TrainedSpace:
 
     @torch.no_grad()
     def embed_texts(self, texts: list[str]) -> np.ndarray:
-        minilm = torch.from_numpy(self.encoder.encode(texts))
-        return self.model.encode_sentences(minilm).numpy() if len(texts) else minilm.numpy()
+        return self.model.encode_sentences(torch.from_numpy(self.encoder.encode(texts))).numpy()
 
     @torch.no_grad()
     def library_frames(self, library: Library, video_id: int) -> np.ndarray | None:
@@ -135,11 +134,6 @@ def _load(index_path: Path, dim: int) -> Any:
     return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 
-def _video_vector(frames: np.ndarray) -> np.ndarray:
-    mean = frames.mean(axis=0)
-    return mean / max(float(np.linalg.norm(mean)), 1e-12)
-
-
 def sync_text_index(library: Library, space: TextSpace) -> tuple[Any, TextIndexSync]:
     """The text index of ``library`` in ``space``, updated (and saved, when the library folder is
     writable) for videos added or removed since it was last written."""
@@ -157,7 +151,7 @@ def sync_text_index(library: Library, space: TextSpace) -> tuple[Any, TextIndexS
             without.append(videos[video_id].path)
             continue
         new_ids.append(video_id)
-        new_vectors.append(_video_vector(frames))
+        new_vectors.append(video_vector(frames))
     if new_ids:
         index.add_with_ids(np.stack(new_vectors).astype(np.float32), np.array(new_ids, dtype=np.int64))
     if (len(gone) or new_ids) and os.access(library.root, os.W_OK):
@@ -177,6 +171,11 @@ def open_text_space(
     space of the model at ``model_path``."""
     if model_path is not None:
         return TrainedSpace(model_path, library, encoder)
+    return zero_shot_space(library, encoder)
+
+
+def zero_shot_space(library: Library, encoder: TextEncoder | None = None) -> ZeroShotSpace:
+    """The zero-shot space, its class embeddings cached in the library's text folder."""
     return ZeroShotSpace(encoder or TextEncoder(), cache_dir=library.root / TEXT_DIR)
 
 

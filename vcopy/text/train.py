@@ -36,7 +36,7 @@ from vcopy.text.captions import Caption
 from vcopy.text.encoder import TextEncoder
 from vcopy.text.metrics import RetrievalMetrics, retrieval_metrics
 from vcopy.text.model import ModelConfig, TokenImportance, VideoTextModel, masked_mean, save_model
-from vcopy.text.zeroshot import ZeroShotSpace
+from vcopy.text.search import zero_shot_space
 
 # Words that carry little of what is visible (articles, prepositions, pronouns, auxiliaries,
 # conjunctions): DMAE's offline part-of-speech heuristic gives them FUNCTION_WORD_WEIGHT.
@@ -176,15 +176,15 @@ def load_captioned_data(
 ) -> CaptionedData:
     """Frames (from the library) and caption tokens of every captioned video the library holds,
     split into train and held-out videos."""
-    space = ZeroShotSpace(encoder, cache_dir=library.root / "text")
+    space = zero_shot_space(library, encoder)
     by_path = {v.path: v for v in library.videos()}
     video_rows: dict[str, int] = {}
     descriptors: list[np.ndarray] = []
     zeroshot: list[np.ndarray] = []
     for video_id, path in video_paths.items():
         video = by_path.get(str(path.resolve()))
-        classes = None if video is None else library.frame_classes(video.id)
-        if video is None or classes is None or len(classes.ids) == 0:
+        frame_vectors = None if video is None else space.library_frames(library, video.id)
+        if video is None or frame_vectors is None:
             continue
         vectors, _ = library.frames_of(video.id)
         keep = np.unique(
@@ -192,7 +192,7 @@ def load_captioned_data(
         )
         video_rows[video_id] = len(descriptors)
         descriptors.append(vectors[keep])
-        zeroshot.append(space.frame_vectors(classes)[keep])
+        zeroshot.append(frame_vectors[keep])
     kept = [c for c in captions if c.video in video_rows]
     if len(video_rows) < 4:
         raise VcopyError(f"only {len(video_rows)} captioned videos could be read; at least 4 are needed")
@@ -367,8 +367,7 @@ class Trainer:
         frames = model.video.frames(data.descriptors[videos], data.zeroshot[videos], frame_mask)
         video = model.video.pool(frames, frame_mask)
         token_mask = data.token_mask[captions]
-        tokens = model.text(data.tokens[captions])
-        text = F.normalize(masked_mean(tokens, token_mask), dim=-1)
+        tokens, text = model.texts(data.tokens[captions], token_mask)
         similarity = text @ video.T
         scale = self.log_scale.exp()
         weights = None

@@ -31,6 +31,11 @@ def _normalized(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def video_vector(frame_vectors: np.ndarray) -> np.ndarray:
+    """[dim] L2-normalised text-space vector of a whole video: the mean of its frames' vectors."""
+    return _normalized(frame_vectors.mean(axis=0))
+
+
 class ZeroShotSpace:
     """Maps frames (their top ImageNet classes) and videos into the text encoder's space.
     ``cache_dir``, when given, keeps the class embeddings between runs."""
@@ -59,10 +64,6 @@ class ZeroShotSpace:
         """[N, dim] L2-normalised text-space vectors of frames."""
         weights = classes.probabilities / np.maximum(classes.probabilities.sum(axis=1, keepdims=True), 1e-12)
         return _normalized(np.einsum("nk,nkd->nd", weights, self.class_embeddings[classes.ids]))
-
-    def video_vector(self, classes: FrameClasses) -> np.ndarray:
-        """[dim] L2-normalised text-space vector of a whole video (the mean of its frames)."""
-        return _normalized(self.frame_vectors(classes).mean(axis=0))
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         return self.encoder.encode(texts)
