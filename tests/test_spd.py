@@ -14,6 +14,7 @@ from vcopy.localize.spd import (
     SimilarityPatternDetector,
     canvas_width,
     load_weights,
+    refine_span,
     render_maps,
 )
 from vcopy.localize.spd_train import CopyTruth, Piece, copy_boxes
@@ -48,6 +49,25 @@ def test_a_faint_band_in_a_long_map_is_found_by_the_second_look() -> None:
     assert SimilarityPatternDetector(second_look_score=1.0).detect([contrast]) == [
         []
     ]  # drawn whole: too faint
+
+
+def test_a_box_end_is_a_strong_frame_or_two_in_a_row() -> None:
+    strength = np.array([0.0, 0.9, 0.0, 0.0, 0.5, 0.6, 0.7, 0.0, 0.8, 0.0, 0.2, 0.3, 0.0])
+    assert refine_span(strength, 0.15) == (1, 11)
+    assert refine_span(strength, 0.15, min_run=2) == (4, 11)  # the lone frames 1 and 8 are noise
+    assert refine_span(strength, 0.15, min_run=3) == (4, 6)
+    assert refine_span(np.array([0.9, 0.0, 0.9]), 0.15, min_run=2) is None
+
+
+def test_a_lone_bright_cell_does_not_extend_a_band_on_a_coarse_map() -> None:
+    rng = np.random.default_rng(1)
+    contrast = rng.normal(-0.1, 0.03, (600, 900)).astype(np.float32)  # drawn at 10 and 8 frames/px
+    band = np.arange(100)
+    contrast[200 + band, 400 + band] = 0.6
+    contrast[197, 397] = 0.6  # a noise cell on the band's line, two frames before it starts
+    found = SimilarityPatternDetector().detect([contrast])[0]
+    assert len(found) == 1
+    assert found[0].rows == (200, 299) and found[0].cols == (400, 499)
 
 
 def test_long_maps_get_wider_canvases_with_the_long_axis_along_x() -> None:

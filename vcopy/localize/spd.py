@@ -41,6 +41,7 @@ SHIPPED_WEIGHTS = "spd.pt"
 CONTRAST_RANGE = (-0.2, 0.8)  # contrast values mapped to image values 0..1
 DIAGONAL_HALF_WIDTH = 3  # frames either side of a box's diagonal searched when its ends are refined
 SECOND_LOOK_FRAMES_PER_PIXEL = 4  # maps drawn this coarsely get a second look at weak boxes
+TWO_FRAME_END_FRAMES_PER_PIXEL = 2  # on axes drawn this coarsely a box end needs two strong frames
 BACKGROUND_CONTRAST = -0.1  # typical contrast of unrelated frames; a drawn map's median is moved here
 
 
@@ -217,10 +218,16 @@ class Detection:
     score: float
 
 
-def refine_span(strength: np.ndarray, min_contrast: float) -> tuple[int, int] | None:
-    """First and last index whose strength reaches ``min_contrast``; None when none does."""
-    strong = np.flatnonzero(strength >= min_contrast)
-    return (int(strong[0]), int(strong[-1])) if len(strong) else None
+def refine_span(strength: np.ndarray, min_contrast: float, min_run: int = 1) -> tuple[int, int] | None:
+    """First and last index of the strong frames (strength reaching ``min_contrast``) that lie in
+    a run of at least ``min_run`` strong frames in a row; None when there is no such run."""
+    strong = (strength >= min_contrast).astype(np.int8)
+    if min_run > 1:  # a run's last frame: the previous min_run frames are all strong
+        window = np.convolve(strong, np.ones(min_run, dtype=np.int8), mode="valid")
+        ends = np.flatnonzero(window == min_run) + min_run - 1
+        return (int(ends[0]) - min_run + 1, int(ends[-1])) if len(ends) else None
+    indices = np.flatnonzero(strong)
+    return (int(indices[0]), int(indices[-1])) if len(indices) else None
 
 
 def load_weights(path: Path) -> dict[str, Any]:
@@ -391,12 +398,15 @@ class SimilarityPatternDetector:
     ) -> tuple[int, int]:
         """Widen the box by one pixel's worth of frames (at least one frame) each side, then cut
         the frames at its ends whose best contrast near the box's diagonal (where a copy's band
-        runs) is weak. ``axis`` 1 refines rows (``scale`` is then the query axis's)."""
+        runs) is weak. On an axis drawn at several frames per pixel (a margin of several frames
+        around the box) an end needs two strong frames in a row, so a lone bright noise cell
+        beside the band does not extend it. ``axis`` 1 refines rows (``scale`` is then the query axis's)."""
         along, across = (rows, cols) if axis == 1 else (cols, rows)
         pad = max(1, int(np.ceil(scale.frames_per_pixel)))
         first, last = max(0, along[0] - pad), min(scale.frames - 1, along[1] + pad)
         strength = _diagonal_strength(contrast if axis == 1 else contrast.T, (first, last), along, across)
-        refined = refine_span(strength, self.refine_min_contrast)
+        min_run = 2 if scale.frames_per_pixel >= TWO_FRAME_END_FRAMES_PER_PIXEL else 1
+        refined = refine_span(strength, self.refine_min_contrast, min_run)
         return along if refined is None else (first + refined[0], first + refined[1])
 
 
