@@ -232,8 +232,11 @@ def _mask(lengths: Sequence[int], length: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: VideoTextModel, data: CaptionedData, videos: np.ndarray) -> RetrievalMetrics:
-    """Text->video retrieval of ``videos``' captions among ``videos``."""
+def retrieval_scores(
+    model: VideoTextModel, data: CaptionedData, videos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores [captions, videos] of ``videos``' captions against ``videos``, and the column of
+    each caption's own video."""
     model.eval()
     index = torch.from_numpy(videos)
     frames = model.video.frames(data.descriptors[index], data.zeroshot[index], data.frame_mask[index])
@@ -243,7 +246,12 @@ def evaluate(model: VideoTextModel, data: CaptionedData, videos: np.ndarray) -> 
     c = torch.tensor(captions)
     text = model.sentences(data.tokens[c], data.token_mask[c])
     positive = np.array([column[int(data.caption_video[i])] for i in captions])
-    return retrieval_metrics((text @ video.T).numpy(), positive)
+    return (text @ video.T).numpy(), positive
+
+
+def evaluate(model: VideoTextModel, data: CaptionedData, videos: np.ndarray) -> RetrievalMetrics:
+    """Text->video retrieval of ``videos``' captions among ``videos``."""
+    return retrieval_metrics(*retrieval_scores(model, data, videos))
 
 
 class Trainer:
