@@ -149,3 +149,4 @@ def test_train_resume_and_query_with_the_weights(small_bench: Path, tmp_path: Pa
     assert data["localizer"] == "spd"
     assert any(m["name"] == "spd:spd.pt" for m in data["models"])
     assert data["parameters"]["localizer_settings"]["weights"] == str(out / "spd.pt")
+    assert data["parameters"]["localizer_settings"]["second_look_score"] == 0.15

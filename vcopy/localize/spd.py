@@ -301,6 +301,9 @@ class SimilarityPatternDetector:
             "score_threshold": self.score_threshold,
             "iou_threshold": self.iou_threshold,
             "refine_min_contrast": self.refine_min_contrast,
+            "refine_two_frame_ends_from_frames_per_pixel": TWO_FRAME_END_FRAMES_PER_PIXEL,
+            "second_look_score": self.second_look_score,
+            "second_look_from_frames_per_pixel": SECOND_LOOK_FRAMES_PER_PIXEL,
         }
 
     def __call__(
