@@ -48,7 +48,8 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("all, temporal transformer", {**ALL, "temporal": True}),
 ]
 COLUMNS = ("r1", "r5", "r10", "rsum", "median_rank")
-MISS_NAMES = {
+SCENE_ATTRIBUTES = ("noun", "colour", "count", "motion", "place")
+MISS_NAMES = {  # which attributes differ -> what the table calls it
     "place": "where it stands",
     "motion": "which way it moves",
     "motion+place": "still or moving",
@@ -73,8 +74,7 @@ def top1_misses(model: VideoTextModel, data: CaptionedData, scenes: list[Scene])
     for right, top in zip(positive, scores.argmax(1), strict=True):
         if top != right:
             a, b = scene[right], scene[top]
-            attributes = ("noun", "colour", "count", "motion", "place")
-            differ = [k for k in attributes if getattr(a, k) != getattr(b, k)]
+            differ = [k for k in SCENE_ATTRIBUTES if getattr(a, k) != getattr(b, k)]
             misses["+".join(differ)] += 1
     return misses
 

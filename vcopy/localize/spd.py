@@ -222,12 +222,9 @@ def refine_span(strength: np.ndarray, min_contrast: float, min_run: int = 1) -> 
     """First and last index of the strong frames (strength reaching ``min_contrast``) that lie in
     a run of at least ``min_run`` strong frames in a row; None when there is no such run."""
     strong = (strength >= min_contrast).astype(np.int8)
-    if min_run > 1:  # a run's last frame: the previous min_run frames are all strong
-        window = np.convolve(strong, np.ones(min_run, dtype=np.int8), mode="valid")
-        ends = np.flatnonzero(window == min_run) + min_run - 1
-        return (int(ends[0]) - min_run + 1, int(ends[-1])) if len(ends) else None
-    indices = np.flatnonzero(strong)
-    return (int(indices[0]), int(indices[-1])) if len(indices) else None
+    in_run = np.convolve(strong, np.ones(min_run, dtype=np.int8), mode="valid") == min_run
+    starts = np.flatnonzero(in_run)  # runs of min_run strong frames starting here
+    return (int(starts[0]), int(starts[-1]) + min_run - 1) if len(starts) else None
 
 
 def load_weights(path: Path) -> dict[str, Any]:
