@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from tests.conftest import run_vcopy
+from vcopy.errors import VcopyError
 from vcopy.localize.spd import (
     Rendering,
     SimilarityPatternDetector,
@@ -68,6 +70,14 @@ def test_a_lone_bright_cell_does_not_extend_a_band_on_a_coarse_map() -> None:
     found = SimilarityPatternDetector().detect([contrast])[0]
     assert len(found) == 1
     assert found[0].rows == (200, 299) and found[0].cols == (400, 499)
+
+
+@pytest.mark.parametrize("content", [b"", b"junk", b"\x80\x02}q\x00."])
+def test_a_file_that_is_not_spd_weights_is_a_one_line_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "spd.pt"
+    path.write_bytes(content)
+    with pytest.raises(VcopyError, match=r"spd\.pt: not (readable )?SPD weights"):
+        load_weights(path)
 
 
 def test_long_maps_get_wider_canvases_with_the_long_axis_along_x() -> None:

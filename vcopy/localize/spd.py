@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import pickle
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms
 
-from vcopy.errors import VcopyError
+from vcopy.errors import VcopyError, read_torch_file
 from vcopy.localize.base import MapInput, Segment, box_segment, suppress_overlaps
 from vcopy.video import sha256_file
 
@@ -229,12 +228,7 @@ def refine_span(strength: np.ndarray, min_contrast: float, min_run: int = 1) -> 
 
 def load_weights(path: Path) -> dict[str, Any]:
     """Read and check an SPD weights file."""
-    try:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise VcopyError(f"{path}: not SPD weights (not a torch file of tensors and plain values)") from exc
-    except (OSError, RuntimeError, ValueError, EOFError) as exc:
-        raise VcopyError(f"{path}: not readable SPD weights ({exc.__class__.__name__}: {exc})") from exc
+    weights = read_torch_file(path, "SPD weights")
     if not isinstance(weights, dict) or weights.get("format") != WEIGHTS_FORMAT:
         raise VcopyError(f"{path}: not SPD weights (format is not {WEIGHTS_FORMAT})")
     return weights

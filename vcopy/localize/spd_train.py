@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vcopy.errors import VcopyError
+from vcopy.errors import VcopyError, read_torch_file
 from vcopy.evaluate import Prediction, Scores, TrueQuery, load_ground_truth, score
 from vcopy.features import FailedVideo, FrameDescriptor, encode_videos
 from vcopy.localize.base import Segment
@@ -520,7 +520,7 @@ def train_spd(
         _save({**_weights(model, config, descriptor.name, threshold, provenance(epoch)), **state}, last)
 
     if resume and last.is_file():
-        state = torch.load(last, map_location=config.device, weights_only=True)
+        state = read_torch_file(last, "an SPD training checkpoint", config.device)
         if _same_run(state["train_config"]) != _same_run(_config_record(config)):
             raise VcopyError(f"{last}: made with other training settings; start a new run (drop --resume)")
         model.load_state_dict(state["state_dict"])

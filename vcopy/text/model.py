@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vcopy.errors import VcopyError
+from vcopy.errors import VcopyError, read_torch_file
 
 WEIGHTS_FORMAT = "vcopy.text-model/1"
 
@@ -152,14 +152,7 @@ def save_model(model: VideoTextModel, path: Path, record: dict[str, Any]) -> Non
 
 def load_model(path: Path) -> tuple[VideoTextModel, dict[str, Any]]:
     """A trained model (in eval mode) and the record saved with it."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as exc:
-        raise VcopyError(
-            f"{path}: not readable text-model weights ({exc.__class__.__name__}: {exc})"
-        ) from exc
-    except Exception as exc:  # unpickling errors have several types
-        raise VcopyError(f"{path}: not text-model weights ({exc.__class__.__name__})") from exc
+    payload = read_torch_file(path, "text-model weights")
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise VcopyError(
             f"{path}: not text-model weights (format is not {WEIGHTS_FORMAT}; made by `vcopy train text`)"

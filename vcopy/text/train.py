@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vcopy.errors import VcopyError
+from vcopy.errors import VcopyError, read_torch_file
 from vcopy.library import Library
 from vcopy.text import losses
 from vcopy.text.captions import Caption
@@ -433,7 +433,7 @@ def train_text(
     start_epoch = 0
     best_metrics = evaluate(trainer.model, data, data.held_out_videos)  # epoch 0: zero-shot
     if resume and last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
+        state = read_torch_file(last, "a text-training checkpoint")
         if state["settings"] != settings:
             raise VcopyError(f"{last}: made with other training settings; start a new run (drop --resume)")
         trainer.load_state(state["trainer"])
