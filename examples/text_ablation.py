@@ -46,6 +46,8 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("all (mean pooling)", ALL),
     ("InfoNCE, temporal transformer", {**NONE, "temporal": True}),
     ("all, temporal transformer", {**ALL, "temporal": True}),
+    ("InfoNCE, no layouts", {**NONE, "layouts": False}),
+    ("all, no layouts", {**ALL, "layouts": False}),
 ]
 COLUMNS = ("r1", "r5", "r10", "rsum", "median_rank")
 SCENE_ATTRIBUTES = ("noun", "colour", "count", "motion", "place")

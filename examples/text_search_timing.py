@@ -3,7 +3,7 @@
     python examples/text_search_timing.py WORK_DIR [--videos 10000] [--frames 60] [--queries 50]
 
 The library is filled through its normal commit path with videos whose frame vectors and ImageNet
-classes are drawn at random (the search does not look at pixels, only at what the library stores),
+classes and layouts are drawn at random (the search does not look at pixels, only at what the library stores),
 so that a 10,000-video library is built in a minute. Prints the time to open the searcher (loading
 MiniLM, building the text index on first use, loading it after), and the time per query (encode,
 FAISS search, best moments of the top 10), median and worst over the queries.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vcopy.features import EncodedVideo, FrameClasses, FrameDescriptor
+from vcopy.features import LAYOUT_DIMS, LAYOUT_GRID, EncodedVideo, FrameClasses, FrameDescriptor, TextFeatures
 from vcopy.library import Library
 from vcopy.text.search import TextSearcher
 from vcopy.video import FileStamp, SamplingConfig, VideoInfo
@@ -37,7 +37,10 @@ def fake_video(rng: np.random.Generator, i: int, n_frames: int, dim: int) -> Enc
         decoder="synthetic",
         vectors=vectors,
         timestamps_s=np.arange(n_frames, dtype=np.float64),
-        classes=FrameClasses.top(probabilities),
+        text=TextFeatures(
+            FrameClasses.top(probabilities),
+            rng.normal(size=(n_frames, LAYOUT_GRID**2 * LAYOUT_DIMS)).astype(np.float32),
+        ),
     )
 
 

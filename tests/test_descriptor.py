@@ -49,3 +49,19 @@ def test_learned_whitening_suppresses_what_copies_change(tmp_path) -> None:
     a, b = loaded.apply(copies[300:]), loaded.apply(frames[300:])
     raw_pair = np.mean(np.sum(copies[300:] * frames[300:], axis=1))
     assert np.mean(np.sum(a * b, axis=1)) > max(raw_pair, 0.9)  # held-out copies now match
+
+
+def test_layout_says_where_things_are() -> None:
+    from vcopy.features import LAYOUT_DIMS, LAYOUT_GRID
+
+    descriptor = FrameDescriptor()
+    flower = _resize(load_sample_images().images[1])[::2, ::2]  # 112 x 112
+    empty = np.full((224, 224, 3), 128, dtype=np.uint8)
+    left, right = empty.copy(), empty.copy()
+    left[56:168, :112], right[56:168, 112:] = flower, flower
+    vectors, text = descriptor.encode_with_text(np.stack([empty, left, right]))
+    assert text is not None and text.layouts.shape == (3, LAYOUT_GRID**2 * LAYOUT_DIMS)
+    cells = text.layouts.reshape(3, LAYOUT_GRID, LAYOUT_GRID, LAYOUT_DIMS)
+    change = np.linalg.norm(cells[1:] - cells[0], axis=-1).mean(axis=1)  # [left/right, grid column]
+    assert change[0, 0] > 1.5 * change[0, 2] and change[1, 2] > 1.5 * change[1, 0]
+    assert vectors[1] @ vectors[2] > 0.9  # the global vectors hardly tell the two apart

@@ -109,7 +109,7 @@ def test_text_vectors_are_computed_on_first_use_without_decoding(photo_library: 
     proc = run_vcopy("search-text", "a cat", "--library", copy, "--json", "-")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["queries"][0]["results"] == []
-    assert "indexed before text search" in proc.stderr
+    assert "indexed by an older vcopy" in proc.stderr
 
 
 def test_bad_search_input_is_one_clear_line(photo_library: Path, tmp_path: Path) -> None:

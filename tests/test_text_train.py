@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +15,11 @@ import torch
 from conftest import run_vcopy
 
 from vcopy.errors import VcopyError
+from vcopy.features import LAYOUT_DIMS, LAYOUT_GRID
 from vcopy.synth.captioned import fine_grained_scenes, make_fine_grained_set
 from vcopy.text import losses
 from vcopy.text.captions import Caption, read_captions, resolve_videos
-from vcopy.text.model import ModelConfig, VideoTextModel
+from vcopy.text.model import ModelConfig, VideoTextModel, layout_motion
 from vcopy.text.train import inverse_document_frequency, word_weights
 
 
@@ -199,6 +202,23 @@ def test_train_text_end_to_end_resume_and_search(captioned: Path) -> None:
     assert [m["role"] for m in report["models"]] == ["text_encoder", "text_space"]
     assert report["models"][1]["name"].startswith("trained/")
     assert len(report["queries"][0]["results"]) == 3
+    weights = torch.load(out / "text-model.pt", weights_only=False)
+    assert weights["config"]["layout_dim"] == LAYOUT_GRID**2 * LAYOUT_DIMS  # reads layouts by default
+
+    older = captioned / "older-library"  # as a vcopy from before layouts left it
+    shutil.copytree(out / "library", older, ignore=shutil.ignore_patterns("text", "write.lock"))
+    with sqlite3.connect(older / "library.sqlite") as db:
+        db.execute("DROP TABLE frame_layouts")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    search_older = ["search-text", "three red cats", "--library", older, "--model", out / "text-model.pt"]
+    proc = run_vcopy(*search_older, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["queries"][0]["results"] == []
+    assert "12 videos were indexed by an older vcopy" in proc.stderr
+    proc = run_vcopy("index", videos, "--library", older)
+    assert proc.returncode == 0 and "indexed 12, skipped 0" in proc.stdout, proc.stderr
+    proc = run_vcopy(*search_older, "--json", "-")
+    assert proc.returncode == 0 and len(json.loads(proc.stdout)["queries"][0]["results"]) == 10
 
     not_weights = captioned / "model.pt"
     not_weights.write_bytes(b"not a torch file")
@@ -212,3 +232,16 @@ def test_train_text_bad_input(tmp_path: Path) -> None:
     proc = run_vcopy("train", "text", "--captions", captions, "--videos", tmp_path, "--out", tmp_path / "run")
     assert proc.returncode != 0
     assert "none of the 1 captioned videos is there" in proc.stderr
+
+
+def test_layout_motion_is_the_change_around_each_frame() -> None:
+    layouts = torch.tensor([[0.0, 1.0, 3.0, 6.0], [4.0, 5.0, 7.0, 0.0]])[..., None]
+    mask = torch.tensor([[True] * 4, [True, True, True, False]])
+    motion = layout_motion(layouts, mask)[..., 0]
+    assert motion.tolist() == [[1.0, 3.0, 5.0, 3.0], [1.0, 3.0, 2.0, 0.0]]  # ends use the frame itself
+    model = VideoTextModel(ModelConfig(descriptor_dim=8, layout_dim=1, text_dim=8)).eval()
+    zero_shot = torch.nn.functional.normalize(torch.randn(2, 4, 8), dim=-1)
+    frames = model.video.frames(torch.randn(2, 4, 8), zero_shot, mask, layouts)
+    assert torch.allclose(frames, zero_shot, atol=1e-6)  # untrained, still zero-shot
+    with pytest.raises(ValueError, match="layouts"):
+        model.video.frames(torch.randn(2, 4, 8), zero_shot, mask)

@@ -200,9 +200,9 @@ def index_command(
         if summary.indexed or summary.pruned or not (library.root / TEXT_DIR).is_dir():
             with stderr.status("text search: updating the library's text index"):
                 _, sync = sync_text_index(library, open_text_space(library))
-            if sync.without_classes:
+            if sync.not_searchable:
                 stderr.print(
-                    f"note: {len(sync.without_classes)} videos were indexed before text search "
+                    f"note: {len(sync.not_searchable)} videos were indexed by an older vcopy "
                     "and cannot be searched by text until they are indexed again"
                 )
     click.echo(
@@ -273,10 +273,10 @@ def search_text_command(
         results = searcher.search(texts, top)
         seconds = time.perf_counter() - started
         report = search_report(searcher, results, started_utc)
-    if searcher.sync.without_classes:
+    if searcher.sync.not_searchable:
         stderr.print(
-            f"note: {len(searcher.sync.without_classes)} videos were indexed before text search; "
-            "index them again to search them"
+            f"note: {len(searcher.sync.not_searchable)} videos were indexed by an older vcopy without "
+            "what text search reads; run `vcopy index` on them again to search them"
         )
     console = _table_console(json_destination)
     for result in results:
@@ -635,6 +635,12 @@ def train_spd_command(
     "--text-head/--no-text-head", default=True, show_default=True, help="Learn a correction on top of MiniLM."
 )
 @click.option(
+    "--layouts/--no-layouts",
+    default=True,
+    show_default=True,
+    help="Read each frame's layout and its change (where things are, which way they move).",
+)
+@click.option(
     "--temperature",
     type=click.FloatRange(min=1e-3, max=1.0),
     help="Fixed InfoNCE temperature (default: learned, starting at 0.05).",
@@ -666,6 +672,7 @@ def train_text_command(
     learning_rate: float,
     video_encoder: str,
     text_head: bool,
+    layouts: bool,
     temperature: float | None,
     negnce: bool,
     negnce_r2: float,
@@ -693,6 +700,7 @@ def train_text_command(
         learning_rate=learning_rate,
         temporal=video_encoder == "transformer",
         text_head=text_head,
+        layouts=layouts,
         temperature=temperature,
         negnce=negnce,
         negnce_r2=negnce_r2,

@@ -8,8 +8,11 @@ L2-normalised and concatenated into a 384-d raw descriptor. A learned whitening 
 (``vcopy.whitening``, weights shipped in ``vcopy/weights``, see weights/README.md) projects it to
 the final descriptor.
 
-For zero-shot text search the rest of the network runs too, and each frame's most probable ImageNet
-classes (``FrameClasses``) are kept next to its vector.
+For text search the rest of the network runs too, and two things are kept next to each frame's
+vector (``TextFeatures``): its most probable ImageNet classes (``FrameClasses``, for zero-shot
+search) and its layout, the descriptor computed on each cell of a 3 x 3 grid and cut to its
+strongest dimensions (where things are in the picture, which the global descriptor pools away; a
+trained text model reads it, and how it changes from frame to frame, for places and motions).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ _BLOCKS_PER_STAGE = (1, 2, 2, 3, 3, 4, 1)
 _INPUT_MEAN, _INPUT_STD = 0.5, 0.5  # the TF-ported Lite weights expect pixels scaled to [-1, 1]
 SHIPPED_WHITENING = Path("<shipped>")  # sentinel: use shipped_whitening_path()
 TOP_CLASSES = 10  # ImageNet classes kept per frame
+LAYOUT_GRID = 3  # a frame's layout: its descriptor on each cell of a LAYOUT_GRID x LAYOUT_GRID grid,
+LAYOUT_DIMS = 64  # cut to this many (the strongest whitened) dimensions per cell
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,21 @@ class FrameClasses:
 
 
 @dataclass(frozen=True)
+class TextFeatures:
+    """What text search keeps of each frame besides its vector: its top ImageNet classes and its
+    layout (row-major grid cells, each cell's ``LAYOUT_DIMS`` descriptor dimensions in a row)."""
+
+    classes: FrameClasses
+    layouts: np.ndarray  # float32 [N, LAYOUT_GRID**2 * LAYOUT_DIMS]
+
+    @classmethod
+    def concatenate(cls, parts: list[TextFeatures]) -> TextFeatures:
+        return cls(
+            FrameClasses.concatenate([p.classes for p in parts]), np.concatenate([p.layouts for p in parts])
+        )
+
+
+@dataclass(frozen=True)
 class EncodedVideo:
     """A decoded video's frame vectors with the time (s) each was taken at."""
 
@@ -76,7 +96,7 @@ class EncodedVideo:
     decoder: str
     vectors: np.ndarray  # float32 [N, dim], L2-normalised
     timestamps_s: np.ndarray  # float64 [N]
-    classes: FrameClasses | None = None  # when asked for (``encode_videos(..., classes=True)``)
+    text: TextFeatures | None = None  # when asked for (``encode_videos(..., text=True)``)
 
 
 @dataclass(frozen=True)
@@ -177,24 +197,31 @@ class FrameDescriptor:
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
         return (x / 255.0 - _INPUT_MEAN) / _INPUT_STD
 
-    def _forward(self, x: torch.Tensor, classes: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _forward(
+        self, x: torch.Tensor, text: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The raw descriptor [N, 384] (GeM-pooled, per-stage L2-normalised, concatenated and
-        normalised stage outputs) and, with ``classes``, ImageNet class probabilities [N, 1000]."""
+        normalised stage outputs) and, with ``text``, the raw descriptor of each layout grid cell
+        [N, cells, 384] (the same pooling over the cell) and ImageNet class probabilities [N, 1000]."""
         normalize = torch.nn.functional.normalize
         m = self.model
         h = m.bn1(m.conv_stem(x))
-        pooled = []
+        pooled, cells = [], []
         for i in range(max(POOLED_STAGES) + 1):
             h = m.blocks[i](h)
             if i in POOLED_STAGES:
-                gem = h.clamp_min(1e-6).pow(GEM_POWER).mean(dim=(2, 3)).pow(1 / GEM_POWER)
-                pooled.append(normalize(gem, dim=1))
+                powered = h.clamp_min(1e-6).pow(GEM_POWER)
+                pooled.append(normalize(powered.mean(dim=(2, 3)).pow(1 / GEM_POWER), dim=1))
+                if text:
+                    grid = torch.nn.functional.adaptive_avg_pool2d(powered, LAYOUT_GRID).pow(1 / GEM_POWER)
+                    cells.append(normalize(grid.flatten(2), dim=1))  # [N, C, cells]
         raw = normalize(torch.cat(pooled, dim=1), dim=1)
-        if not classes:
-            return raw, None
+        if not text:
+            return raw, None, None
+        raw_cells = normalize(torch.cat(cells, dim=1), dim=1).transpose(1, 2)
         for block in m.blocks[max(POOLED_STAGES) + 1 :]:
             h = block(h)
-        return raw, m.forward_head(m.bn2(m.conv_head(h))).softmax(dim=1)
+        return raw, raw_cells, m.forward_head(m.bn2(m.conv_head(h))).softmax(dim=1)
 
     def _whiten(self, raw: np.ndarray) -> np.ndarray:
         if self.whitening is None:
@@ -204,27 +231,35 @@ class FrameDescriptor:
     @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB frames [N, H, W, 3] -> float32 [N, dim]."""
-        return self.encode_with_classes(frames, classes=False)[0]
+        return self.encode_with_text(frames, text=False)[0]
 
     @torch.inference_mode()
-    def encode_with_classes(
-        self, frames: np.ndarray, classes: bool = True
-    ) -> tuple[np.ndarray, FrameClasses | None]:
-        """Frame vectors [N, dim] and, with ``classes``, each frame's top ImageNet classes (one
+    def encode_with_text(
+        self, frames: np.ndarray, text: bool = True
+    ) -> tuple[np.ndarray, TextFeatures | None]:
+        """Frame vectors [N, dim] and, with ``text``, what text search keeps of each frame (one
         pass through the network)."""
-        raw, probabilities = [], []
+        raw, raw_cells, probabilities = [], [], []
         for lo in range(0, len(frames), self.batch_size):
-            r, p = self._forward(self._prepare(frames[lo : lo + self.batch_size]), classes)
+            r, c, p = self._forward(self._prepare(frames[lo : lo + self.batch_size]), text)
             raw.append(r.cpu().numpy())
-            if p is not None:
+            if c is not None and p is not None:
+                raw_cells.append(c.cpu().numpy())
                 probabilities.append(p.cpu().numpy())
         vectors = self._whiten(
             np.concatenate(raw).astype(np.float32) if raw else np.zeros((0, self.raw_dim), dtype=np.float32)
         )
-        if not classes:
+        if not text:
             return vectors, None
+        n, cells = len(vectors), LAYOUT_GRID**2
+        per_cell = (
+            self._whiten(np.concatenate(raw_cells).reshape(n * cells, self.raw_dim).astype(np.float32))
+            if n
+            else np.zeros((0, self.dim), dtype=np.float32)
+        )
+        layouts = per_cell[:, :LAYOUT_DIMS].reshape(n, cells * LAYOUT_DIMS)
         full = np.concatenate(probabilities) if probabilities else np.zeros((0, 1000), dtype=np.float32)
-        return vectors, FrameClasses.top(full)
+        return vectors, TextFeatures(FrameClasses.top(full), layouts)
 
     @torch.inference_mode()
     def imagenet_probabilities(self, frames: np.ndarray) -> np.ndarray:
@@ -234,22 +269,22 @@ class FrameDescriptor:
 
 
 def encode_videos(
-    paths: Iterable[Path], descriptor: FrameDescriptor, sampling: SamplingConfig, classes: bool = False
+    paths: Iterable[Path], descriptor: FrameDescriptor, sampling: SamplingConfig, text: bool = False
 ) -> Iterator[EncodedVideo | FailedVideo]:
     """Decode (in a child process) and describe each video; the two overlap in time. With
-    ``classes``, each frame's top ImageNet classes come too."""
+    ``text``, what text search keeps of each frame comes too."""
     info: VideoInfo | None = None
     vectors: list[np.ndarray] = []
     times: list[np.ndarray] = []
-    frame_classes: list[FrameClasses] = []
+    frame_text: list[TextFeatures] = []
     for event in decode_videos(paths, sampling):
         if isinstance(event, VideoStart):
-            info, vectors, times, frame_classes = event.info, [], [], []
+            info, vectors, times, frame_text = event.info, [], [], []
         elif isinstance(event, FrameChunk):
-            chunk_vectors, chunk_classes = descriptor.encode_with_classes(event.frames, classes)
+            chunk_vectors, chunk_text = descriptor.encode_with_text(event.frames, text)
             vectors.append(chunk_vectors)
-            if chunk_classes is not None:
-                frame_classes.append(chunk_classes)
+            if chunk_text is not None:
+                frame_text.append(chunk_text)
             times.append(event.timestamps_s)
         elif isinstance(event, VideoFailed):
             yield FailedVideo(event.path, event.reason)
@@ -269,7 +304,7 @@ def encode_videos(
                 decoder=event.decoder,
                 vectors=np.concatenate(vectors),
                 timestamps_s=np.concatenate(times),
-                classes=FrameClasses.concatenate(frame_classes) if classes else None,
+                text=TextFeatures.concatenate(frame_text) if text else None,
             )
 
 

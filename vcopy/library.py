@@ -4,7 +4,8 @@ Layout of ``LIB/``::
 
     library.sqlite   videos (path, sha256, size, mtime, duration, fps, ...), vectors (id -> video,
                      timestamp_s), frame_classes (each frame's top ImageNet classes, for zero-shot
-                     text search), failures, meta (descriptor, sampling, state generation)
+                     text search), frame_layouts (each frame's layout, for trained text search),
+                     failures, meta (descriptor, sampling, state generation)
     index.faiss      IndexIDMap2 over an inner-product index; ids are rows of ``vectors``
     write.lock       held (flock) by the one process allowed to write
 
@@ -35,12 +36,13 @@ from vcopy.features import (
     FailedVideo,
     FrameClasses,
     FrameDescriptor,
+    TextFeatures,
     encode_videos,
     video_duration_s,
 )
 from vcopy.video import SamplingConfig, file_stamp, find_videos
 
-SCHEMA_VERSION = 2  # 2 added frame_classes; a version-1 library is upgraded when opened for writing
+SCHEMA_VERSION = 3  # 2 added frame_classes, 3 frame_layouts; older ones are upgraded when opened to write
 _DB, _INDEX, _LOCK = "library.sqlite", "index.faiss", "write.lock"
 _VIDEO_COLUMNS = "id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder"  # LibraryVideo
 
@@ -71,6 +73,11 @@ CREATE TABLE IF NOT EXISTS frame_classes (
     class_ids BLOB NOT NULL,  -- uint16 [frames, top_k], frames in time order
     probabilities BLOB NOT NULL,  -- float16 [frames, top_k]
     top_k INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS frame_layouts (
+    video_id INTEGER PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
+    layouts BLOB NOT NULL,  -- float16 [frames, dim], frames in time order
+    dim INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS failures (
     path TEXT PRIMARY KEY,
@@ -129,12 +136,7 @@ class Library:
         self.root = root
         self._db = db
         self.index = index  # faiss.IndexIDMap2 (the SWIG stubs type it loosely)
-        self._has_frame_classes = (  # absent from a version-1 library opened read-only
-            db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'frame_classes'"
-            ).fetchone()
-            is not None
-        )
+        self._tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         self._lock_fd = lock_fd
 
     # -- opening -------------------------------------------------------------------------------
@@ -181,7 +183,7 @@ class Library:
             }
             with _transaction(db):
                 db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        if int(meta["schema_version"]) not in (1, SCHEMA_VERSION):
+        if int(meta["schema_version"]) not in range(1, SCHEMA_VERSION + 1):
             raise LibraryError(f"{root}: library schema {meta['schema_version']} is not supported")
         if write and int(meta["schema_version"]) < SCHEMA_VERSION:  # its tables were just created
             with _transaction(db):
@@ -292,7 +294,7 @@ class Library:
             self._db.execute(
                 "SELECT class_ids, probabilities, top_k FROM frame_classes WHERE video_id = ?", (video_id,)
             ).fetchone()
-            if self._has_frame_classes
+            if "frame_classes" in self._tables  # absent from a version-1 library opened read-only
             else None
         )
         if row is None:
@@ -301,6 +303,20 @@ class Library:
         ids = np.frombuffer(row[0], dtype=np.uint16).reshape(-1, k).astype(np.int64)
         probabilities = np.frombuffer(row[1], dtype=np.float16).reshape(-1, k).astype(np.float32)
         return FrameClasses(ids, probabilities)
+
+    def frame_layouts(self, video_id: int) -> np.ndarray | None:
+        """A video's frames' layouts [N, dim] (float32), in time order; None when it was indexed
+        without them (by a vcopy older than layouts)."""
+        row = (
+            self._db.execute(
+                "SELECT layouts, dim FROM frame_layouts WHERE video_id = ?", (video_id,)
+            ).fetchone()
+            if "frame_layouts" in self._tables  # absent from an older library opened read-only
+            else None
+        )
+        if row is None:
+            return None
+        return np.frombuffer(row[0], dtype=np.float16).reshape(-1, int(row[1])).astype(np.float32)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -334,7 +350,7 @@ class Library:
         batch: list[EncodedVideo] = []
         last_commit = time.monotonic()
         sampling = replace(self.sampling, stall_timeout_s=stall_timeout_s)
-        for result in encode_videos(todo, descriptor, sampling, classes=True):
+        for result in encode_videos(todo, descriptor, sampling, text=True):
             if isinstance(result, FailedVideo):
                 summary.failed.append((str(result.path), result.reason))
                 self._record_failure(result)
@@ -356,10 +372,12 @@ class Library:
             raise LibraryError(f"{self.root}: opened read-only")
 
     def _unchanged(self, path: Path) -> bool:
+        """The file is indexed as it is now, with everything this vcopy stores of it (a video
+        indexed by an older vcopy, without what text search reads, is indexed again)."""
         row = self._db.execute(
             "SELECT id, size, mtime_ns, sha256 FROM videos WHERE path = ?", (str(path),)
         ).fetchone()
-        if row is None:
+        if row is None or not self._has_text_features(row[0]):
             return False
         try:
             st = path.stat()
@@ -378,6 +396,12 @@ class Library:
         with _transaction(self._db):
             self._db.execute("UPDATE videos SET mtime_ns = ? WHERE id = ?", (stamp.mtime_ns, row[0]))
         return True
+
+    def _has_text_features(self, video_id: int) -> bool:
+        return all(
+            self._db.execute(f"SELECT 1 FROM {table} WHERE video_id = ?", (video_id,)).fetchone() is not None
+            for table in ("frame_classes", "frame_layouts")
+        )
 
     def _prune(self, roots: list[Path]) -> list[str]:
         gone = []
@@ -428,19 +452,27 @@ class Library:
                     "INSERT INTO vectors (id, video_id, timestamp_s) VALUES (?, ?, ?)",
                     zip(ids.tolist(), [cur.lastrowid] * len(ids), video.timestamps_s.tolist(), strict=True),
                 )
-                if video.classes is not None:
-                    self._db.execute(
-                        "INSERT INTO frame_classes VALUES (?, ?, ?, ?)",
-                        (
-                            cur.lastrowid,
-                            video.classes.ids.astype(np.uint16).tobytes(),
-                            video.classes.probabilities.astype(np.float16).tobytes(),
-                            video.classes.ids.shape[1],
-                        ),
-                    )
+                if video.text is not None:
+                    self._insert_text(cur.lastrowid, video.text)
                 self._db.execute("DELETE FROM failures WHERE path = ?", (str(video.path),))
             self._bump_generation()
         self._drop_vectors(old_vectors)
+
+    def _insert_text(self, video_id: int | None, text: TextFeatures) -> None:
+        classes = text.classes
+        self._db.execute(
+            "INSERT INTO frame_classes VALUES (?, ?, ?, ?)",
+            (
+                video_id,
+                classes.ids.astype(np.uint16).tobytes(),
+                classes.probabilities.astype(np.float16).tobytes(),
+                classes.ids.shape[1],
+            ),
+        )
+        self._db.execute(
+            "INSERT INTO frame_layouts VALUES (?, ?, ?)",
+            (video_id, text.layouts.astype(np.float16).tobytes(), text.layouts.shape[1]),
+        )
 
     def _remove(self, video_ids: list[int]) -> None:
         """Delete rows (committed), then the vectors they pointed to."""
@@ -460,6 +492,7 @@ class Library:
         ]
         self._db.execute("DELETE FROM vectors WHERE video_id = ?", (video_id,))
         self._db.execute("DELETE FROM frame_classes WHERE video_id = ?", (video_id,))
+        self._db.execute("DELETE FROM frame_layouts WHERE video_id = ?", (video_id,))
         self._db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
         return vector_ids
 

@@ -2,8 +2,10 @@
 encoder's space, and a light head on top of the (frozen) MiniLM text encoder.
 
 A frame enters as its copy descriptor (what the library stores) next to its zero-shot text vector
-(its ImageNet classes as a convex combination of class-name embeddings, ``ZeroShotSpace``). The
-frame embedding is the zero-shot vector plus a learned correction (an MLP whose last layer starts
+(its ImageNet classes as a convex combination of class-name embeddings, ``ZeroShotSpace``) and,
+when the model reads layouts (``layout_dim`` > 0), its layout (where things are in the picture)
+and how that layout changes around it (the next frame's minus the previous one's: which way things
+move). The frame embedding is the zero-shot vector plus a learned correction (an MLP whose last layer starts
 at zero), optionally passed through one temporal transformer layer (behind a gate that starts at
 zero), and a video is the mean of its frame embeddings. The text side adds a learned linear
 correction (starting at zero) to MiniLM's token embeddings. An untrained model is therefore
@@ -31,6 +33,7 @@ WEIGHTS_FORMAT = "vcopy.text-model/1"
 @dataclass(frozen=True)
 class ModelConfig:
     descriptor_dim: int = 128
+    layout_dim: int = 0  # 0: the model does not read frame layouts (models made before them)
     text_dim: int = 384
     hidden: int = 512
     temporal: bool = False  # one transformer layer over the frames before mean pooling
@@ -44,11 +47,26 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * weights).sum(1) / weights.sum(1).clamp_min(1e-6)
 
 
+def layout_motion(layouts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each frame's next real frame's layout minus its previous one's [B, N, L] (at a video's first
+    and last frame, the frame itself stands in for the missing neighbour)."""
+    n = layouts.shape[1]
+    last = (mask.sum(1, keepdim=True) - 1).clamp_min(0)  # [B, 1]
+    position = torch.arange(n, device=layouts.device)[None, :]
+    after = torch.minimum(position + 1, last)
+    before = torch.minimum((position - 1).clamp_min(0), last)
+    width = layouts.shape[-1]
+    change = layouts.gather(1, after[..., None].expand(-1, -1, width)) - layouts.gather(
+        1, before[..., None].expand(-1, -1, width)
+    )
+    return change * mask[..., None].to(layouts.dtype)
+
+
 class VideoEncoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.correction = nn.Sequential(
-            nn.Linear(config.descriptor_dim + config.text_dim, config.hidden),
+            nn.Linear(config.descriptor_dim + 2 * config.layout_dim + config.text_dim, config.hidden),
             nn.GELU(),
             nn.Linear(config.hidden, config.text_dim),
         )
@@ -64,11 +82,24 @@ class VideoEncoder(nn.Module):
             self.positions = nn.Parameter(torch.zeros(config.max_frames, config.text_dim))
             self.gate = nn.Parameter(torch.zeros(()))
         self.max_frames = config.max_frames
+        self.layout_dim = config.layout_dim
 
-    def frames(self, descriptors: torch.Tensor, zeroshot: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def frames(
+        self,
+        descriptors: torch.Tensor,
+        zeroshot: torch.Tensor,
+        mask: torch.Tensor,
+        layouts: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """L2-normalised frame embeddings [B, N, D] from descriptors [B, N, d], zero-shot vectors
-        [B, N, D] and the mask of real (not padding) frames [B, N]."""
-        x = zeroshot + self.correction(torch.cat([descriptors, zeroshot], -1))
+        [B, N, D], the mask of real (not padding) frames [B, N] and layouts [B, N, L] (read only
+        by a model with ``layout_dim`` L > 0)."""
+        parts = [descriptors]
+        if self.layout_dim:
+            if layouts is None or layouts.shape[-1] != self.layout_dim:
+                raise ValueError(f"this model reads frame layouts of {self.layout_dim} values")
+            parts += [layouts, layout_motion(layouts, mask)]
+        x = zeroshot + self.correction(torch.cat([*parts, zeroshot], -1))
         if self.temporal is not None:
             n = min(x.shape[1], self.max_frames)
             positions = torch.cat([self.positions[:n], self.positions[-1:].expand(x.shape[1] - n, -1)])

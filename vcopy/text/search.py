@@ -64,7 +64,7 @@ class TextIndexSync:
 
     added: int
     removed: int
-    without_classes: list[str]  # videos indexed before text search: re-index them to search them
+    not_searchable: list[str]  # indexed by an older vcopy without what this space reads: index them again
 
 
 class TextSpace(Protocol):
@@ -108,13 +108,19 @@ class TrainedSpace:
 
     @torch.no_grad()
     def library_frames(self, library: Library, video_id: int) -> np.ndarray | None:
+        """The text-space vectors of a library video's frames; None when it was indexed without
+        its classes or (for a model that reads them) its layouts."""
         zero_shot = self.zero_shot.library_frames(library, video_id)
-        if zero_shot is None:
+        layouts = library.frame_layouts(video_id) if self.model.config.layout_dim else None
+        if zero_shot is None or (self.model.config.layout_dim and layouts is None):
             return None
         descriptors, _ = library.frames_of(video_id)
         mask = torch.ones(1, len(descriptors), dtype=torch.bool)
         frames = self.model.video.frames(
-            torch.from_numpy(descriptors)[None], torch.from_numpy(zero_shot.astype(np.float32))[None], mask
+            torch.from_numpy(descriptors)[None],
+            torch.from_numpy(zero_shot.astype(np.float32))[None],
+            mask,
+            None if layouts is None else torch.from_numpy(layouts)[None],
         )
         return frames[0].numpy()
 

@@ -61,6 +61,7 @@ class TextTrainConfig:
     learning_rate: float = 1e-3
     temporal: bool = False  # the video encoder's temporal transformer layer (else mean pooling only)
     text_head: bool = True  # learn a correction on top of the frozen text encoder
+    layouts: bool = True  # the video encoder reads frame layouts and their changes (places, motions)
     temperature: float | None = None  # None: learned (starting at 0.05); else fixed
     # the four techniques are off by default: on the fine-grained set none beat InfoNCE alone (README)
     negnce: bool = False
@@ -100,6 +101,7 @@ class CaptionedData:
 
     paths: list[str]  # per video
     descriptors: torch.Tensor  # [V, N, d]
+    layouts: torch.Tensor  # [V, N, L]
     zeroshot: torch.Tensor  # [V, N, D]
     frame_mask: torch.Tensor  # [V, N] real frames
     caption_video: torch.Tensor  # [C] the video of each caption
@@ -180,11 +182,13 @@ def load_captioned_data(
     by_path = {v.path: v for v in library.videos()}
     video_rows: dict[str, int] = {}
     descriptors: list[np.ndarray] = []
+    layouts: list[np.ndarray] = []
     zeroshot: list[np.ndarray] = []
     for video_id, path in video_paths.items():
         video = by_path.get(str(path.resolve()))
         frame_vectors = None if video is None else space.library_frames(library, video.id)
-        if video is None or frame_vectors is None:
+        frame_layouts = None if video is None else library.frame_layouts(video.id)
+        if video is None or frame_vectors is None or frame_layouts is None:
             continue
         vectors, _ = library.frames_of(video.id)
         keep = np.unique(
@@ -192,6 +196,7 @@ def load_captioned_data(
         )
         video_rows[video_id] = len(descriptors)
         descriptors.append(vectors[keep])
+        layouts.append(frame_layouts[keep])
         zeroshot.append(frame_vectors[keep])
     kept = [c for c in captions if c.video in video_rows]
     if len(video_rows) < 4:
@@ -203,6 +208,7 @@ def load_captioned_data(
     data = CaptionedData(
         paths=[str(video_paths[v]) for v in video_rows],
         descriptors=_padded([torch.from_numpy(d) for d in descriptors], n_frames),
+        layouts=_padded([torch.from_numpy(x) for x in layouts], n_frames),
         zeroshot=_padded([torch.from_numpy(z.astype(np.float32)) for z in zeroshot], n_frames),
         frame_mask=_mask([len(d) for d in descriptors], n_frames),
         caption_video=torch.tensor([video_rows[c.video] for c in kept]),
@@ -239,7 +245,9 @@ def retrieval_scores(
     each caption's own video."""
     model.eval()
     index = torch.from_numpy(videos)
-    frames = model.video.frames(data.descriptors[index], data.zeroshot[index], data.frame_mask[index])
+    frames = model.video.frames(
+        data.descriptors[index], data.zeroshot[index], data.frame_mask[index], data.layouts[index]
+    )
     video = model.video.pool(frames, data.frame_mask[index])
     column = {int(v): i for i, v in enumerate(videos)}
     captions = [i for i, v in enumerate(data.caption_video.tolist()) if v in column]
@@ -263,6 +271,7 @@ class Trainer:
         self.model = VideoTextModel(
             ModelConfig(
                 descriptor_dim=data.descriptors.shape[-1],
+                layout_dim=data.layouts.shape[-1] if config.layouts else 0,
                 text_dim=dim,
                 temporal=config.temporal,
                 max_frames=config.max_frames,
@@ -372,7 +381,9 @@ class Trainer:
     def _loss_terms(self, videos: torch.Tensor, captions: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, data, model = self.config, self.data, self.model
         frame_mask = data.frame_mask[videos]
-        frames = model.video.frames(data.descriptors[videos], data.zeroshot[videos], frame_mask)
+        frames = model.video.frames(
+            data.descriptors[videos], data.zeroshot[videos], frame_mask, data.layouts[videos]
+        )
         video = model.video.pool(frames, frame_mask)
         token_mask = data.token_mask[captions]
         tokens, text = model.texts(data.tokens[captions], token_mask)
