@@ -42,8 +42,12 @@ from vcopy.features import (
 )
 from vcopy.video import SamplingConfig, file_stamp, find_videos
 
-SCHEMA_VERSION = 3  # 2 added frame_classes, 3 frame_layouts; older ones are upgraded when opened to write
+# 2 added frame_classes, 3 frame_layouts (float16), 4 holds them as int8; older libraries are upgraded
+# when opened to write (a version-3 library's float16 layouts are dropped, so its videos are indexed again)
+SCHEMA_VERSION = 4
+_INT8_LAYOUTS_SCHEMA = 4
 _DB, _INDEX, _LOCK = "library.sqlite", "index.faiss", "write.lock"
+LAYOUT_STEPS = 127  # layouts (parts of unit vectors, so within -1..1) are stored as int8 in these steps
 _VIDEO_COLUMNS = "id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder"  # LibraryVideo
 
 _SCHEMA = """
@@ -76,7 +80,7 @@ CREATE TABLE IF NOT EXISTS frame_classes (
 );
 CREATE TABLE IF NOT EXISTS frame_layouts (
     video_id INTEGER PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
-    layouts BLOB NOT NULL,  -- float16 [frames, dim], frames in time order
+    layouts BLOB NOT NULL,  -- int8 [frames, dim] = round(layout * LAYOUT_STEPS), frames in time order
     dim INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS failures (
@@ -137,6 +141,8 @@ class Library:
         self._db = db
         self.index = index  # faiss.IndexIDMap2 (the SWIG stubs type it loosely)
         self._tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        schema = int(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        self._layouts_readable = "frame_layouts" in self._tables and schema >= _INT8_LAYOUTS_SCHEMA
         self._lock_fd = lock_fd
 
     # -- opening -------------------------------------------------------------------------------
@@ -187,6 +193,8 @@ class Library:
             raise LibraryError(f"{root}: library schema {meta['schema_version']} is not supported")
         if write and int(meta["schema_version"]) < SCHEMA_VERSION:  # its tables were just created
             with _transaction(db):
+                if int(meta["schema_version"]) < _INT8_LAYOUTS_SCHEMA:
+                    db.execute("DELETE FROM frame_layouts")
                 db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         if descriptor is not None and meta["descriptor"] != descriptor.name:
             raise LibraryError(f"{root}: built with descriptor {meta['descriptor']}, not {descriptor.name}")
@@ -311,12 +319,12 @@ class Library:
             self._db.execute(
                 "SELECT layouts, dim FROM frame_layouts WHERE video_id = ?", (video_id,)
             ).fetchone()
-            if "frame_layouts" in self._tables  # absent from an older library opened read-only
+            if self._layouts_readable  # not from an older library opened read-only
             else None
         )
         if row is None:
             return None
-        return np.frombuffer(row[0], dtype=np.float16).reshape(-1, int(row[1])).astype(np.float32)
+        return np.frombuffer(row[0], dtype=np.int8).reshape(-1, int(row[1])).astype(np.float32) / LAYOUT_STEPS
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -471,7 +479,7 @@ class Library:
         )
         self._db.execute(
             "INSERT INTO frame_layouts VALUES (?, ?, ?)",
-            (video_id, text.layouts.astype(np.float16).tobytes(), text.layouts.shape[1]),
+            (video_id, _quantized_layouts(text.layouts).tobytes(), text.layouts.shape[1]),
         )
 
     def _remove(self, video_ids: list[int]) -> None:
@@ -523,6 +531,11 @@ class Library:
         self._remove(sorted(set(rows[missing, 1].tolist())))
         valid = np.array([r[0] for r in self._db.execute("SELECT id FROM vectors")], dtype=np.int64)
         self._drop_vectors(np.setdiff1d(self._index_ids(), valid))
+
+
+def _quantized_layouts(layouts: np.ndarray) -> np.ndarray:
+    """Layouts as int8 steps of 1 / ``LAYOUT_STEPS`` (on the ablation set, no worse than float16)."""
+    return np.clip(np.round(layouts * LAYOUT_STEPS), -LAYOUT_STEPS, LAYOUT_STEPS).astype(np.int8)
 
 
 def _take_lock(root: Path) -> int:
