@@ -98,6 +98,17 @@ def test_tpm_masks_top_weights_until_their_mass_reaches_the_limit() -> None:
     ) == pytest.approx((0.0 + 0.5) / 2)
 
 
+def test_tpm_partial_embedding_keeps_only_the_unmasked_weight() -> None:
+    items = torch.tensor([[[2.0, 0.0], [0.0, 3.0], [1.0, 0.0], [5.0, 5.0]]])
+    valid = torch.tensor([[True, True, True, False]])
+    importance = torch.tensor([[0.5, 0.3, 0.2, 0.0]], requires_grad=True)
+    masked = losses.top_mass_mask(importance.detach(), 0.4)  # the 0.5 item alone
+    partial = losses.masked_embedding(items, valid, masked, importance)
+    assert partial[0].tolist() == pytest.approx([0.2, 0.3])  # unit items, weights kept as they are
+    partial.sum().backward()  # the predictor learns through the kept weights
+    assert importance.grad is not None and importance.grad[0, :3].tolist() == [0.0, 1.0, 1.0]
+
+
 def test_hscl_curriculum_and_weights() -> None:
     assert [losses.curriculum_probability(s, 10) for s in (0, 9, 10, 35, 69, 70, 1000)] == pytest.approx(
         [0, 0, 0.15, 0.45, 0.9, 1.0, 1.0]

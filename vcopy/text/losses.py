@@ -83,11 +83,11 @@ def top_mass_mask(weights: torch.Tensor, mass: float = 0.6) -> torch.Tensor:
 def masked_embedding(
     items: torch.Tensor, valid: torch.Tensor, masked: torch.Tensor, importance: torch.Tensor
 ) -> torch.Tensor:
-    """Normalised mean of the kept items (valid, not masked). The importance weights reach the
-    result through a straight-through term, so the predictor learns which items matter."""
-    keep = (valid & ~masked).to(items.dtype) - (importance - importance.detach())
-    pooled = (items * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp_min(1e-6)
-    return F.normalize(pooled, dim=-1)
+    """TPM-CL's partial embedding: the importance-weighted sum of the kept (valid, not masked)
+    unit-length items, not normalised again, so its score with the partner shrinks with the weight
+    masked away (as in the published code). The predictor learns through the weights."""
+    keep = (valid & ~masked).to(items.dtype) * importance
+    return (F.normalize(items, dim=-1) * keep.unsqueeze(-1)).sum(1)
 
 
 def partial_margin(full: torch.Tensor, masked: torch.Tensor, margin: float = 0.6) -> torch.Tensor:
