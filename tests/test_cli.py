@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 from conftest import COPY_QUERY_S, COPY_REFERENCE_S, Corpus, one_frame_clip, run_vcopy
 
 from vcopy import synth
-from vcopy.library import Library
+from vcopy.features import EncodedVideo, FrameDescriptor, encode_videos
+from vcopy.library import LAYOUT_STEPS, Library
 from vcopy.report import load_schema
 
 
@@ -45,6 +47,18 @@ def test_finds_the_copy_and_its_boundaries(corpus: Corpus, library: Path) -> Non
     assert by_name["unrelated.mp4"]["matches"] == []
     assert report["library"]["videos"] == 3
     assert len(report["models"][0]["sha256"]) == 64
+
+
+def test_library_keeps_each_frames_layout_to_within_its_int8_step(library: Path) -> None:
+    lib = Library.open(library)
+    video = next(v for v in lib.videos() if Path(v.path).name == "r0.mp4")
+    stored = lib.frame_layouts(video.id)
+    [encoded] = encode_videos([Path(video.path)], FrameDescriptor(), lib.sampling, text=True)
+    lib.close()
+    assert isinstance(encoded, EncodedVideo) and encoded.text is not None and stored is not None
+    assert stored.shape == encoded.text.layouts.shape and stored.dtype == np.float32
+    np.testing.assert_allclose(stored, encoded.text.layouts, rtol=0, atol=0.5 / LAYOUT_STEPS + 1e-4)
+    assert np.abs(stored - encoded.text.layouts).max() > 1e-4  # it is stored quantised, not as is
 
 
 def test_table_and_exit_codes(corpus: Corpus, library: Path, tmp_path: Path) -> None:
