@@ -136,12 +136,13 @@ class Library:
     """A feature library on disk. ``Library.open(path)`` to read, ``Library.open(path, write=True)``
     (a context manager) to add or remove videos."""
 
-    def __init__(self, root: Path, db: sqlite3.Connection, index: Any, lock_fd: int | None) -> None:
+    def __init__(
+        self, root: Path, db: sqlite3.Connection, index: Any, lock_fd: int | None, schema: int
+    ) -> None:
         self.root = root
         self._db = db
         self.index = index  # faiss.IndexIDMap2 (the SWIG stubs type it loosely)
         self._tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        schema = int(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
         self._layouts_readable = "frame_layouts" in self._tables and schema >= _INT8_LAYOUTS_SCHEMA
         self._lock_fd = lock_fd
 
@@ -189,17 +190,19 @@ class Library:
             }
             with _transaction(db):
                 db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        if int(meta["schema_version"]) not in range(1, SCHEMA_VERSION + 1):
-            raise LibraryError(f"{root}: library schema {meta['schema_version']} is not supported")
-        if write and int(meta["schema_version"]) < SCHEMA_VERSION:  # its tables were just created
+        schema = int(meta["schema_version"])
+        if schema not in range(1, SCHEMA_VERSION + 1):
+            raise LibraryError(f"{root}: library schema {schema} is not supported")
+        if write and schema < SCHEMA_VERSION:  # its tables were just created
             with _transaction(db):
-                if int(meta["schema_version"]) < _INT8_LAYOUTS_SCHEMA:
+                if schema < _INT8_LAYOUTS_SCHEMA:
                     db.execute("DELETE FROM frame_layouts")
                 db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            schema = SCHEMA_VERSION
         if descriptor is not None and meta["descriptor"] != descriptor.name:
             raise LibraryError(f"{root}: built with descriptor {meta['descriptor']}, not {descriptor.name}")
         index = _read_index(root / _INDEX, int(meta["dim"]))
-        library = cls(root, db, index, lock_fd)
+        library = cls(root, db, index, lock_fd, schema)
         if write:
             library._reconcile()
         return library
