@@ -7,8 +7,9 @@ max-pooled a whole number of frames per pixel (a thin diagonal band survives), a
 stretched. An ultralytics YOLO detector finds the boxes of class "copy", and each box maps back to
 query and reference frames. A box is a few frames coarse (more on a shrunk axis), so its ends are
 then refined on the full-resolution map: rows and columns at the ends of the (slightly widened)
-box whose best contrast stays below ``refine_min_contrast`` are cut off. Maps drawn on the same
-canvas go through the network as one batch.
+box whose best contrast stays below ``refine_min_contrast`` are cut off. Maps go through the
+network in batches (one call costs a few ms however few maps it holds), each batch on the widest
+canvas its maps need, narrower maps padded as in training.
 
 Weights (``vcopy.spd/2``): the model's YAML config, its state dict, the input size, ``max_aspect``,
 the rendering range, the calibrated score threshold and how they were made. ``vcopy train spd``
@@ -189,12 +190,13 @@ def render_maps(
     renderings: Sequence[Rendering],
     contrast_range: tuple[float, float] = CONTRAST_RANGE,
 ) -> torch.Tensor:
-    """Contrast maps as a batch of one-channel images of their (common) canvas, each drawn in the
-    top-left corner and padded with 0. Max pooling lifts the background the more frames a pixel
+    """Contrast maps as a batch of one-channel images on the largest of their canvases, each drawn
+    in the top-left corner and padded with 0. Max pooling lifts the background the more frames a pixel
     holds, so each drawn map is shifted to put its median at ``BACKGROUND_CONTRAST`` (the level of
     an unpooled map) before ``contrast_range`` is mapped to values 0..1."""
     lo, hi = contrast_range
-    height, width = renderings[0].canvas
+    height = max(r.canvas[0] for r in renderings)
+    width = max(r.canvas[1] for r in renderings)
     images = torch.zeros(len(maps), 1, height, width)
     for i, (m, r) in enumerate(zip(maps, renderings, strict=True)):
         x = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))
@@ -319,8 +321,8 @@ class SimilarityPatternDetector:
     def detect(
         self, maps: Sequence[np.ndarray], score_threshold: float | None = None
     ) -> list[list[Detection]]:
-        """Detections on each map (frame indices), best first. Maps drawn on the same canvas go
-        through the network together. On a map drawn at several frames per pixel, a box scored at
+        """Detections on each map (frame indices), best first, all maps through the network in
+        as few batches as possible. On a map drawn at several frames per pixel, a box scored at
         least ``second_look_score`` but below the threshold is looked at again: the map around it
         (twice its size) is cropped and detected on at full detail, and what the crop finds
         above the threshold counts (a faint band of a few pixels in a long map fills the crop)."""
@@ -361,22 +363,19 @@ class SimilarityPatternDetector:
         """Detections on each map (drawn as ``plans`` say; None: empty) scoring at least its
         threshold."""
         results: list[list[Detection]] = [[] for _ in maps]
-        by_canvas: dict[tuple[int, int], list[int]] = {}
-        for i, plan in enumerate(plans):
-            if plan is not None:
-                by_canvas.setdefault(plan.canvas, []).append(i)
-        for group in by_canvas.values():
-            for start in range(0, len(group), self.batch_size):
-                chunk = group[start : start + self.batch_size]
-                chunk_plans = [cast(Rendering, plans[i]) for i in chunk]
-                images = render_maps([maps[i] for i in chunk], chunk_plans, self.contrast_range)
-                raw = self.model(images.to(self.device, memory_format=torch.channels_last))
-                predictions = raw[0] if isinstance(raw, tuple) else raw  # [B, 5, anchors]: xywh, score
-                limits = torch.tensor([thresholds[i] for i in chunk], device=predictions.device)
-                for local, box, score in _nms(predictions, limits, self.iou_threshold):
-                    results[chunk[local]].append(
-                        self._detection(maps[chunk[local]], chunk_plans[local], box, score)
-                    )
+        drawn = [i for i, plan in enumerate(plans) if plan is not None]
+        drawn.sort(key=lambda i: cast(Rendering, plans[i]).canvas)  # similar canvases share a batch
+        for start in range(0, len(drawn), self.batch_size):
+            chunk = drawn[start : start + self.batch_size]
+            chunk_plans = [cast(Rendering, plans[i]) for i in chunk]
+            images = render_maps([maps[i] for i in chunk], chunk_plans, self.contrast_range)
+            raw = self.model(images.to(self.device, memory_format=torch.channels_last))
+            predictions = raw[0] if isinstance(raw, tuple) else raw  # [B, 5, anchors]: xywh, score
+            limits = torch.tensor([thresholds[i] for i in chunk], device=predictions.device)
+            for local, box, score in _nms(predictions, limits, self.iou_threshold):
+                results[chunk[local]].append(
+                    self._detection(maps[chunk[local]], chunk_plans[local], box, score)
+                )
         return results
 
     def _detection(
