@@ -179,11 +179,12 @@ def main() -> None:
     print(f"\nvcopy benchmark, {datetime.date.today().isoformat()}, {_machine()}")
     print(f"dataset: {gt} ({', '.join(splits)} splits); similarity maps at 1 frame/s\n")
     long_cols = "long seg F1 | long video µAP | " if "long" in splits else ""
-    print(
+    header = (
         "| localizer | segment P | segment R | segment F1 | video P | video R | video µAP | "
         f"{long_cols}ms/map short (median) | ms/map long (median) |"
     )
-    print("|" + "---|" * (10 if "long" in splits else 8))
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
     for n in names:
         s = scores[("test", n)]
         long_part = ""
@@ -215,6 +216,7 @@ def main() -> None:
         for n, finder in runs["long"].finders.items():
             batched, alone = time_long_form(finder.localizer, long_form)
             print(f"| {n} | {batched:.2f} | {alone:.2f} |")
+    print()
     for split, run in runs.items():
         print(
             f"- median query latency ({split}, {DEFAULT_LOCALIZER}, decode to segments): "

@@ -53,6 +53,33 @@ def test_a_faint_band_in_a_long_map_is_found_by_the_second_look() -> None:
     ]  # drawn whole: too faint
 
 
+def test_crops_of_a_second_look_share_one_network_call() -> None:
+    rng = np.random.default_rng(1)
+    square = rng.normal(-0.1, 0.06, (240, 240)).astype(np.float32)
+    square[60 + np.arange(120), 60 + np.arange(120)] = 0.6
+    wide = rng.normal(-0.1, 0.06, (240, 480)).astype(np.float32)  # a copy played at half speed
+    wide[60 + np.arange(120), 120 + 2 * np.arange(120)] = 0.6
+    wide[60 + np.arange(120), 121 + 2 * np.arange(120)] = 0.6
+    spd = SimilarityPatternDetector()
+    plans = [spd.rendering(m.shape) for m in (square, wide)]
+    assert plans[0].canvas != plans[1].canvas
+    calls = []
+    hook = spd.model.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape))
+    try:
+        found = spd._detect_once([square, wide], plans, [spd.score_threshold] * 2, pad_to_widest=True)
+        assert calls == [torch.Size([2, 1, 64, 128])]
+        apart = spd._detect_once([square, wide], plans, [spd.score_threshold] * 2)
+        assert len(calls) == 3  # one call per canvas
+    finally:
+        hook.remove()
+    truth = [((60, 179), (60, 179)), ((60, 179), (120, 360))]  # (rows, cols) of each band
+    for together, alone, (rows, cols) in zip(found, apart, truth, strict=True):
+        assert together and alone  # the padded square map is found as on its own canvas
+        (r0, r1), (c0, c1) = together[0].rows, together[0].cols
+        assert abs(r0 - rows[0]) <= 3 and abs(r1 - rows[1]) <= 3
+        assert abs(c0 - cols[0]) <= 4 and abs(c1 - cols[1]) <= 4
+
+
 def test_a_box_end_is_a_strong_frame_or_two_in_a_row() -> None:
     strength = np.array([0.0, 0.9, 0.0, 0.0, 0.5, 0.6, 0.7, 0.0, 0.8, 0.0, 0.2, 0.3, 0.0])
     assert refine_span(strength, 0.15) == (1, 11)

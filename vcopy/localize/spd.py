@@ -7,9 +7,9 @@ max-pooled a whole number of frames per pixel (a thin diagonal band survives), a
 stretched. An ultralytics YOLO detector finds the boxes of class "copy", and each box maps back to
 query and reference frames. A box is a few frames coarse (more on a shrunk axis), so its ends are
 then refined on the full-resolution map: rows and columns at the ends of the (slightly widened)
-box whose best contrast stays below ``refine_min_contrast`` are cut off. Maps go through the
-network in batches (one call costs a few ms however few maps it holds), each batch on the widest
-canvas its maps need, narrower maps padded as in training.
+box whose best contrast stays below ``refine_min_contrast`` are cut off. Maps drawn on the same
+canvas go through the network as one batch; the crops of a second look (below) all go as one, on
+the widest canvas they need (a call costs a few ms however few maps it holds).
 
 Weights (``vcopy.spd/2``): the model's YAML config, its state dict, the input size, ``max_aspect``,
 the rendering range, the calibrated score threshold and how they were made. ``vcopy train spd``
@@ -321,11 +321,11 @@ class SimilarityPatternDetector:
     def detect(
         self, maps: Sequence[np.ndarray], score_threshold: float | None = None
     ) -> list[list[Detection]]:
-        """Detections on each map (frame indices), best first, all maps through the network in
-        as few batches as possible. On a map drawn at several frames per pixel, a box scored at
-        least ``second_look_score`` but below the threshold is looked at again: the map around it
-        (twice its size) is cropped and detected on at full detail, and what the crop finds
-        above the threshold counts (a faint band of a few pixels in a long map fills the crop)."""
+        """Detections on each map (frame indices), best first. On a map drawn at several frames
+        per pixel, a box scored at least ``second_look_score`` but below the threshold is looked at
+        again: the map around it (twice its size) is cropped and detected on at full detail, and
+        what the crop finds above the threshold counts (a faint band of a few pixels in a long
+        map fills the crop). The crops all go through the network as one batch."""
         threshold = self.score_threshold if score_threshold is None else score_threshold
         assert threshold is not None
         plans = [self.rendering(m.shape) if m.size else None for m in maps]
@@ -348,7 +348,7 @@ class SimilarityPatternDetector:
                     crops.append(maps[i][r0:r1, c0:c1])
                     origins.append((i, r0, c0))
         crop_plans = [self.rendering(c.shape) for c in crops]
-        second = self._detect_once(crops, crop_plans, [threshold] * len(crops))
+        second = self._detect_once(crops, crop_plans, [threshold] * len(crops), pad_to_widest=True)
         for (i, r0, c0), found in zip(origins, second, strict=True):
             results[i] += [
                 Detection((d.rows[0] + r0, d.rows[1] + r0), (d.cols[0] + c0, d.cols[1] + c0), d.score)
@@ -358,15 +358,24 @@ class SimilarityPatternDetector:
 
     @torch.inference_mode()
     def _detect_once(
-        self, maps: Sequence[np.ndarray], plans: Sequence[Rendering | None], thresholds: Sequence[float]
+        self,
+        maps: Sequence[np.ndarray],
+        plans: Sequence[Rendering | None],
+        thresholds: Sequence[float],
+        pad_to_widest: bool = False,
     ) -> list[list[Detection]]:
         """Detections on each map (drawn as ``plans`` say; None: empty) scoring at least its
-        threshold."""
+        threshold. Maps of one canvas go through the network together; with ``pad_to_widest`` all
+        maps do, on the widest canvas (narrower ones padded)."""
         results: list[list[Detection]] = [[] for _ in maps]
-        drawn = [i for i, plan in enumerate(plans) if plan is not None]
-        drawn.sort(key=lambda i: cast(Rendering, plans[i]).canvas)  # similar canvases share a batch
-        for start in range(0, len(drawn), self.batch_size):
-            chunk = drawn[start : start + self.batch_size]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, plan in enumerate(plans):
+            if plan is not None:
+                groups.setdefault((0, 0) if pad_to_widest else plan.canvas, []).append(i)
+        chunks = [
+            g[s : s + self.batch_size] for g in groups.values() for s in range(0, len(g), self.batch_size)
+        ]
+        for chunk in chunks:
             chunk_plans = [cast(Rendering, plans[i]) for i in chunk]
             images = render_maps([maps[i] for i in chunk], chunk_plans, self.contrast_range)
             raw = self.model(images.to(self.device, memory_format=torch.channels_last))
