@@ -26,7 +26,7 @@ from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_vi
 from vcopy.library import IndexSummary, Library
 from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
 from vcopy.localize.base import MapInput
-from vcopy.query import CopyFinder, QueryConfig, QueryResult
+from vcopy.query import CopyFinder, QueryConfig, QueryResult, SimilarityMap
 from vcopy.report import build_report, write_report
 from vcopy.synth.benchmark import generate, split_paths
 from vcopy.video import SamplingConfig
@@ -97,11 +97,7 @@ def run_split(
         maps = first.similarity_maps(video)
         encoded_and_mapped = time.perf_counter() - started
         run.map_shapes += [m.contrast.shape for m in maps]
-        run.long_form_maps += [
-            (m.contrast, video.timestamps_s, m.reference_timestamps_s)
-            for m in maps
-            if min(m.contrast.shape) >= LONG_FORM_FRAMES
-        ]
+        run.long_form_maps += long_form_maps(video, maps)
         for n, finder in finders.items():
             t = time.perf_counter()
             run.results[n].append(finder.localize(video, maps))
@@ -112,6 +108,15 @@ def run_split(
         finder.localizer = timers[n].inner  # reports record the localizer's own settings
         run.map_seconds[n] = timers[n].seconds
     return run
+
+
+def long_form_maps(video: EncodedVideo, maps: list[SimilarityMap]) -> list[MapInput]:
+    """The maps of a long query against a long reference (both axes >= ``LONG_FORM_FRAMES``)."""
+    return [
+        (m.contrast, video.timestamps_s, m.reference_timestamps_s)
+        for m in maps
+        if min(m.contrast.shape) >= LONG_FORM_FRAMES
+    ]
 
 
 def time_long_form(localizer: Localizer, maps: list[MapInput]) -> tuple[float, float]:

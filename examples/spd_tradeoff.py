@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchmark import LONG_FORM_FRAMES
+from benchmark import long_form_maps
 
+from vcopy.errors import VcopyError
 from vcopy.evaluate import evaluate
 from vcopy.features import EncodedVideo, FrameDescriptor, encode_videos
 from vcopy.library import Library
@@ -39,28 +40,35 @@ def main() -> None:
     parser.add_argument("work_dir", type=Path)
     args = parser.parse_args()
     gt = args.work_dir / "bench" / "groundtruth.json"
+    if not gt.is_file():
+        parser.error(f"{gt}: no benchmark dataset; run `python examples/benchmark.py {args.work_dir}` first")
+    try:
+        print(tradeoff_table(args.work_dir, gt))
+    except VcopyError as exc:
+        parser.exit(1, f"error: {exc}\n")
+
+
+def tradeoff_table(work_dir: Path, gt: Path) -> str:
+    """The markdown table of every setting in ``SETTINGS`` (reports go to WORK_DIR/reports)."""
     descriptor = FrameDescriptor()
     dp = create_localizer("dp")
     rows = []
-    with Library.open(args.work_dir / "library") as library:
+    with Library.open(work_dir / "library") as library:
         finder = CopyFinder(library, descriptor, QueryConfig(localizer="spd"))
         encoded = [
             (item, finder.similarity_maps(item))
             for item in encode_videos(split_paths(gt, "long", "queries"), descriptor, finder.sampling)
             if isinstance(item, EncodedVideo)
         ]
-        long_form: list[MapInput] = [
-            (m.contrast, video.timestamps_s, m.reference_timestamps_s)
-            for video, maps in encoded
-            for m in maps
-            if min(m.contrast.shape) >= LONG_FORM_FRAMES
-        ]
+        long_form: list[MapInput] = [m for video, maps in encoded for m in long_form_maps(video, maps)]
+        if not long_form:
+            raise VcopyError(f"{gt}: its long split gives no long-form maps (the --small dataset has none)")
         for max_aspect, second_look in SETTINGS:
-            spd = SimilarityPatternDetector(
-                max_aspect=max_aspect, second_look_score=0.15 if second_look else 1.0
-            )
+            spd = SimilarityPatternDetector(max_aspect=max_aspect)
+            if not second_look:
+                spd.second_look_score = 1.0  # no box scores above 1
             finder.localizer = spd
-            report = args.work_dir / "reports" / f"long-spd-aspect{max_aspect}-look{int(second_look)}.json"
+            report = work_dir / "reports" / f"long-spd-aspect{max_aspect}-look{int(second_look)}.json"
             write_report(build_report(finder, [finder.localize(v, maps) for v, maps in encoded]), str(report))
             scores = evaluate(gt, report, "long").overall
             spd.localize_batch(long_form)  # warm-up
@@ -81,13 +89,14 @@ def main() -> None:
                 f"{scores.segment_recall:.3f} | {scores.segment_f1:.3f} | {scores.video_micro_ap:.3f} | "
                 f"{s:.2f} | {d:.2f} | {d / s:.1f}x |"
             )
-    print(f"{len(long_form)} long-form maps, median {np.median([m[0].size for m in long_form]):.0f} cells\n")
-    print(
+    cells = np.median([m[0].size for m in long_form])
+    header = (
         "| `max_aspect` | second look | long seg P | long seg R | long seg F1 | long video µAP "
         "| SPD ms/map | DP ms/map | speed-up |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    return "\n".join(
+        [f"{len(long_form)} long-form maps, median {cells:.0f} cells\n", header, "|---" * 9 + "|", *rows]
+    )
 
 
 if __name__ == "__main__":

@@ -368,10 +368,10 @@ class SimilarityPatternDetector:
         threshold. Maps of one canvas go through the network together; with ``pad_to_widest`` all
         maps do, on the widest canvas (narrower ones padded)."""
         results: list[list[Detection]] = [[] for _ in maps]
-        groups: dict[tuple[int, int], list[int]] = {}
+        groups: dict[tuple[int, int] | None, list[int]] = {}  # by canvas, or all together (None)
         for i, plan in enumerate(plans):
             if plan is not None:
-                groups.setdefault((0, 0) if pad_to_widest else plan.canvas, []).append(i)
+                groups.setdefault(None if pad_to_widest else plan.canvas, []).append(i)
         chunks = [
             g[s : s + self.batch_size] for g in groups.values() for s in range(0, len(g), self.batch_size)
         ]
