@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import time
@@ -14,6 +15,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 import vcopy
 from vcopy.errors import VcopyError
@@ -25,13 +27,39 @@ EXIT_MATCH = 3
 EXIT_MATCH_AND_SOME_FAILED = 4
 EXIT_CANNOT_RUN = 5
 
-stderr = Console(stderr=True)
+# Nothing vcopy prints is read as rich markup (a file may be named "[/b].mp4"); styles come as Text.
+stderr = Console(stderr=True, markup=False, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def printable(value: object) -> str:
+    """``value`` as one line of plain text: control and format characters (ESC, newlines, bidi
+    overrides) and undecodable bytes of a file name escaped, so that no name can move the cursor,
+    retitle the terminal or forge a table row."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape", "backslashreplace").decode()
+        for ch in str(value)
+    )
+
+
 def _fail(message: str, code: int = EXIT_CANNOT_RUN) -> None:
-    stderr.print(f"[bold red]vcopy: error:[/] {message}", highlight=False, soft_wrap=True)
+    stderr.print(Text.assemble(("vcopy: error:", "bold red"), " ", printable(message)), soft_wrap=True)
     sys.exit(code)
+
+
+def _problem(path: object, message: str, style: str = "red") -> Text:
+    """``PATH: message`` for stderr, both printed as text."""
+    return Text.assemble((printable(path), style), ": ", printable(message))
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option in a range that also refuses NaN and infinities (NaN passes any range)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{printable(value)!r} is not a finite number.", param, ctx)
+        return number
 
 
 def _friendly_errors(command: F) -> F:
@@ -57,24 +85,29 @@ def _friendly_errors(command: F) -> F:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[current]}", style="dim"),
+        TextColumn("{task.fields[current]}", style="dim", markup=False),
         console=stderr,
         transient=True,
     )
 
 
 def _video_reporter(progress: Progress, task: TaskID) -> Callable[[str, str], None]:
-    """An ``on_video(path, outcome)`` for ``Library.add``: advances ``task`` and prints failures."""
+    """An ``on_video(path, outcome)`` for ``Library.add``: advances ``task`` and prints failures
+    and warnings."""
 
     def on_video(path: str, outcome: str) -> None:
+        kind, _, detail = outcome.partition(": ")
+        if kind == "warning":
+            progress.console.print(_problem(path, f"warning: {detail}", "yellow"), soft_wrap=True)
+            return
         progress.advance(task)
-        progress.update(task, current=Path(path).name)
-        if outcome.startswith("failed: "):
-            progress.console.print(f"[red]{path}[/]: {outcome[8:]}", highlight=False, soft_wrap=True)
+        progress.update(task, current=printable(Path(path).name))
+        if kind == "failed":
+            progress.console.print(_problem(path, detail), soft_wrap=True)
 
     return on_video
 
@@ -95,7 +128,7 @@ def _table_console(json_destination: str | None) -> Console:
     not a terminal, so that paths are not folded in logs."""
     to_stderr = json_destination == "-"
     stream = sys.stderr if to_stderr else sys.stdout
-    return Console(stderr=to_stderr, width=None if stream.isatty() else 240)
+    return Console(stderr=to_stderr, width=None if stream.isatty() else 240, markup=False, highlight=False)
 
 
 def _decoding_options(command: F) -> F:
@@ -104,7 +137,7 @@ def _decoding_options(command: F) -> F:
         "--decode-timeout",
         default=120.0,
         show_default=True,
-        type=click.FloatRange(min=1),
+        type=FiniteFloat(min=1),
         help="Seconds a decoder may go without producing a frame before it is killed.",
     )(command)
     return click.option(
@@ -147,7 +180,7 @@ def cli() -> None:
     "--sample-fps",
     default=1.0,
     show_default=True,
-    type=click.FloatRange(min=0.05, max=30),
+    type=FiniteFloat(min=0.05, max=30),
     help="Frames sampled per second of video (fixed when the library is created).",
 )
 @_decoding_options
@@ -155,7 +188,7 @@ def cli() -> None:
     "--commit-every",
     default=30.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     help="Seconds between commits of indexed videos (work since the last commit is redone after a crash).",
 )
 @_friendly_errors
@@ -185,7 +218,7 @@ def index_command(
     sampling = SamplingConfig(sample_fps=sample_fps, stall_timeout_s=decode_timeout)
     with Library.open(library_path, write=True, descriptor=descriptor, sampling=sampling) as library:
         if float(library.meta["sample_fps"]) != sample_fps:
-            stderr.print(f"note: library samples {library.meta['sample_fps']} frames/s; using that")
+            stderr.print(f"note: library samples {library.sampling.sample_fps:g} frames/s; using that")
         total = len(find_videos(paths))
         with _progress() as progress:
             task = progress.add_task("indexing", total=total, current="")
@@ -256,11 +289,12 @@ def search_text_command(
         try:
             texts = [line.strip() for line in queries_file.read_text().splitlines() if line.strip()]
         except (OSError, UnicodeDecodeError) as exc:
-            raise VcopyError(
-                f"{queries_file}: cannot read queries ({exc.__class__.__name__}: {exc})"
-            ) from exc
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise click.BadParameter(
+                f"{queries_file}: cannot read queries ({reason})", param_hint="--queries"
+            ) from None
         if not texts:
-            raise VcopyError(f"{queries_file}: no queries (one per line)")
+            raise click.BadParameter(f"{queries_file}: no queries (one per line)", param_hint="--queries")
     else:
         assert text is not None
         if not text.strip():
@@ -280,12 +314,12 @@ def search_text_command(
         )
     console = _table_console(json_destination)
     for result in results:
-        table = Table(title=f"{result.text!r}", title_justify="left")
+        table = Table(title=printable(repr(result.text)), title_justify="left")
         for column in ("#", "score", "moment", "video"):
             table.add_column(column, justify="right" if column != "video" else "left")
         for rank, hit in enumerate(result.hits, 1):
             moment = f"{_hms(hit.moment.start_s)}-{_hms(hit.moment.end_s)}"
-            table.add_row(str(rank), f"{hit.score:.3f}", moment, hit.path)
+            table.add_row(str(rank), f"{hit.score:.3f}", moment, printable(hit.path))
         console.print(table)
     stderr.print(f"{len(texts)} queries in {seconds:.3f} s ({seconds / len(texts) * 1000:.1f} ms per query)")
     if json_destination:
@@ -317,7 +351,7 @@ def search_text_command(
     help="Library videos per query that get a similarity map and localization.",
 )
 @click.option(
-    "--min-score", default=0.0, show_default=True, type=float, help="Drop matches scoring below this."
+    "--min-score", default=0.0, show_default=True, type=FiniteFloat(), help="Drop matches scoring below this."
 )
 @click.option(
     "--fail-on-match", is_flag=True, help="Exit with 3 (4 if some inputs also failed) when copies are found."
@@ -377,10 +411,12 @@ def query_command(
             for result in finder.query_many(files):
                 results.append(result)
                 progress.advance(task)
-                progress.update(task, current=result.path.name)
+                progress.update(task, current=printable(result.path.name))
                 if not result.ok:
+                    progress.console.print(_problem(result.path, str(result.error)), soft_wrap=True)
+                for warning in result.warnings:
                     progress.console.print(
-                        f"[red]{result.path}[/]: {result.error}", highlight=False, soft_wrap=True
+                        _problem(result.path, f"warning: {warning}", "yellow"), soft_wrap=True
                     )
         report = build_report(finder, results, started_utc)
     table_console.print(_results_table(results))
@@ -405,8 +441,8 @@ def _results_table(results: list) -> Table:
     ]
     for _, _, query_path, reference_path, s in sorted(rows, key=lambda r: (-r[0], -r[1])):
         table.add_row(
-            str(query_path),
-            reference_path,
+            printable(query_path),
+            printable(reference_path),
             f"{_hms(s.query_start_s)}–{_hms(s.query_end_s)}",
             f"{_hms(s.reference_start_s)}–{_hms(s.reference_end_s)}",
             f"{s.score:.3f}",
@@ -448,9 +484,11 @@ def eval_command(report_path: Path, gt_path: Path, split: str | None, json_desti
     result = evaluate(gt_path, report_path, split)
     if result.missing_queries:
         stderr.print(
-            f"[yellow]{len(result.missing_queries)} ground-truth queries are not in the report "
-            f"(scored as misses), e.g. {result.missing_queries[0]}[/]",
-            highlight=False,
+            Text(
+                f"{len(result.missing_queries)} ground-truth queries are not in the report "
+                f"(scored as misses), e.g. {printable(result.missing_queries[0])}",
+                style="yellow",
+            )
         )
     console = _table_console(json_destination)
     console.print(_scores_table("overall", {"all": result.overall}))
@@ -498,7 +536,7 @@ def train_group() -> None:
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
 @click.option("--steps-per-epoch", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", "learning_rate", default=2e-3, show_default=True, type=click.FloatRange(min=0))
+@click.option("--lr", "learning_rate", default=2e-3, show_default=True, type=FiniteFloat(min=0))
 @click.option(
     "--input-size", default=64, show_default=True, type=click.IntRange(min=32), help="Detector input (px)."
 )
@@ -582,7 +620,6 @@ def train_spd_command(
                 f"(P {v['segment_precision']:.3f} R {v['segment_recall']:.3f}), video P "
                 f"{v['video_precision']:.3f} R {v['video_recall']:.3f} at score >= {log.score_threshold:.2f} "
                 f"| {log.seconds:.0f} s",
-                highlight=False,
                 soft_wrap=True,
             )
 
@@ -596,7 +633,7 @@ def train_spd_command(
             on_step=on_step,
             on_epoch=on_epoch,
         )
-    stderr.print(f"best weights: {best}", highlight=False)
+    stderr.print(f"best weights: {printable(best)}")
 
 
 @train_group.command("text")
@@ -623,7 +660,7 @@ def train_spd_command(
 )
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=2))
-@click.option("--lr", "learning_rate", default=1e-3, show_default=True, type=click.FloatRange(min=0))
+@click.option("--lr", "learning_rate", default=1e-3, show_default=True, type=FiniteFloat(min=0))
 @click.option(
     "--video-encoder",
     type=click.Choice(["mean", "transformer"]),
@@ -642,11 +679,11 @@ def train_spd_command(
 )
 @click.option(
     "--temperature",
-    type=click.FloatRange(min=1e-3, max=1.0),
+    type=FiniteFloat(min=1e-3, max=1.0),
     help="Fixed InfoNCE temperature (default: learned, starting at 0.05).",
 )
 @click.option("--negnce/--no-negnce", default=False, show_default=True, help="Negative-aware InfoNCE term.")
-@click.option("--negnce-r2", default=0.5, show_default=True, type=click.FloatRange(min=0))
+@click.option("--negnce-r2", default=0.5, show_default=True, type=FiniteFloat(min=0))
 @click.option("--dmae/--no-dmae", default=False, show_default=True, help="Word x frame term (DMAE).")
 @click.option(
     "--tpm/--no-tpm", default=False, show_default=True, help="Triplet partial-margin term (TPM-CL)."
@@ -657,7 +694,7 @@ def train_spd_command(
     is_flag=True,
     help="Batch each video with the videos whose captions read most like its own (hard negatives).",
 )
-@click.option("--validation-fraction", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5))
+@click.option("--validation-fraction", default=0.2, show_default=True, type=FiniteFloat(0.05, 0.5))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
@@ -720,14 +757,13 @@ def train_text_command(
         )
     if prepared.missing:
         stderr.print(
-            f"note: {len(prepared.missing)} captioned videos have no file in {videos_dir} "
-            f"(e.g. {prepared.missing[0]})"
+            f"note: {len(prepared.missing)} captioned videos have no file in {printable(videos_dir)} "
+            f"(e.g. {printable(prepared.missing[0])})"
         )
     data = prepared.data
     stderr.print(
         f"{len(data.paths)} videos ({len(data.train_videos)} train, {len(data.held_out_videos)} held out), "
         f"{len(data.caption_texts)} captions; losses {config.losses}",
-        highlight=False,
         soft_wrap=True,
     )
     record = {
@@ -748,18 +784,32 @@ def train_text_command(
                 f"epoch {log.epoch}: loss {_losses_text(log.loss)} | held out "
                 f"R@1 {v['r1']:.1f} R@5 {v['r5']:.1f} R@10 {v['r10']:.1f} R@sum {v['rsum']:.1f} "
                 f"medR {v['median_rank']:g} meanR {v['mean_rank']:.1f} | {log.seconds:.1f} s",
-                highlight=False,
                 soft_wrap=True,
             )
 
         best, metrics = train_text(data, out_dir, config, record, resume, on_step, on_epoch)
     stderr.print(
-        f"best weights: {best} (held out R@1 {metrics.r1:.1f} R@5 {metrics.r5:.1f} R@10 {metrics.r10:.1f} "
-        f"R@sum {metrics.rsum:.1f})",
-        highlight=False,
+        f"best weights: {printable(best)} (held out R@1 {metrics.r1:.1f} R@5 {metrics.r5:.1f} "
+        f"R@10 {metrics.r10:.1f} R@sum {metrics.rsum:.1f})",
         soft_wrap=True,
     )
 
 
 def main() -> None:
-    cli(prog_name="vcopy")
+    """The ``vcopy`` entry point. Click's own messages (usage errors) are printed here, as text
+    with control characters escaped, like every other message."""
+    try:
+        cli.main(prog_name="vcopy", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        _fail("aborted", 1)
+    except click.ClickException as exc:
+        context = getattr(exc, "ctx", None)
+        if context is not None:
+            click.echo(context.get_usage(), err=True)
+            if context.command.get_help_option(context) is not None:
+                click.echo(f"Try '{context.command_path} --help' for help.", err=True)
+            click.echo(err=True)
+        click.echo(f"Error: {printable(exc.format_message())}", err=True)
+        sys.exit(exc.exit_code)

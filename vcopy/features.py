@@ -42,6 +42,7 @@ from vcopy.video import (
 from vcopy.whitening import LearnedWhitening
 
 MIN_SAMPLED_FRAMES = 2  # fewer cannot show where a copy starts and ends
+TRUNCATED_FRACTION = 0.8  # decoded frames covering less of the container's duration: a warning
 RAW_DESCRIPTOR_NAME = "efficientnet_lite0/gem3-stages456/v2"
 POOLED_STAGES = (3, 4, 5)  # timm block indices whose outputs are pooled
 GEM_POWER = 3.0
@@ -97,6 +98,7 @@ class EncodedVideo:
     vectors: np.ndarray  # float32 [N, dim], L2-normalised
     timestamps_s: np.ndarray  # float64 [N]
     text: TextFeatures | None = None  # when asked for (``encode_videos(..., text=True)``)
+    warnings: tuple[str, ...] = ()  # what a reader of a report must know (e.g. a truncated file)
 
 
 @dataclass(frozen=True)
@@ -297,15 +299,32 @@ def encode_videos(
                     f"(at least {MIN_SAMPLED_FRAMES} are needed to locate a copy)",
                 )
                 continue
+            timestamps_s = np.concatenate(times)
             yield EncodedVideo(
                 path=event.path,
                 info=info,
                 stamp=event.stamp,
                 decoder=event.decoder,
                 vectors=np.concatenate(vectors),
-                timestamps_s=np.concatenate(times),
+                timestamps_s=timestamps_s,
                 text=TextFeatures.concatenate(frame_text) if text else None,
+                warnings=truncation_warning(timestamps_s, info.duration_s, sampling.sample_fps),
             )
+
+
+def truncation_warning(timestamps_s: np.ndarray, duration_s: float, sample_fps: float) -> tuple[str, ...]:
+    """A warning when the decoded frames cover much less than the container says it lasts (a
+    truncated or damaged file: what is past the damage was never compared)."""
+    covered_s = float(timestamps_s[-1]) + 1.0 / sample_fps if len(timestamps_s) else 0.0
+    short_by_s = duration_s - covered_s
+    if not math.isfinite(duration_s) or covered_s >= TRUNCATED_FRACTION * duration_s:
+        return ()
+    if short_by_s <= max(2.0, 2.0 / sample_fps):
+        return ()
+    return (
+        f"only {covered_s:.1f} s of the {duration_s:.1f} s its container announces could be decoded "
+        "(truncated or damaged file); the rest was not compared",
+    )
 
 
 def video_duration_s(video: EncodedVideo, sampling: SamplingConfig) -> float:

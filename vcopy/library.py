@@ -13,13 +13,22 @@ Crash safety: vectors are written first (index to a temp file, fsync, atomic ren
 rows are committed in one SQLite transaction. A kill between the two leaves vectors no row points
 to; readers ignore them and the next writer removes them. Deletions go the other way (rows, then
 vectors). So a library opens after a kill at any moment and a re-run of ``index`` completes it.
+
+Integrity: the library knows its own shape. Every write of ``index.faiss`` records the file's
+SHA-256 and vector count in ``meta`` (``index_sha256``, ``index_vectors``; the checksum of a file
+about to be written goes first into ``pending_index_sha256``, so a kill between the file and its
+record is told apart from damage). Opening checks the file against them, its type and dimension,
+and that every vector a row lists is in it: a missing, damaged, replaced or inconsistent index is
+a ``LibraryError`` naming the file, and nothing is ever dropped from the library because of it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -30,6 +39,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from vcopy.checks import bounded_float, bounded_int
 from vcopy.errors import LibraryError
 from vcopy.features import (
     EncodedVideo,
@@ -42,10 +52,12 @@ from vcopy.features import (
 )
 from vcopy.video import SamplingConfig, file_stamp, find_videos
 
-# 2 added frame_classes, 3 frame_layouts (float16), 4 holds them as int8; older libraries are upgraded
-# when opened to write (a version-3 library's float16 layouts are dropped, so its videos are indexed again)
-SCHEMA_VERSION = 4
+# 2 added frame_classes, 3 frame_layouts (float16), 4 holds them as int8, 5 records the index file's
+# checksum and vector count; older libraries are upgraded when opened to write (a version-3 library's
+# float16 layouts are dropped, so its videos are indexed again)
+SCHEMA_VERSION = 5
 _INT8_LAYOUTS_SCHEMA = 4
+_CHECKSUM_SCHEMA = 5
 _DB, _INDEX, _LOCK = "library.sqlite", "index.faiss", "write.lock"
 LAYOUT_STEPS = 127  # layouts (parts of unit vectors, so within -1..1) are stored as int8 in these steps
 _VIDEO_COLUMNS = "id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder"  # LibraryVideo
@@ -115,6 +127,7 @@ class IndexSummary:
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, warning) of indexed videos
     video_seconds: float = 0.0
     wall_seconds: float = 0.0
 
@@ -165,46 +178,45 @@ class Library:
             lock_fd = _take_lock(root)
         elif not (root / _DB).is_file():
             raise LibraryError(f"{root}: not a vcopy library (no {_DB}); create one with `vcopy index`")
+        db: sqlite3.Connection | None = None
         try:
-            db = sqlite3.connect(root / _DB, isolation_level=None, timeout=30)
-            db.execute("PRAGMA foreign_keys = ON")
-            if write:
-                db.execute("PRAGMA journal_mode = WAL")
-                db.executescript(_SCHEMA)
+            db = _connect(root / _DB, write)
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if not meta:
+                if not write or descriptor is None or sampling is None:
+                    raise LibraryError(f"{root}: library is empty and has no settings yet")
+                meta = {
+                    "schema_version": str(SCHEMA_VERSION),
+                    "descriptor": descriptor.name,
+                    "dim": str(descriptor.dim),
+                    "sample_fps": repr(sampling.sample_fps),
+                    "frame_size": str(sampling.frame_size),
+                    "generation": "0",
+                    "created_utc": _utc_now(),
+                }
+                with _transaction(db):
+                    db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+            schema = _checked_settings(root / _DB, meta)
+            if write and schema < SCHEMA_VERSION:  # its tables were just created
+                with _transaction(db):
+                    if schema < _INT8_LAYOUTS_SCHEMA:
+                        db.execute("DELETE FROM frame_layouts")
+                    _set_meta(db, schema_version=str(SCHEMA_VERSION))
+                schema = SCHEMA_VERSION
+            if descriptor is not None and meta["descriptor"] != descriptor.name:
+                raise LibraryError(
+                    f"{root}: built with descriptor {meta['descriptor']}, not {descriptor.name}"
+                )
+            index, index_sha256 = _read_index(root / _INDEX, meta, _row_count(db))
+            library = cls(root, db, index, lock_fd, schema)
+            if write:
+                library._reconcile(index_sha256)
         except sqlite3.DatabaseError as exc:
-            if lock_fd is not None:
-                os.close(lock_fd)
+            _close(db, lock_fd)
             raise LibraryError(f"{root / _DB}: unreadable library database ({exc})") from None
-        if not meta:
-            if not write or descriptor is None or sampling is None:
-                raise LibraryError(f"{root}: library is empty and has no settings yet")
-            meta = {
-                "schema_version": str(SCHEMA_VERSION),
-                "descriptor": descriptor.name,
-                "dim": str(descriptor.dim),
-                "sample_fps": repr(sampling.sample_fps),
-                "frame_size": str(sampling.frame_size),
-                "generation": "0",
-                "created_utc": _utc_now(),
-            }
-            with _transaction(db):
-                db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        schema = int(meta["schema_version"])
-        if schema not in range(1, SCHEMA_VERSION + 1):
-            raise LibraryError(f"{root}: library schema {schema} is not supported")
-        if write and schema < SCHEMA_VERSION:  # its tables were just created
-            with _transaction(db):
-                if schema < _INT8_LAYOUTS_SCHEMA:
-                    db.execute("DELETE FROM frame_layouts")
-                db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-            schema = SCHEMA_VERSION
-        if descriptor is not None and meta["descriptor"] != descriptor.name:
-            raise LibraryError(f"{root}: built with descriptor {meta['descriptor']}, not {descriptor.name}")
-        index = _read_index(root / _INDEX, int(meta["dim"]))
-        library = cls(root, db, index, lock_fd, schema)
-        if write:
-            library._reconcile()
+        except BaseException:
+            _close(db, lock_fd)
+            raise
         return library
 
     def close(self) -> None:
@@ -342,16 +354,21 @@ class Library:
     ) -> IndexSummary:
         """Index the videos in ``paths`` (files or folders): new and changed files are (re)indexed,
         unchanged ones skipped, and with ``prune`` library videos under ``paths`` whose files are gone
-        are removed. ``on_video(path, outcome)`` is told about each file as it is handled."""
+        are removed. ``on_video(path, outcome)`` is told about each file as it is handled
+        (``indexed``, ``skipped`` or ``failed: REASON``), and before that of anything a reader must
+        know about it (``warning: TEXT``). Work done before an exception is committed."""
         self._require_writer()
         started = time.monotonic()
-        roots = [Path(p).resolve() for p in paths]
+        roots = [_absolute(Path(p)) for p in paths]
         summary = IndexSummary()
-        files = find_videos(roots)
         report = on_video or (lambda path, outcome: None)
         todo = []
-        for path in files:
-            if self._unchanged(path):
+        for path in find_videos(roots):
+            if not _storable(path):
+                reason = "its name is not valid UTF-8 (rename the file to index it)"
+                summary.failed.append((str(path), reason))
+                report(str(path), f"failed: {reason}")
+            elif self._unchanged(path):
                 summary.skipped.append(str(path))
                 report(str(path), "skipped")
             else:
@@ -361,20 +378,26 @@ class Library:
         batch: list[EncodedVideo] = []
         last_commit = time.monotonic()
         sampling = replace(self.sampling, stall_timeout_s=stall_timeout_s)
-        for result in encode_videos(todo, descriptor, sampling, text=True):
-            if isinstance(result, FailedVideo):
-                summary.failed.append((str(result.path), result.reason))
-                self._record_failure(result)
-                report(str(result.path), f"failed: {result.reason}")
-                continue
-            batch.append(result)
-            summary.indexed.append(str(result.path))
-            summary.video_seconds += video_duration_s(result, self.sampling)
-            report(str(result.path), "indexed")
-            if time.monotonic() - last_commit >= commit_every_s:
-                self._commit(batch)
-                batch, last_commit = [], time.monotonic()
-        self._commit(batch)
+        try:
+            for result in encode_videos(todo, descriptor, sampling, text=True):
+                if isinstance(result, FailedVideo):
+                    summary.failed.append((str(result.path), result.reason))
+                    self._record_failure(result)
+                    report(str(result.path), f"failed: {result.reason}")
+                    continue
+                batch.append(result)
+                summary.indexed.append(str(result.path))
+                summary.video_seconds += video_duration_s(result, self.sampling)
+                for warning in result.warnings:
+                    summary.warnings.append((str(result.path), warning))
+                    report(str(result.path), f"warning: {warning}")
+                report(str(result.path), "indexed")
+                if time.monotonic() - last_commit >= commit_every_s:
+                    done, batch = batch, []
+                    self._commit(done)
+                    last_commit = time.monotonic()
+        finally:
+            self._commit(batch)
         summary.wall_seconds = time.monotonic() - started
         return summary
 
@@ -443,7 +466,7 @@ class Library:
             self.index.add_with_ids(np.ascontiguousarray(video.vectors, dtype=np.float32), ids)
             ids_per_video.append(ids)
             next_id += len(ids)
-        _write_index(self.index, self.root / _INDEX)
+        index_sha256 = self._save_index()
         old_vectors: list[int] = []
         with _transaction(self._db):
             for video, ids in zip(batch, ids_per_video, strict=True):
@@ -466,6 +489,7 @@ class Library:
                 if video.text is not None:
                     self._insert_text(cur.lastrowid, video.text)
                 self._db.execute("DELETE FROM failures WHERE path = ?", (str(video.path),))
+            self._record_index(index_sha256)
             self._bump_generation()
         self._drop_vectors(old_vectors)
 
@@ -510,7 +534,9 @@ class Library:
     def _drop_vectors(self, vector_ids: list[int] | np.ndarray) -> None:
         if len(vector_ids):
             self.index.remove_ids(np.asarray(vector_ids, dtype=np.int64))
-            _write_index(self.index, self.root / _INDEX)
+            index_sha256 = self._save_index()
+            with _transaction(self._db):
+                self._record_index(index_sha256)
 
     def _index_ids(self) -> np.ndarray:
         if self.index.ntotal == 0:
@@ -523,17 +549,120 @@ class Library:
     def _bump_generation(self) -> None:
         self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
 
-    def _reconcile(self) -> None:
-        """Repair what a kill can leave: drop orphan vectors; forget videos whose vectors are missing
-        (the next ``index`` run indexes them again)."""
-        index_ids = self._index_ids()
-        rows = np.array(
-            self._db.execute("SELECT id, video_id FROM vectors").fetchall(), dtype=np.int64
-        ).reshape(-1, 2)
-        missing = ~np.isin(rows[:, 0], index_ids)
-        self._remove(sorted(set(rows[missing, 1].tolist())))
+    def _reconcile(self, index_sha256: str) -> None:
+        """Repair what a kill can leave: drop orphan vectors (written, their rows never committed)
+        and record an index file whose record a kill cut short. Vectors that rows list but the
+        index lacks are damage, never repaired by forgetting their videos: an error."""
         valid = np.array([r[0] for r in self._db.execute("SELECT id FROM vectors")], dtype=np.int64)
-        self._drop_vectors(np.setdiff1d(self._index_ids(), valid))
+        missing = np.setdiff1d(valid, self._index_ids())
+        if len(missing):
+            raise LibraryError(
+                f"{self.root / _INDEX}: {len(missing)} vectors that the library lists are missing from it; "
+                f"{_REPAIR}"
+            )
+        orphans = np.setdiff1d(self._index_ids(), valid)
+        if len(orphans):
+            self._drop_vectors(orphans)
+        elif self.meta.get("index_sha256") != index_sha256:  # upgraded, or a kill before the record
+            with _transaction(self._db):
+                self._record_index(index_sha256)
+
+    def _save_index(self) -> str:
+        """Write the index file (its checksum recorded as pending first); returns its SHA-256."""
+        data = faiss.serialize_index(self.index)
+        sha256 = hashlib.sha256(data).hexdigest()
+        with _transaction(self._db):
+            _set_meta(self._db, pending_index_sha256=sha256)
+        _write_atomically(data, self.root / _INDEX)
+        return sha256
+
+    def _record_index(self, sha256: str) -> None:
+        """Record the index file's checksum and vector count (inside a transaction)."""
+        _set_meta(
+            self._db, index_sha256=sha256, index_vectors=str(self.index.ntotal), pending_index_sha256=""
+        )
+
+
+_REPAIR = (
+    "restore the library folder from a backup, or index the videos again into a new library "
+    "(`vcopy index VIDEOS --library NEW`)"
+)
+
+
+def _connect(path: Path, write: bool) -> sqlite3.Connection:
+    """The library database. Readers open it read-only; where its folder cannot be written (a
+    read-only mount, where WAL mode cannot make its shared-memory file) as immutable, which is
+    safe when no journal is left to apply."""
+    if write:
+        db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.executescript(_SCHEMA)
+    else:
+        uri = path.absolute().as_uri()
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30)
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            wal = path.with_name(f"{path.name}-wal")
+            if wal.is_file() and wal.stat().st_size > 0:
+                raise LibraryError(
+                    f"{wal}: the library is read-only and holds writes not yet merged into {path.name}; "
+                    "open it once where it can be written (e.g. `vcopy library` or `vcopy index` there)"
+                ) from None
+            db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, timeout=30)
+    db.execute("PRAGMA foreign_keys = ON")
+    return db
+
+
+def _close(db: sqlite3.Connection | None, lock_fd: int | None) -> None:
+    if db is not None:
+        db.close()
+    if lock_fd is not None:
+        os.close(lock_fd)
+
+
+def _checked_settings(db_path: Path, meta: dict[str, str]) -> int:
+    """The library's schema version, once its settings are checked as the CLI checks its options
+    (a setting that no vcopy writes, such as a NaN rate, is an error, not a poisoned library)."""
+    try:
+        schema = bounded_int(int(meta["schema_version"]), "schema_version", 1, 1 << 30)
+        bounded_float(float(meta["sample_fps"]), "sample_fps", 0.05, 30)
+        bounded_int(int(meta["frame_size"]), "frame_size", 16, 4096)
+        bounded_int(int(meta["dim"]), "dim", 1, 1 << 16)
+        bounded_int(int(meta["generation"]), "generation", 0, 1 << 62)
+    except KeyError as exc:
+        raise LibraryError(f"{db_path}: the library has no setting {exc}") from None
+    except ValueError as exc:
+        raise LibraryError(f"{db_path}: unusable library setting ({exc})") from None
+    if schema > SCHEMA_VERSION:
+        raise LibraryError(f"{db_path}: library schema {schema} is not supported (made by a newer vcopy)")
+    return schema
+
+
+def _row_count(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+
+
+def _set_meta(db: sqlite3.Connection, **values: str) -> None:
+    db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` resolved, or only made absolute where it cannot be (a symlink loop: the file is
+    then named and skipped when it is read)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return path.absolute()
+
+
+def _storable(path: Path) -> bool:
+    """Whether the library database can hold the path (SQLite text is UTF-8)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _quantized_layouts(layouts: np.ndarray) -> np.ndarray:
@@ -567,23 +696,55 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _read_index(path: Path, dim: int) -> faiss.Index:
+def _read_index(path: Path, meta: dict[str, str], rows: int) -> tuple[Any, str]:
+    """The index file and its SHA-256, checked against what the library recorded of it (its
+    checksum, or the one of a write a kill cut short), its type and dimension, and the ``rows``
+    vectors the library lists. A library with no index file yet gets an empty index ("")."""
+    dim, recorded = int(meta["dim"]), meta.get("index_sha256")
     if not path.exists():
-        return _new_index(dim)
+        if recorded or rows:
+            raise LibraryError(
+                f"{path}: missing (the library lists {max(rows, int(meta.get('index_vectors', 0)))} "
+                f"vectors in it); {_REPAIR}"
+            )
+        return _new_index(dim), ""
     try:
-        index = faiss.read_index(str(path))
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise LibraryError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    sha256 = hashlib.sha256(data).hexdigest()
+    if recorded is not None and sha256 not in (recorded, meta.get("pending_index_sha256")):
+        raise LibraryError(
+            f"{path}: damaged or replaced (its SHA-256 is not the one the library recorded); {_REPAIR}"
+        )
+    try:
+        index = faiss.deserialize_index(data)  # SWIG hands back the concrete type
     except RuntimeError as exc:
-        raise LibraryError(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0][:120]})") from None
+        raise LibraryError(f"{path}: unreadable FAISS index ({faiss_reason(exc)})") from None
+    if not isinstance(index, faiss.IndexIDMap2) or not isinstance(
+        faiss.downcast_index(index.index), faiss.IndexFlatIP
+    ):
+        raise LibraryError(f"{path}: not the kind of index a vcopy library keeps ({type(index).__name__})")
     if index.d != dim:
         raise LibraryError(f"{path}: index has dimension {index.d}, library says {dim}")
-    return faiss.downcast_index(index) if not isinstance(index, faiss.IndexIDMap2) else index
+    if index.ntotal < rows:
+        raise LibraryError(f"{path}: holds {index.ntotal} vectors, the library lists {rows}; {_REPAIR}")
+    return index, sha256
 
 
-def _write_index(index: faiss.Index, path: Path) -> None:
-    """Replace the index file atomically: temp file, fsync, rename, fsync the folder."""
+def faiss_reason(exc: BaseException) -> str:
+    """A FAISS error's message without the C++ function signature and source line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    match = re.match(r"Error in .*? at \S+:\d+: (.*)", text)
+    return (match[1] if match else text)[:200]
+
+
+def _write_atomically(data: np.ndarray, path: Path) -> None:
+    """Replace a file atomically: temp file, fsync, rename, fsync the folder."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    faiss.write_index(index, str(tmp))
-    with tmp.open("rb") as fh:
+    with tmp.open("wb") as fh:
+        fh.write(data.tobytes())
+        fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -55,6 +55,7 @@ class QueryResult:
     duration_s: float | None = None
     matches: list[Match] = field(default_factory=list)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. only part of a truncated file was compared
 
     @property
     def ok(self) -> bool:
@@ -139,7 +140,13 @@ class CopyFinder:
             if score >= self.config.min_score:
                 matches.append(Match(reference, score, segments))
         matches.sort(key=lambda m: -m.score)
-        return QueryResult(path=video.path, sha256=video.stamp.sha256, duration_s=duration, matches=matches)
+        return QueryResult(
+            path=video.path,
+            sha256=video.stamp.sha256,
+            duration_s=duration,
+            matches=matches,
+            warnings=list(video.warnings),
+        )
 
     def _match(self, video: EncodedVideo) -> QueryResult:
         return self.localize(video, self.similarity_maps(video))

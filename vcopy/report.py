@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ def _query_entry(result: QueryResult) -> dict[str, Any]:
         "duration": result.duration_s,
         "status": "ok" if result.ok else "error",
         "error": result.error,
+        "warnings": result.warnings,
         "matches": [
             {
                 "reference": {
@@ -79,7 +81,7 @@ def _query_entry(result: QueryResult) -> dict[str, Any]:
 
 def write_report(report: dict[str, Any], destination: str) -> None:
     """Write JSON to a file (atomically) or, for ``-``, to standard output."""
-    text = json.dumps(report, indent=2) + "\n"
+    text = json.dumps(_finite(report), indent=2, allow_nan=False) + "\n"
     if destination == "-":
         import sys
 
@@ -90,3 +92,14 @@ def write_report(report: dict[str, Any], destination: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by null (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

@@ -129,7 +129,9 @@ def _check_file(path: Path) -> None:
         raise DecodeError(f"cannot read file ({exc.strerror or exc})") from None
     if stat.S_ISDIR(st.st_mode):
         raise DecodeError("is a directory, not a video file")
-    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+    if not stat.S_ISREG(st.st_mode):  # reading a FIFO or a device could wait for ever
+        raise DecodeError(f"not a regular file ({_file_kind(st.st_mode)}); skipped")
+    if st.st_size == 0:
         raise DecodeError("empty file (0 bytes)")
     try:
         with path.open("rb") as fh:
@@ -138,6 +140,16 @@ def _check_file(path: Path) -> None:
         raise DecodeError("permission denied") from None
     except OSError as exc:
         raise DecodeError(f"cannot read file ({exc.strerror or exc})") from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def probe(path: Path) -> VideoInfo:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms
 
+from vcopy.checks import bounded_float, bounded_int
 from vcopy.errors import VcopyError, read_torch_file
 from vcopy.localize.base import MapInput, Segment, box_segment, suppress_overlaps
 from vcopy.video import sha256_file
@@ -228,12 +229,48 @@ def refine_span(strength: np.ndarray, min_contrast: float, min_run: int = 1) -> 
     return (int(starts[0]), int(starts[-1]) + min_run - 1) if len(starts) else None
 
 
+MAX_WIDTH = 256  # channels at any stride; vcopy's own detectors use 8..64
+
+
 def load_weights(path: Path) -> dict[str, Any]:
-    """Read and check an SPD weights file."""
+    """Read and check an SPD weights file. A weights file is data: its network must be exactly
+    vcopy's (``model_config`` of its widths, which the detector then builds from vcopy's own
+    config, never from the file's) and every setting in range, before anything is built."""
     weights = read_torch_file(path, "SPD weights")
     if not isinstance(weights, dict) or weights.get("format") != WEIGHTS_FORMAT:
         raise VcopyError(f"{path}: not SPD weights (format is not {WEIGHTS_FORMAT})")
+    try:
+        weights["widths"] = network_widths(weights["model_config"])
+        bounded_int(weights["input_size"], "input_size", 32, 1024)
+        bounded_int(weights["max_aspect"], "max_aspect", 1, 16)
+        lo, hi = weights["contrast_range"]
+        if bounded_float(lo, "contrast_range", -1, 1) >= bounded_float(hi, "contrast_range", -1, 1):
+            raise ValueError("contrast_range is empty")
+        bounded_float(weights["score_threshold"], "score_threshold", 0, 1)
+        if not isinstance(weights["descriptor"], str):
+            raise ValueError("descriptor is not a name")
+        state = weights["state_dict"]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError("state_dict is not a set of tensors")
+    except KeyError as exc:
+        raise VcopyError(f"{path}: not SPD weights ({exc} is missing)") from None
+    except (ValueError, TypeError) as exc:
+        raise VcopyError(f"{path}: not SPD weights made by vcopy ({exc})") from None
     return weights
+
+
+def network_widths(config: Any) -> tuple[int, int, int]:
+    """The widths of ``config`` if it is exactly ``model_config(widths)`` (ultralytics evaluates
+    parts of a model config as code, so nothing else is ever built); ValueError otherwise."""
+    try:
+        convs = [layer[3][0] for layer in config["backbone"] if layer[2] == "Conv"]
+        c4, c8, c16 = (bounded_int(c, "a network width", 1, MAX_WIDTH) for c in convs)
+        same = config == model_config((c4, c8, c16))
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"its network is not vcopy's SPD network ({exc})") from None
+    if not same:
+        raise ValueError("its network is not vcopy's SPD network")
+    return c4, c8, c16
 
 
 def shipped_weights_path() -> Path:
@@ -264,16 +301,17 @@ class SimilarityPatternDetector:
         lo, hi = weights["contrast_range"]
         self.contrast_range = (float(lo), float(hi))
         self.descriptor: str = str(weights["descriptor"])
-        self.widths: list[int] = [
-            int(layer[3][0]) for layer in weights["model_config"]["backbone"] if layer[2] == "Conv"
-        ]
+        self.widths: list[int] = list(weights["widths"])
         self.validation_f1: float = float(weights.get("validation", {}).get("segment_f1", float("nan")))
         if self.score_threshold is None:
             self.score_threshold = float(weights["score_threshold"])
         if self.max_aspect is None:
             self.max_aspect = int(weights["max_aspect"])
-        self.model = build_model(weights["model_config"])
-        self.model.load_state_dict(weights["state_dict"], strict=True)
+        self.model = build_model(model_config(self.widths))
+        try:
+            self.model.load_state_dict(weights["state_dict"], strict=True)
+        except RuntimeError:
+            raise VcopyError(f"{self.weights_path}: SPD weights that do not fit their network") from None
         self.model.to(self.device).eval()
         if self.fused:
             cast(Any, self.model).fuse(verbose=False)

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vcopy.errors import VcopyError, read_torch_file
+from vcopy.checks import bounded_float, bounded_int, load_training_state
+from vcopy.errors import VcopyError
 from vcopy.evaluate import Prediction, Scores, TrueQuery, load_ground_truth, score
 from vcopy.features import FailedVideo, FrameDescriptor, encode_videos
 from vcopy.localize.base import Segment
@@ -43,6 +44,7 @@ from vcopy.localize.spd import (
     SimilarityPatternDetector,
     build_model,
     canvas_width,
+    load_weights,
     model_config,
     render_maps,
 )
@@ -520,13 +522,16 @@ def train_spd(
         _save({**_weights(model, config, descriptor.name, threshold, provenance(epoch)), **state}, last)
 
     if resume and last.is_file():
-        state = read_torch_file(last, "an SPD training checkpoint", config.device)
-        if _same_run(state["train_config"]) != _same_run(_config_record(config)):
+        state = load_weights(last)  # the network and settings checked as for any weights
+        if _same_run(state.get("train_config")) != _same_run(_config_record(config)):
             raise VcopyError(f"{last}: made with other training settings; start a new run (drop --resume)")
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start_epoch, best_f1 = int(state["epoch"]), float(state["best_f1"])
+        try:
+            model.load_state_dict(state["state_dict"])
+            load_training_state(optimizer, schedule, state["optimizer"], state["schedule"])
+            start_epoch = bounded_int(state["epoch"], "epoch", 0, config.epochs)
+            best_f1 = bounded_float(state["best_f1"], "best_f1", -1, 1)
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise VcopyError(f"{last}: not a usable SPD training checkpoint ({exc})") from None
     else:
         log_path.unlink(missing_ok=True)
         checkpoint(0, 0.5)  # the untrained start: a valid checkpoint to resume from
@@ -574,9 +579,9 @@ def train_spd(
     return best
 
 
-def _same_run(record: dict[str, Any]) -> dict[str, Any]:
+def _same_run(record: Any) -> dict[str, Any] | None:
     """The settings a resumed run must share with its checkpoint (more epochs may be asked for)."""
-    return {k: v for k, v in record.items() if k != "epochs"}
+    return {k: v for k, v in record.items() if k != "epochs"} if isinstance(record, dict) else None
 
 
 def _config_record(config: TrainConfig) -> dict[str, Any]:

@@ -17,6 +17,7 @@ Weights files (``vcopy.text-model/1``) are written by ``vcopy train text``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vcopy.checks import bounded_int, known_keys, plain_bool
 from vcopy.errors import VcopyError, read_torch_file
 
 WEIGHTS_FORMAT = "vcopy.text-model/1"
@@ -188,6 +190,38 @@ def load_model(path: Path) -> tuple[VideoTextModel, dict[str, Any]]:
         raise VcopyError(
             f"{path}: not text-model weights (format is not {WEIGHTS_FORMAT}; made by `vcopy train text`)"
         )
-    model = VideoTextModel(ModelConfig(**payload["config"]))
-    model.load_state_dict(payload["state_dict"])
+    try:
+        config = checked_config(payload.get("config"))
+    except ValueError as exc:
+        raise VcopyError(f"{path}: not text-model weights made by vcopy ({exc})") from None
+    model = VideoTextModel(config)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, AttributeError, RuntimeError):
+        raise VcopyError(f"{path}: text-model weights that do not fit their network") from None
     return model.eval(), {k: v for k, v in payload.items() if k not in ("state_dict",)}
+
+
+_CONFIG_LIMITS = {  # the largest sizes a weights file may ask for (a model of ~200 MB at most)
+    "descriptor_dim": (1, 2048),
+    "layout_dim": (0, 4096),
+    "text_dim": (1, 1024),
+    "hidden": (1, 4096),
+    "max_frames": (1, 4096),
+}
+
+
+def checked_config(record: Any) -> ModelConfig:
+    """The ``ModelConfig`` a weights file records, every size within ``_CONFIG_LIMITS`` (checked
+    before anything is allocated); ValueError otherwise."""
+    fields = known_keys(record, "its config", {f.name for f in dataclasses.fields(ModelConfig)})
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name in _CONFIG_LIMITS:
+            values[name] = bounded_int(value, name, *_CONFIG_LIMITS[name])
+        else:
+            values[name] = plain_bool(value, name)
+    config = ModelConfig(**values)
+    if config.temporal and config.text_dim % 4:
+        raise ValueError("text_dim of a temporal model must be a multiple of its 4 heads")
+    return config

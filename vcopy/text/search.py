@@ -94,6 +94,12 @@ class TrainedSpace:
             )
         self.zero_shot = zero_shot_space(library, encoder)
         self.encoder = self.zero_shot.encoder
+        config = self.model.config
+        if (config.descriptor_dim, config.text_dim) != (int(library.meta["dim"]), self.encoder.dim):
+            raise VcopyError(
+                f"{model_path}: made for {config.descriptor_dim}-d descriptors and {config.text_dim}-d "
+                f"text, the library has {library.meta['dim']}-d and the text encoder {self.encoder.dim}-d"
+            )
         self.sha256 = sha256_file(model_path)
         self.path = model_path
         self.name = f"trained/{self.sha256[:16]}"
@@ -132,11 +138,15 @@ def _paths(library: Library, space: TextSpace) -> tuple[Path, Path]:
 
 
 def _load(index_path: Path, dim: int) -> Any:
+    """The saved text index, or an empty one where it is missing, damaged or not what vcopy writes
+    (it is derived data: ``sync_text_index`` rebuilds it from the library)."""
     if index_path.is_file():
         try:
-            return faiss.read_index(str(index_path))
+            index = faiss.read_index(str(index_path))
         except RuntimeError:
-            pass  # damaged: rebuilt from the library below
+            index = None
+        if isinstance(index, faiss.IndexIDMap2) and index.d == dim:
+            return index
     return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 

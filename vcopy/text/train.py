@@ -15,6 +15,7 @@ margins on masked texts and videos) and HSCL (per-pair weights on a hard-sample 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vcopy.checks import bounded_float, bounded_int, known_keys, load_training_state
 from vcopy.errors import VcopyError, read_torch_file
 from vcopy.library import Library
 from vcopy.text import losses
@@ -310,13 +312,15 @@ class Trainer:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from ``state()`` of a run with the same settings (checked: a checkpoint is data)."""
         self.model.load_state_dict(state["model"])
         self.importance.load_state_dict(state["importance"])
+        if not isinstance(state["log_scale"], torch.Tensor) or state["log_scale"].shape != ():
+            raise ValueError("log_scale is not one number")
         with torch.no_grad():
             self.log_scale.copy_(state["log_scale"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.step = int(state["step"])
+        load_training_state(self.optimizer, self.schedule, state["optimizer"], state["schedule"])
+        self.step = bounded_int(state["step"], "step", 0, 1 << 40)
 
     def epoch(self, epoch: int, on_step: Callable[[int, int], None] | None = None) -> dict[str, float]:
         """One pass over the training videos; the mean of each loss term."""
@@ -445,11 +449,18 @@ def train_text(
     best_metrics = evaluate(trainer.model, data, data.held_out_videos)  # epoch 0: zero-shot
     if resume and last.is_file():
         state = read_torch_file(last, "a text-training checkpoint")
-        if state["settings"] != settings:
+        if not isinstance(state, dict) or state.get("settings") != settings:
             raise VcopyError(f"{last}: made with other training settings; start a new run (drop --resume)")
-        trainer.load_state(state["trainer"])
-        start_epoch = int(state["epoch"])
-        best_metrics = RetrievalMetrics(**state["best"])
+        try:
+            trainer.load_state(state["trainer"])
+            start_epoch = bounded_int(state["epoch"], "epoch", 0, config.epochs)
+            best = known_keys(state["best"], "best", {f.name for f in dataclasses.fields(RetrievalMetrics)})
+            best_metrics = RetrievalMetrics(
+                **{k: bounded_float(v, k, 0, 1e9) for k, v in best.items() if k != "queries"},
+                queries=bounded_int(best["queries"], "queries", 0, 1 << 40),
+            )
+        except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
+            raise VcopyError(f"{last}: not a usable text-training checkpoint ({exc})") from None
     else:
         log_path.unlink(missing_ok=True)
         _save_best(trainer.model, best, record, config, 0, best_metrics)

@@ -36,6 +36,29 @@ def video_vector(frame_vectors: np.ndarray) -> np.ndarray:
     return _normalized(frame_vectors.mean(axis=0))
 
 
+def _read_cache(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """Cached class embeddings, or None where there are none or they are damaged (they are then
+    computed again and the cache replaced)."""
+    try:
+        embeddings = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if embeddings.shape != shape or embeddings.dtype != np.float32 or not np.isfinite(embeddings).all():
+        return None
+    return embeddings
+
+
+def _write_cache(path: Path, embeddings: np.ndarray) -> None:
+    """Keep the class embeddings for later runs, where the library folder can be written."""
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(tmp, embeddings)
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only library: computed again next time
+
+
 class ZeroShotSpace:
     """Maps frames (their top ImageNet classes) and videos into the text encoder's space.
     ``cache_dir``, when given, keeps the class embeddings between runs."""
@@ -46,15 +69,13 @@ class ZeroShotSpace:
         key = hashlib.sha256("\n".join([encoder.sha256, *prompts]).encode()).hexdigest()[:16]
         self.name = f"zeroshot/imagenet-classes/{key}"
         cache = None if cache_dir is None else cache_dir / f"class-embeddings-{key}.npy"
-        if cache is not None and cache.is_file():
-            self.class_embeddings = np.load(cache)
+        cached = _read_cache(cache, (len(prompts), encoder.dim)) if cache is not None else None
+        if cached is not None:
+            self.class_embeddings = cached
         else:
             self.class_embeddings = encoder.encode(prompts)
             if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_name(f".{cache.name}.tmp.npy")
-                np.save(tmp, self.class_embeddings)
-                tmp.replace(cache)
+                _write_cache(cache, self.class_embeddings)
 
     @property
     def models(self) -> list[dict[str, str]]:
