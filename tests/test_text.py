@@ -118,6 +118,6 @@ def test_bad_search_input_is_one_clear_line(photo_library: Path, tmp_path: Path)
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
     proc = run_vcopy("search-text", "--queries", empty, "--library", photo_library)
-    assert proc.returncode == 5 and "no queries" in proc.stderr
+    assert proc.returncode == 2 and "no queries" in proc.stderr  # a usage error
     proc = run_vcopy("search-text", "a cat", "--queries", empty, "--library", photo_library)
     assert proc.returncode == 2 and "either TEXT or --queries" in proc.stderr

@@ -671,7 +671,10 @@ def _quantized_layouts(layouts: np.ndarray) -> np.ndarray:
 
 
 def _take_lock(root: Path) -> int:
-    fd = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise LibraryError(f"{root}: cannot be written ({exc.strerror or exc})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

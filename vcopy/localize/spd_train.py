@@ -488,6 +488,10 @@ def train_spd(
     """Train SPD on the train split of the dataset at ``gt_path``; returns the path of the best
     weights (``out_dir/spd.pt``). ``out_dir`` also gets ``last.pt`` (checkpoint, for ``resume``),
     ``train-log.jsonl`` (one line per epoch) and the feature cache."""
+    last, best, log_path = out_dir / "last.pt", out_dir / "spd.pt", out_dir / "train-log.jsonl"
+    resumed = load_weights(last) if resume and last.is_file() else None  # checked before any work
+    if resumed is not None and _same_run(resumed.get("train_config")) != _same_run(_config_record(config)):
+        raise VcopyError(f"{last}: made with other training settings; start a new run (drop --resume)")
     out_dir.mkdir(parents=True, exist_ok=True)
     truth = read_dataset(gt_path)
     descriptor = FrameDescriptor(device=config.device)
@@ -507,7 +511,6 @@ def train_spd(
         lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)),
     )
     start_epoch, best_f1 = 0, -1.0
-    last, best, log_path = out_dir / "last.pt", out_dir / "spd.pt", out_dir / "train-log.jsonl"
 
     def provenance(epoch: int) -> dict[str, Any]:
         return {
@@ -521,15 +524,12 @@ def train_spd(
         state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "best_f1": best_f1}
         _save({**_weights(model, config, descriptor.name, threshold, provenance(epoch)), **state}, last)
 
-    if resume and last.is_file():
-        state = load_weights(last)  # the network and settings checked as for any weights
-        if _same_run(state.get("train_config")) != _same_run(_config_record(config)):
-            raise VcopyError(f"{last}: made with other training settings; start a new run (drop --resume)")
+    if resumed is not None:
         try:
-            model.load_state_dict(state["state_dict"])
-            load_training_state(optimizer, schedule, state["optimizer"], state["schedule"])
-            start_epoch = bounded_int(state["epoch"], "epoch", 0, config.epochs)
-            best_f1 = bounded_float(state["best_f1"], "best_f1", -1, 1)
+            model.load_state_dict(resumed["state_dict"])
+            load_training_state(optimizer, schedule, resumed["optimizer"], resumed["schedule"])
+            start_epoch = bounded_int(resumed["epoch"], "epoch", 0, config.epochs)
+            best_f1 = bounded_float(resumed["best_f1"], "best_f1", -1, 1)
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise VcopyError(f"{last}: not a usable SPD training checkpoint ({exc})") from None
     else:
