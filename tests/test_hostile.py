@@ -252,6 +252,12 @@ def test_nan_and_infinite_options_are_usage_errors(args: tuple[str, ...], tmp_pa
     assert not (tmp_path / "lib").exists()
 
 
+def test_a_report_that_cannot_be_written_is_refused_before_any_work(library: Path, tmp_path: Path) -> None:
+    for destination in (tmp_path / "no" / "such" / "r.json", tmp_path):
+        proc = run_vcopy("query", "x.mp4", "--library", library, "--json", destination)
+        assert proc.returncode == 2 and "--json" in proc.stderr, proc.stderr
+
+
 # -- read-only libraries -------------------------------------------------------------------------
 
 

@@ -1,6 +1,10 @@
 """Decoding: timestamps in seconds, rotation, short videos, guarded indices, stalls."""
 
+import multiprocessing as mp
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -66,11 +70,35 @@ def test_indices_never_pass_the_real_end() -> None:
 
 
 def test_stalled_decoder_is_killed_and_batch_goes_on(tmp_path: Path) -> None:
-    fifo = tmp_path / "stuck.mp4"
-    os.mkfifo(fifo)  # opening it blocks forever, as a hung decoder would
+    stuck = synth.write_video(tmp_path / "stuck.mp4", synth.procedural_video(2, 3))
     good = synth.write_video(tmp_path / "good.mp4", synth.procedural_video(3, 3))
-    events = list(decode_videos([fifo, good], SamplingConfig(stall_timeout_s=2)))
+    stopped: list[int] = []
+
+    def stop_the_first_decoder() -> None:  # a real hang: the decoder process stops producing
+        deadline = time.monotonic() + 60
+        while not stopped and time.monotonic() < deadline:
+            for child in mp.active_children():
+                os.kill(child.pid, signal.SIGSTOP)
+                stopped.append(child.pid)
+                return
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=stop_the_first_decoder, daemon=True)
+    watcher.start()
+    events = list(decode_videos([stuck, good], SamplingConfig(stall_timeout_s=2)))
+    watcher.join()
     failed = [e for e in events if isinstance(e, VideoFailed)]
-    assert len(failed) == 1 and failed[0].path == fifo and "stalled" in failed[0].reason
+    assert stopped and len(failed) == 1 and failed[0].path == stuck, failed
+    assert "stalled for 2 s" in failed[0].reason
     assert any(isinstance(e, VideoEnd) and e.path == good for e in events)
     assert sum(len(e.timestamps_s) for e in events if isinstance(e, FrameChunk)) == 3
+    assert not mp.active_children()
+
+
+def test_a_fifo_is_refused_without_being_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)  # opening it would block until a writer comes
+    started = time.monotonic()
+    [event] = list(decode_videos([fifo], SamplingConfig(stall_timeout_s=60)))
+    assert isinstance(event, VideoFailed) and "not a regular file (a FIFO)" in event.reason
+    assert time.monotonic() - started < 30

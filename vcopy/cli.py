@@ -152,10 +152,27 @@ _existing_library = click.option(
     type=click.Path(path_type=Path),
     help="Library folder made by `vcopy index`.",
 )
+
+
+def _json_destination(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--json FILE``, checked before any work: a file name in a folder that can be written."""
+    if value is None or value == "-":
+        return value
+    path = Path(value)
+    if path.is_dir():
+        raise click.BadParameter(f"{value}: is a folder; give a file name", ctx, param)
+    if not path.parent.is_dir():
+        raise click.BadParameter(f"{value}: folder {path.parent} does not exist", ctx, param)
+    if not os.access(path.parent, os.W_OK):
+        raise click.BadParameter(f"{value}: folder {path.parent} cannot be written", ctx, param)
+    return value
+
+
 _json_output = click.option(
     "--json",
     "json_destination",
     metavar="FILE|-",
+    callback=_json_destination,
     help="Write the JSON to FILE, or to stdout with '-' (tables then go to stderr).",
 )
 
@@ -466,7 +483,11 @@ def _results_table(results: list) -> Table:
 )
 @click.option("--split", default=None, help="Score only the ground-truth queries of this split.")
 @click.option(
-    "--json", "json_destination", metavar="FILE|-", help="Write the scores as JSON (stdout with '-')."
+    "--json",
+    "json_destination",
+    metavar="FILE|-",
+    callback=_json_destination,
+    help="Write the scores as JSON (stdout with '-').",
 )
 @_friendly_errors
 def eval_command(report_path: Path, gt_path: Path, split: str | None, json_destination: str | None) -> None:
@@ -505,7 +526,7 @@ def _scores_table(title: str, groups: dict) -> Table:
         table.add_column(column, justify="left" if column == "group" else "right")
     for name, s in groups.items():
         table.add_row(
-            name,
+            printable(name),
             str(s.queries),
             str(s.true_pairs),
             str(s.predicted_pairs),

@@ -570,7 +570,7 @@ class Library:
     def _save_index(self) -> str:
         """Write the index file (its checksum recorded as pending first); returns its SHA-256."""
         data = faiss.serialize_index(self.index)
-        sha256 = hashlib.sha256(data).hexdigest()
+        sha256 = hashlib.sha256(data.data).hexdigest()
         with _transaction(self._db):
             _set_meta(self._db, pending_index_sha256=sha256)
         _write_atomically(data, self.root / _INDEX)
@@ -715,7 +715,7 @@ def _read_index(path: Path, meta: dict[str, str], rows: int) -> tuple[Any, str]:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise LibraryError(f"{path}: unreadable ({exc.strerror or exc})") from None
-    sha256 = hashlib.sha256(data).hexdigest()
+    sha256 = hashlib.sha256(data.data).hexdigest()
     if recorded is not None and sha256 not in (recorded, meta.get("pending_index_sha256")):
         raise LibraryError(
             f"{path}: damaged or replaced (its SHA-256 is not the one the library recorded); {_REPAIR}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import vcopy
+from vcopy.errors import VcopyError
 from vcopy.query import CopyFinder, QueryResult
 
 SCHEMA_ID = "vcopy.report/1"
@@ -90,8 +92,13 @@ def write_report(report: dict[str, Any], destination: str) -> None:
         return
     path = Path(destination)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise VcopyError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
 
 
 def _finite(value: Any) -> Any:

@@ -454,10 +454,11 @@ def train_text(
         try:
             trainer.load_state(state["trainer"])
             start_epoch = bounded_int(state["epoch"], "epoch", 0, config.epochs)
-            best = known_keys(state["best"], "best", {f.name for f in dataclasses.fields(RetrievalMetrics)})
+            names = {f.name for f in dataclasses.fields(RetrievalMetrics)}
+            record_best = known_keys(state["best"], "best", names)
             best_metrics = RetrievalMetrics(
-                **{k: bounded_float(v, k, 0, 1e9) for k, v in best.items() if k != "queries"},
-                queries=bounded_int(best["queries"], "queries", 0, 1 << 40),
+                **{k: bounded_float(v, k, 0, 1e9) for k, v in record_best.items() if k != "queries"},
+                queries=bounded_int(record_best["queries"], "queries", 0, 1 << 40),
             )
         except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
             raise VcopyError(f"{last}: not a usable text-training checkpoint ({exc})") from None
