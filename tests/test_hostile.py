@@ -221,6 +221,13 @@ def test_a_kill_between_the_index_file_and_its_record_is_not_damage(library: Pat
         assert opened.meta["pending_index_sha256"] == ""
 
 
+def test_a_library_path_that_is_a_file_is_one_line(corpus: Corpus, tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "lib"
+    not_a_folder.write_text("a file")
+    _one_line_error(run_vcopy("index", corpus.unrelated, "--library", not_a_folder), 5, "lib")
+    _one_line_error(run_vcopy("query", corpus.unrelated, "--library", not_a_folder), 5, "not a vcopy library")
+
+
 def test_library_settings_are_checked_when_opened(corpus: Corpus, library: Path, tmp_path: Path) -> None:
     lib = _library_copy(library, tmp_path)
     with sqlite3.connect(lib / "library.sqlite") as db:

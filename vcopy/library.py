@@ -57,7 +57,6 @@ from vcopy.video import SamplingConfig, file_stamp, find_videos
 # float16 layouts are dropped, so its videos are indexed again)
 SCHEMA_VERSION = 5
 _INT8_LAYOUTS_SCHEMA = 4
-_CHECKSUM_SCHEMA = 5
 _DB, _INDEX, _LOCK = "library.sqlite", "index.faiss", "write.lock"
 LAYOUT_STEPS = 127  # layouts (parts of unit vectors, so within -1..1) are stored as int8 in these steps
 _VIDEO_COLUMNS = "id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder"  # LibraryVideo
@@ -174,7 +173,10 @@ class Library:
         root = Path(root)
         lock_fd = None
         if write:
-            root.mkdir(parents=True, exist_ok=True)
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LibraryError(f"{root}: cannot be a library folder ({exc.strerror or exc})") from None
             lock_fd = _take_lock(root)
         elif not (root / _DB).is_file():
             raise LibraryError(f"{root}: not a vcopy library (no {_DB}); create one with `vcopy index`")

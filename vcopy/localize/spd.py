@@ -44,6 +44,7 @@ DIAGONAL_HALF_WIDTH = 3  # frames either side of a box's diagonal searched when 
 SECOND_LOOK_FRAMES_PER_PIXEL = 4  # maps drawn this coarsely get a second look at weak boxes
 TWO_FRAME_END_FRAMES_PER_PIXEL = 2  # on axes drawn this coarsely a box end needs two strong frames
 BACKGROUND_CONTRAST = -0.1  # typical contrast of unrelated frames; a drawn map's median is moved here
+MAX_WIDTH = 256  # the most channels a weights file may ask for at any stride (vcopy's own use 8..64)
 
 
 def model_config(widths: Sequence[int] = (8, 16, 32)) -> dict[str, Any]:
@@ -227,9 +228,6 @@ def refine_span(strength: np.ndarray, min_contrast: float, min_run: int = 1) -> 
     in_run = np.convolve(strong, np.ones(min_run, dtype=np.int8), mode="valid") == min_run
     starts = np.flatnonzero(in_run)  # runs of min_run strong frames starting here
     return (int(starts[0]), int(starts[-1]) + min_run - 1) if len(starts) else None
-
-
-MAX_WIDTH = 256  # channels at any stride; vcopy's own detectors use 8..64
 
 
 def load_weights(path: Path) -> dict[str, Any]:
