@@ -75,6 +75,18 @@ def test_crafted_training_checkpoint_is_refused_before_any_work(small_bench: Pat
     assert not (tmp_path / PAYLOAD_FILE).exists() and not (run / "features").exists()
 
 
+def test_crafted_text_training_checkpoint_is_refused_before_any_work(tmp_path: Path) -> None:
+    run, videos = tmp_path / "run", tmp_path / "videos"
+    run.mkdir()
+    videos.mkdir()
+    torch.save({"settings": _Exploit()}, run / "last.pt")
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text('{"video": "v.mp4", "caption": "a cat"}\n')
+    args = ["train", "text", "--captions", captions, "--videos", videos, "--out", run, "--resume"]
+    _one_line_error(run_vcopy(*args, cwd=tmp_path), 5, "last.pt", "not a text-training checkpoint")
+    assert not (tmp_path / PAYLOAD_FILE).exists() and not (run / "library").exists()
+
+
 def test_crafted_text_models_are_refused(library: Path, tmp_path: Path) -> None:
     huge = tmp_path / "huge.pt"  # would ask for a 10^7-wide hidden layer (tens of GB)
     torch.save({"format": "vcopy.text-model/1", "config": {"hidden": 10**7}, "state_dict": {}}, huge)

@@ -750,7 +750,7 @@ def train_text_command(
     OUT/train-log.jsonl. Search with it: `vcopy search-text TEXT --library LIB --model
     OUT/text-model.pt` (LIB built with the same descriptor).
     """
-    from vcopy.text.train import TextEpochLog, TextTrainConfig, prepare_data, train_text
+    from vcopy.text.train import TextEpochLog, TextTrainConfig, prepare_data, read_checkpoint, train_text
 
     config = TextTrainConfig(
         epochs=epochs,
@@ -770,6 +770,8 @@ def train_text_command(
         seed=seed,
         device=device,
     )
+    if resume and (out_dir / "last.pt").is_file():
+        read_checkpoint(out_dir / "last.pt", config)  # a bad checkpoint is refused before any work
     library_root = library_path or out_dir / "library"
     with _progress() as progress:
         videos = progress.add_task("indexing videos", total=None, current="")

@@ -444,13 +444,11 @@ def train_text(
     torch.manual_seed(config.seed)
     trainer = Trainer(config, data)
     last, best, log_path = out_dir / "last.pt", out_dir / "text-model.pt", out_dir / "train-log.jsonl"
-    settings = {k: v for k, v in asdict(config).items() if k not in ("device", "epochs")}
+    settings = _run_settings(config)
     start_epoch = 0
     best_metrics = evaluate(trainer.model, data, data.held_out_videos)  # epoch 0: zero-shot
     if resume and last.is_file():
-        state = read_torch_file(last, "a text-training checkpoint")
-        if not isinstance(state, dict) or state.get("settings") != settings:
-            raise VcopyError(f"{last}: made with other training settings; start a new run (drop --resume)")
+        state = read_checkpoint(last, config)
         try:
             trainer.load_state(state["trainer"])
             start_epoch = bounded_int(state["epoch"], "epoch", 0, config.epochs)
@@ -489,6 +487,21 @@ def train_text(
         if on_epoch is not None:
             on_epoch(entry)
     return best, best_metrics
+
+
+def _run_settings(config: TextTrainConfig) -> dict[str, Any]:
+    """The settings a resumed run must share with its checkpoint (more epochs may be asked for)."""
+    return {k: v for k, v in asdict(config).items() if k not in ("device", "epochs")}
+
+
+def read_checkpoint(path: Path, config: TextTrainConfig) -> dict[str, Any]:
+    """A run's ``last.pt`` if it is a text-training checkpoint of a run with ``config``'s settings
+    (its contents are checked again as they are loaded); ``vcopy train text --resume`` calls it
+    before any work."""
+    state = read_torch_file(path, "a text-training checkpoint")
+    if not isinstance(state, dict) or state.get("settings") != _run_settings(config):
+        raise VcopyError(f"{path}: made with other training settings; start a new run (drop --resume)")
+    return state
 
 
 def _metrics_record(m: RetrievalMetrics) -> dict[str, float]:
