@@ -183,8 +183,16 @@ def test_sigkill_mid_index_leaves_a_library_that_opens(corpus: Corpus, tmp_path:
     while not (lib / "index.faiss").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
+    children = _descendants(proc.pid)
+    assert children, "the decoder child should be running"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if _alive(pid)], (
+        "the decoder (or its resource tracker) outlived vcopy"
+    )
     with Library.open(lib) as library:  # opens, and every listed video has all its vectors
         done = len(library)
         for video in library.videos():
@@ -195,6 +203,31 @@ def test_sigkill_mid_index_leaves_a_library_that_opens(corpus: Corpus, tmp_path:
     with Library.open(lib) as library:
         assert len(library) == 8
         assert library.index.ntotal == sum(len(library.frames_of(v.id)[1]) for v in library.videos())
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, their children, ...), from /proc."""
+    parents: dict[int, int] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat_file.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        below = [child for child, parent in parents.items() if parent in frontier]
+        found += below
+        frontier = below
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_second_writer_is_refused(corpus: Corpus, library: Path) -> None:

@@ -9,10 +9,12 @@ GIL, so no signal reaches it) is killed after ``stall_timeout_s`` without output
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import multiprocessing as mp
 import os
 import queue
+import signal
 import stat
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +25,7 @@ import numpy as np
 
 from vcopy.errors import DecodeError
 
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".3gp"}
 )
@@ -301,8 +304,22 @@ class _Task:
     use_pyav: bool = False
 
 
-def _decode_worker(tasks: list[_Task], cfg: SamplingConfig, events: mp.Queue) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this process when its parent dies, however it dies (``kill -9`` of
+    ``vcopy index`` by a cron job's timeout included), so that no decoder is left holding a video
+    open (Linux ``PR_SET_PDEATHSIG``; elsewhere the parent's kill on exit is all there is)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _decode_worker(tasks: list[_Task], cfg: SamplingConfig, events: mp.Queue, parent_pid: int) -> None:
     """Child process: decode each task in turn and put its events on the queue."""
+    _die_with_parent(parent_pid)
     import av
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -336,7 +353,7 @@ def decode_videos(paths: Iterable[Path], cfg: SamplingConfig) -> Iterator[Decode
     context = mp.get_context("spawn")
     while pending:
         events: mp.Queue = context.Queue(maxsize=8)
-        worker = context.Process(target=_decode_worker, args=(pending, cfg, events), daemon=True)
+        worker = context.Process(target=_decode_worker, args=(pending, cfg, events, os.getpid()), daemon=True)
         worker.start()
         done, started, why = 0, False, ""
         try:
