@@ -231,12 +231,14 @@ def index_command(
     from vcopy.text.search import TEXT_DIR, open_text_space, sync_text_index
     from vcopy.video import SamplingConfig, find_videos
 
+    total = len(find_videos(paths))
+    if total == 0 and not prune:
+        raise click.UsageError(f"no video files in {_listed(paths)} (nothing to index)")
     descriptor = FrameDescriptor(device=device)
     sampling = SamplingConfig(sample_fps=sample_fps, stall_timeout_s=decode_timeout)
     with Library.open(library_path, write=True, descriptor=descriptor, sampling=sampling) as library:
         if float(library.meta["sample_fps"]) != sample_fps:
             stderr.print(f"note: library samples {library.sampling.sample_fps:g} frames/s; using that")
-        total = len(find_videos(paths))
         with _progress() as progress:
             task = progress.add_task("indexing", total=total, current="")
             summary = library.add(
@@ -410,6 +412,9 @@ def query_command(
 
     if localizer not in LOCALIZERS:
         raise click.BadParameter(f"choose from {', '.join(sorted(LOCALIZERS))}", param_hint="--localizer")
+    files = find_videos(paths)
+    if not files:  # a cron job must not read "0 queries" as "no copies"
+        raise click.UsageError(f"no video files in {_listed(paths)}")
     started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     table_console = _table_console(json_destination)
     with Library.open(library_path) as library:
@@ -421,7 +426,6 @@ def query_command(
             stall_timeout_s=decode_timeout,
         )
         finder = CopyFinder(library, FrameDescriptor(device=device), config)
-        files = find_videos(paths)
         results = []
         with _progress() as progress:
             task = progress.add_task("querying", total=len(files), current="")
@@ -444,6 +448,11 @@ def query_command(
     if fail_on_match and found:
         sys.exit(EXIT_MATCH_AND_SOME_FAILED if failed else EXIT_MATCH)
     sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _listed(paths: tuple[Path, ...]) -> str:
+    shown = ", ".join(printable(p) for p in paths[:3])
+    return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
 def _results_table(results: list) -> Table:

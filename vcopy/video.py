@@ -28,7 +28,12 @@ from vcopy.errors import DecodeError
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".3gp"}
+    | {".mts", ".m2ts", ".mxf", ".vob", ".ogv", ".f4v"}
 )
+# Containers (FFmpeg demuxer names) whose frames decord returns at the right times, as the container
+# test matrix (tests/test_containers.py) shows, when the video stream starts where the container
+# does; everything else is decoded with PyAV. decord's seeking in MPEG-TS returns wrong frames.
+DECORD_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mxf", "flv"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class VideoInfo:
     height: int
     rotation_deg: int
     frame_count: int
+    start_s: float = 0.0  # the container's first timestamp: every time vcopy reports is counted from it
+    decord_trusted: bool = True  # decord's frames and times are right for this container (see DECORD_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,12 @@ def probe(path: Path) -> VideoInfo:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
+        start_s = container.start_time / 1_000_000 if container.start_time is not None else 0.0
+        stream_start_s = (
+            float(stream.start_time * stream.time_base)
+            if stream.start_time is not None and stream.time_base is not None
+            else start_s
+        )
         if stream.duration is not None and stream.time_base is not None:
             duration_s = float(stream.duration * stream.time_base)
         elif container.duration is not None:
@@ -195,6 +208,8 @@ def probe(path: Path) -> VideoInfo:
             height=height,
             rotation_deg=rotation_deg,
             frame_count=int(stream.frames or 0),
+            start_s=start_s,
+            decord_trusted=container.format.name in DECORD_FORMATS and abs(stream_start_s - start_s) < 1e-3,
         )
 
 
@@ -262,15 +277,16 @@ def _sample_pyav(path: Path, info: VideoInfo, cfg: SamplingConfig) -> Iterator[F
         for frame in container.decode(stream):
             if frame.time is None:
                 continue
+            time_s = frame.time - info.start_s  # as players and ffmpeg count it
             if next_s is None:
-                next_s = frame.time
-            if frame.time + 1e-6 < next_s:
+                next_s = time_s
+            if time_s + 1e-6 < next_s:
                 continue
-            while next_s <= frame.time + 1e-6:
+            while next_s <= time_s + 1e-6:
                 next_s += 1.0 / cfg.sample_fps
             image = frame.to_ndarray(width=cfg.frame_size, height=cfg.frame_size, format="rgb24")
             frames.append(image)
-            times.append(frame.time)
+            times.append(time_s)
             if len(frames) == cfg.chunk_frames:
                 yield FrameChunk(path, _rotate(np.stack(frames), info.rotation_deg), np.array(times))
                 frames, times = [], []
@@ -281,10 +297,12 @@ def _sample_pyav(path: Path, info: VideoInfo, cfg: SamplingConfig) -> Iterator[F
 def sample_frames(
     path: Path, info: VideoInfo, cfg: SamplingConfig, use_pyav: bool = False
 ) -> Iterator[FrameChunk]:
-    """Frames at ``cfg.sample_fps`` with decord; PyAV where decord cannot open the file."""
+    """Frames at ``cfg.sample_fps`` with decord; PyAV where decord cannot be trusted with the
+    container (``info.decord_trusted``) or cannot open the file. Times are counted from the
+    container's first timestamp (``info.start_s``), as players and ffmpeg show them."""
     import decord
 
-    if use_pyav:
+    if use_pyav or not info.decord_trusted:
         yield from _sample_pyav(path, info, cfg)
         return
     produced = False
@@ -327,7 +345,7 @@ def _decode_worker(tasks: list[_Task], cfg: SamplingConfig, events: mp.Queue, pa
         try:
             info = probe(task.path)
             events.put(VideoStart(task.path, info))
-            decoder = "pyav" if task.use_pyav else "decord"
+            decoder = "pyav" if task.use_pyav or not info.decord_trusted else "decord"
             produced = 0
             for chunk in sample_frames(task.path, info, cfg, use_pyav=task.use_pyav):
                 produced += len(chunk.timestamps_s)
