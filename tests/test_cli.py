@@ -239,6 +239,39 @@ def test_a_folder_with_no_video_is_a_usage_error(corpus: Corpus, library: Path, 
     assert not (tmp_path / "lib").exists()
 
 
+_NO_HEAVY_IMPORT = """
+import sys
+from vcopy.cli import main
+sys.argv = ["vcopy", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted({"torch", "ultralytics", "numba"} & set(sys.modules))
+assert not heavy, f"imported {heavy} before answering"
+sys.exit(code)
+"""
+
+
+def test_usage_errors_and_a_missing_library_are_answered_before_any_heavy_import(tmp_path: Path) -> None:
+    """What makes them take well under a second (torch alone takes 1.6 s to import here; faiss 0.1 s)."""
+    nolib = tmp_path / "nolib"
+    cases = [
+        (("query", "x.mp4", "--library", nolib), 5),
+        (("query", "x.mp4", "--library", nolib, "--localizer", "foo"), 2),
+        (("query", tmp_path, "--library", nolib), 2),
+        (("query", "x.mp4", "--library", nolib, "--json", tmp_path / "no" / "r.json"), 2),
+        (("search-text", "a dog", "--library", nolib), 5),
+        (("index", tmp_path, "--library", nolib), 2),
+    ]
+    for args, code in cases:
+        proc = subprocess.run(
+            [sys.executable, "-c", _NO_HEAVY_IMPORT, *map(str, args)], capture_output=True, text=True
+        )
+        assert proc.returncode == code, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_second_writer_is_refused(corpus: Corpus, library: Path) -> None:
     with Library.open(library, write=True):
         proc = run_vcopy("index", corpus.refs, "--library", library)

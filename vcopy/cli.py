@@ -226,14 +226,16 @@ def index_command(
     Exit codes: 0 all indexed or skipped; 1 some files failed; 2 usage error; 5 the library could
     not be opened (locked by another writer, unreadable).
     """
-    from vcopy.features import FrameDescriptor
     from vcopy.library import Library
-    from vcopy.text.search import TEXT_DIR, open_text_space, sync_text_index
     from vcopy.video import SamplingConfig, find_videos
 
     total = len(find_videos(paths))
     if total == 0 and not prune:
         raise click.UsageError(f"no video files in {_listed(paths)} (nothing to index)")
+    _check_device(device)
+    from vcopy.features import FrameDescriptor
+    from vcopy.text.search import TEXT_DIR, open_text_space, sync_text_index
+
     descriptor = FrameDescriptor(device=device)
     sampling = SamplingConfig(sample_fps=sample_fps, stall_timeout_s=decode_timeout)
     with Library.open(library_path, write=True, descriptor=descriptor, sampling=sampling) as library:
@@ -300,7 +302,6 @@ def search_text_command(
     """
     from vcopy.library import Library
     from vcopy.report import write_report
-    from vcopy.text.search import TextSearcher, search_report
 
     if (text is None) == (queries_file is None):
         raise click.UsageError("give either TEXT or --queries FILE")
@@ -321,6 +322,8 @@ def search_text_command(
         texts = [text.strip()]
     started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with Library.open(library_path) as library:
+        from vcopy.text.search import TextSearcher, search_report
+
         searcher = TextSearcher(library, model_path=model_path)
         started = time.perf_counter()
         results = searcher.search(texts, top)
@@ -403,11 +406,9 @@ def query_command(
       4  as 3, and some inputs failed
       5  could not run (library missing or unreadable)
     """
-    from vcopy.features import FrameDescriptor
     from vcopy.library import Library
     from vcopy.localize import LOCALIZERS
-    from vcopy.query import CopyFinder, QueryConfig
-    from vcopy.report import build_report, write_report
+    from vcopy.report import write_report
     from vcopy.video import find_videos
 
     if localizer not in LOCALIZERS:
@@ -418,6 +419,11 @@ def query_command(
     started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     table_console = _table_console(json_destination)
     with Library.open(library_path) as library:
+        _check_device(device)
+        from vcopy.features import FrameDescriptor
+        from vcopy.query import CopyFinder, QueryConfig
+        from vcopy.report import build_report
+
         config = QueryConfig(
             localizer=localizer,
             spd_weights=spd_weights,
@@ -448,6 +454,22 @@ def query_command(
     if fail_on_match and found:
         sys.exit(EXIT_MATCH_AND_SOME_FAILED if failed else EXIT_MATCH)
     sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _check_device(device: str) -> None:
+    """``--device`` names a torch device that is here (checked before any model is loaded)."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise click.BadParameter(
+            f"{printable(device)!r} is not a device (cpu, cuda, cuda:N)", param_hint="--device"
+        ) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter(f"{printable(device)}: no CUDA GPU is visible here", param_hint="--device")
+    if kind not in ("cpu", "cuda"):
+        raise click.BadParameter(f"{printable(device)}: vcopy runs on cpu or cuda", param_hint="--device")
 
 
 def _listed(paths: tuple[Path, ...]) -> str:
@@ -608,7 +630,6 @@ def train_spd_command(
     calibrated score threshold), OUT/last.pt (checkpoint for --resume), OUT/train-log.jsonl.
     Use the weights with `vcopy query --spd-weights OUT/spd.pt`.
     """
-    from vcopy.localize.spd_train import EpochLog, TrainConfig, train_spd
     from vcopy.synth.benchmark import GROUND_TRUTH
 
     gt_path = dataset / GROUND_TRUTH if dataset.is_dir() else dataset
@@ -620,6 +641,9 @@ def train_spd_command(
         width_values = ()
     if len(width_values) != 3 or min(width_values) < 1:
         raise click.BadParameter("three positive integers, e.g. 8,16,32", param_hint="--widths")
+    _check_device(device)
+    from vcopy.localize.spd_train import EpochLog, TrainConfig, train_spd
+
     config = TrainConfig(
         input_size=input_size,
         max_aspect=max_aspect,
@@ -759,6 +783,7 @@ def train_text_command(
     OUT/train-log.jsonl. Search with it: `vcopy search-text TEXT --library LIB --model
     OUT/text-model.pt` (LIB built with the same descriptor).
     """
+    _check_device(device)
     from vcopy.text.train import TextEpochLog, TextTrainConfig, prepare_data, read_checkpoint, train_text
 
     config = TextTrainConfig(

@@ -34,22 +34,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
 
 from vcopy.checks import bounded_float, bounded_int
 from vcopy.errors import LibraryError
-from vcopy.features import (
-    EncodedVideo,
-    FailedVideo,
-    FrameClasses,
-    FrameDescriptor,
-    TextFeatures,
-    encode_videos,
-    video_duration_s,
-)
+
+if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are described: opening is light
+    from vcopy.features import EncodedVideo, FailedVideo, FrameClasses, FrameDescriptor, TextFeatures
 from vcopy.video import SamplingConfig, file_stamp, find_videos
 
 # 2 added frame_classes, 3 frame_layouts (float16), 4 holds them as int8, 5 records the index file's
@@ -327,6 +321,8 @@ class Library:
         k = int(row[2])
         ids = np.frombuffer(row[0], dtype=np.uint16).reshape(-1, k).astype(np.int64)
         probabilities = np.frombuffer(row[1], dtype=np.float16).reshape(-1, k).astype(np.float32)
+        from vcopy.features import FrameClasses
+
         return FrameClasses(ids, probabilities)
 
     def frame_layouts(self, video_id: int) -> np.ndarray | None:
@@ -359,6 +355,8 @@ class Library:
         are removed. ``on_video(path, outcome)`` is told about each file as it is handled
         (``indexed``, ``skipped`` or ``failed: REASON``), and before that of anything a reader must
         know about it (``warning: TEXT``). Work done before an exception is committed."""
+        from vcopy.features import FailedVideo, encode_videos, video_duration_s
+
         self._require_writer()
         started = time.monotonic()
         roots = [_absolute(Path(p)) for p in paths]
@@ -459,6 +457,8 @@ class Library:
     def _commit(self, batch: list[EncodedVideo]) -> None:
         """New vectors (atomic file replace), then in one transaction the new rows replacing any old
         version of the same files, then the old vectors; see the module docstring."""
+        from vcopy.features import video_duration_s
+
         if not batch:
             return
         next_id = 1 + max(self._max_row_vector_id(), int(self._index_ids().max(initial=-1)))

@@ -10,11 +10,13 @@ import time
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import vcopy
 from vcopy.errors import VcopyError
-from vcopy.query import CopyFinder, QueryResult
+
+if TYPE_CHECKING:  # reports are also written by commands that never load the copy finder
+    from vcopy.query import CopyFinder, QueryResult
 
 SCHEMA_ID = "vcopy.report/1"
 

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from vcopy.localize.base import Localizer, Segment
-from vcopy.localize.dp import DynamicProgramming
-from vcopy.localize.dtw import DynamicTimeWarping
-from vcopy.localize.hv import HoughVoting
-from vcopy.localize.spd import SimilarityPatternDetector
-from vcopy.localize.tn import TemporalNetwork
 
-LOCALIZERS: dict[str, Callable[[], Localizer]] = {
-    "spd": SimilarityPatternDetector,
-    "tn": TemporalNetwork,
-    "dp": DynamicProgramming,
-    "hv": HoughVoting,
-    "dtw": DynamicTimeWarping,
+# name -> "module:class"; a localizer's module (numba, torch) is imported only when it is built, so
+# that the CLI can check a name before any heavy import
+LOCALIZERS: dict[str, str] = {
+    "spd": "vcopy.localize.spd:SimilarityPatternDetector",
+    "tn": "vcopy.localize.tn:TemporalNetwork",
+    "dp": "vcopy.localize.dp:DynamicProgramming",
+    "hv": "vcopy.localize.hv:HoughVoting",
+    "dtw": "vcopy.localize.dtw:DynamicTimeWarping",
 }
 DEFAULT_LOCALIZER = "spd"
 
@@ -27,9 +24,11 @@ def create_localizer(name: str, spd_weights: Path | None = None) -> Localizer:
     """Build a localizer by its registry name (SPD with ``spd_weights`` when given)."""
     if name not in LOCALIZERS:
         raise ValueError(f"unknown localizer {name!r}; choose from {', '.join(sorted(LOCALIZERS))}")
+    module, _, class_name = LOCALIZERS[name].partition(":")
+    factory = getattr(importlib.import_module(module), class_name)
     if name == "spd" and spd_weights is not None:
-        return SimilarityPatternDetector(weights_path=Path(spd_weights))
-    return LOCALIZERS[name]()
+        return factory(weights_path=Path(spd_weights))
+    return factory()
 
 
 def localizer_settings(localizer: Localizer) -> dict[str, object]:
