@@ -69,6 +69,40 @@ def library(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return lib
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, their children, ...), from /proc."""
+    parents: dict[int, int] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat_file.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        below = [child for child, parent in parents.items() if parent in frontier]
+        found += below
+        frontier = below
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_folder_with_no_video_is_a_usage_error(corpus: Corpus, library: Path, tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("no videos here")
+    proc = run_vcopy("query", tmp_path, "--library", library)
+    assert proc.returncode == 2 and "no video files in" in proc.stderr  # never "0 queries", exit 0
+    proc = run_vcopy("index", tmp_path, "--library", tmp_path / "lib")
+    assert proc.returncode == 2 and "nothing to index" in proc.stderr
+    assert not (tmp_path / "lib").exists()
+
+
 def one_frame_clip() -> synth.Clip:
     return synth.Clip(np.full((1, 120, 160, 3), 128, dtype=np.uint8), 25)
 

@@ -1,14 +1,16 @@
 """Decoding: timestamps in seconds, rotation, short videos, guarded indices, stalls."""
 
-import multiprocessing as mp
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import alive, descendants
 
 from vcopy import synth
 from vcopy.video import (
@@ -77,9 +79,9 @@ def test_stalled_decoder_is_killed_and_batch_goes_on(tmp_path: Path) -> None:
     def stop_the_first_decoder() -> None:  # a real hang: the decoder process stops producing
         deadline = time.monotonic() + 60
         while not stopped and time.monotonic() < deadline:
-            for child in mp.active_children():
-                os.kill(child.pid, signal.SIGSTOP)
-                stopped.append(child.pid)
+            for pid in descendants(os.getpid()):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
                 return
             time.sleep(0.002)
 
@@ -92,7 +94,23 @@ def test_stalled_decoder_is_killed_and_batch_goes_on(tmp_path: Path) -> None:
     assert "stalled for 2 s" in failed[0].reason
     assert any(isinstance(e, VideoEnd) and e.path == good for e in events)
     assert sum(len(e.timestamps_s) for e in events if isinstance(e, FrameChunk)) == 3
-    assert not mp.active_children()
+    assert not [pid for pid in descendants(os.getpid()) if alive(pid)]
+
+
+def test_a_script_without_a_main_guard_can_decode(tmp_path: Path) -> None:
+    """The decoder never imports the caller's script (multiprocessing's spawn would, and an
+    unguarded script would then start decoding again inside it, and crash)."""
+    video = synth.write_video(tmp_path / "clip.mp4", synth.procedural_video(4, 3))
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from vcopy.video import FrameChunk, SamplingConfig, decode_videos\n"
+        f"events = list(decode_videos([Path({str(video)!r})], SamplingConfig()))\n"
+        "print(sum(len(e.timestamps_s) for e in events if isinstance(e, FrameChunk)))\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "3"
 
 
 def test_a_fifo_is_refused_without_being_read(tmp_path: Path) -> None:

@@ -343,7 +343,10 @@ def search_text_command(
             moment = f"{_hms(hit.moment.start_s)}-{_hms(hit.moment.end_s)}"
             table.add_row(str(rank), f"{hit.score:.3f}", moment, printable(hit.path))
         console.print(table)
-    stderr.print(f"{len(texts)} queries in {seconds:.3f} s ({seconds / len(texts) * 1000:.1f} ms per query)")
+    per_query_ms = seconds / len(texts) * 1000
+    stderr.print(
+        f"{_count(len(texts), 'query', 'queries')} in {seconds:.3f} s ({per_query_ms:.1f} ms per query)"
+    )
     if json_destination:
         write_report(report, json_destination)
 
@@ -456,6 +459,10 @@ def query_command(
     sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def _check_device(device: str) -> None:
     """``--device`` names a torch device that is here (checked before any model is loaded)."""
     import torch
@@ -478,15 +485,18 @@ def _listed(paths: tuple[Path, ...]) -> str:
 
 
 def _results_table(results: list) -> Table:
-    table = Table(title="copies found", title_justify="left")
-    for column in ("query", "reference", "query segment", "reference segment", "score"):
-        table.add_column(column, justify="right" if column == "score" else "left", overflow="fold")
+    """One row per copied segment, best first; paths fold, times never do."""
     rows = [
         (m.score, s.score, result.path, m.reference.path, s)
         for result in results
         for m in result.matches
         for s in m.segments
     ]
+    table = Table(title="copies found" if rows else "no copies found", title_justify="left")
+    for column in ("query", "reference", "query segment", "reference segment", "score"):
+        table.add_column(column, justify="right" if column == "score" else "left", overflow="fold")
+    for time_column in table.columns[2:]:
+        time_column.no_wrap = True
     for _, _, query_path, reference_path, s in sorted(rows, key=lambda r: (-r[0], -r[1])):
         table.add_row(
             printable(query_path),
@@ -499,7 +509,8 @@ def _results_table(results: list) -> Table:
     n_match = sum(bool(r.matches) for r in results)
     n_failed = len(results) - n_ok
     n_clean = n_ok - n_match
-    table.caption = f"{len(results)} queries: {n_match} with copies, {n_clean} without, {n_failed} failed"
+    queries = _count(len(results), "query", "queries")
+    table.caption = f"{queries}: {n_match} with copies, {n_clean} without, {n_failed} failed"
     return table
 
 

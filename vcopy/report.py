@@ -53,9 +53,9 @@ def build_report(
 
 def _query_entry(result: QueryResult) -> dict[str, Any]:
     return {
-        "path": str(result.path),
+        "path": str(result.path.absolute()),  # as the reference paths are: no working directory needed
         "sha256": result.sha256,
-        "duration": result.duration_s,
+        "duration": None if result.duration_s is None else round(result.duration_s, 3),
         "status": "ok" if result.ok else "error",
         "error": result.error,
         "warnings": result.warnings,
@@ -64,7 +64,7 @@ def _query_entry(result: QueryResult) -> dict[str, Any]:
                 "reference": {
                     "path": m.reference.path,
                     "sha256": m.reference.sha256,
-                    "duration": m.reference.duration_s,
+                    "duration": round(m.reference.duration_s, 3),
                 },
                 "score": round(m.score, 6),
                 "segments": [

@@ -1,25 +1,32 @@
 """Decoding: frames sampled at a fixed rate, resized at decode, each with its timestamp in seconds.
 
 decord does the decoding (and applies the display rotation itself); PyAV probes the container and
-decodes what decord cannot open, turning frames by the display matrix as decord would. Decoding
-runs in a child process, so it overlaps feature extraction in the parent and a
-decoder that hangs (decord's known spin on containers that over-report their frame count holds the
-GIL, so no signal reaches it) is killed after ``stall_timeout_s`` without output.
+decodes what decord cannot open or cannot be trusted with, turning frames by the display matrix as
+decord would. Decoding runs in a child process (a fresh interpreter fed through pipes, so that it
+never imports the caller's script, which dies with its parent), so it overlaps feature extraction
+in the parent, and a decoder that hangs (decord's known spin on containers that over-report their
+frame count holds the GIL, so no signal reaches it) is killed after ``stall_timeout_s`` without
+output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
-import multiprocessing as mp
 import os
+import pickle
 import queue
 import signal
 import stat
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -335,30 +342,78 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _decode_worker(tasks: list[_Task], cfg: SamplingConfig, events: mp.Queue, parent_pid: int) -> None:
-    """Child process: decode each task in turn and put its events on the queue."""
-    _die_with_parent(parent_pid)
+def _decode_worker(tasks: list[_Task], cfg: SamplingConfig, emit: Callable[[DecodeEvent], None]) -> None:
+    """Decode each task in turn, handing its events to ``emit`` (in the decoder process)."""
     import av
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     for task in tasks:
         try:
             info = probe(task.path)
-            events.put(VideoStart(task.path, info))
+            emit(VideoStart(task.path, info))
             decoder = "pyav" if task.use_pyav or not info.decord_trusted else "decord"
             produced = 0
             for chunk in sample_frames(task.path, info, cfg, use_pyav=task.use_pyav):
                 produced += len(chunk.timestamps_s)
-                events.put(chunk)
+                emit(chunk)
             if produced == 0:
                 raise DecodeError("no frame could be decoded")
-            events.put(VideoEnd(task.path, decoder, file_stamp(task.path)))
+            emit(VideoEnd(task.path, decoder, file_stamp(task.path)))
         except DecodeError as exc:
-            events.put(VideoFailed(task.path, str(exc)))
+            emit(VideoFailed(task.path, str(exc)))
         except (av.FFmpegError, OSError) as exc:
-            events.put(VideoFailed(task.path, f"decoding failed ({_ffmpeg_reason(exc)})"))
+            emit(VideoFailed(task.path, f"decoding failed ({_ffmpeg_reason(exc)})"))
         except Exception as exc:  # a decoder bug on one file must not stop the batch
-            events.put(VideoFailed(task.path, f"decoding failed ({type(exc).__name__}: {exc})"))
+            emit(VideoFailed(task.path, f"decoding failed ({type(exc).__name__}: {exc})"))
+
+
+def decoder_main() -> None:
+    """The decoder process: reads (tasks, sampling, parent pid) pickled on stdin and writes its
+    events pickled on stdout (anything else printed goes to stderr)."""
+    events = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a library that prints must not corrupt the event stream
+    tasks, cfg, parent_pid = pickle.load(sys.stdin.buffer)
+    _die_with_parent(parent_pid)
+
+    def emit(event: DecodeEvent) -> None:
+        pickle.dump(event, events, protocol=pickle.HIGHEST_PROTOCOL)
+        events.flush()
+
+    _decode_worker(tasks, cfg, emit)
+    events.close()
+
+
+_DECODER_COMMAND = "from vcopy.video import decoder_main; decoder_main()"
+_END = None  # put on the event queue when the decoder's output ends
+
+
+def _read_events(stream: IO[bytes], events: queue.Queue) -> None:
+    """Reader thread: the decoder's events onto ``events`` (bounded: the decoder waits while the
+    parent is busy), then ``_END``."""
+    try:
+        while True:
+            events.put(pickle.load(stream))
+    except (EOFError, OSError, pickle.UnpicklingError):
+        pass
+    finally:
+        events.put(_END)
+
+
+def _start_decoder(tasks: list[_Task], cfg: SamplingConfig) -> subprocess.Popen:
+    """A fresh interpreter running ``decoder_main``: started as a plain command, it never imports
+    the caller's script (multiprocessing's spawn does, so an unguarded script would recurse)."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", _DECODER_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
+    assert process.stdin is not None
+    pickle.dump((tasks, cfg, os.getpid()), process.stdin)
+    process.stdin.close()
+    return process
 
 
 def decode_videos(paths: Iterable[Path], cfg: SamplingConfig) -> Iterator[DecodeEvent]:
@@ -368,11 +423,11 @@ def decode_videos(paths: Iterable[Path], cfg: SamplingConfig) -> Iterator[Decode
     killed; the file is retried once with PyAV, then reported as failed.
     """
     pending = [_Task(Path(p)) for p in paths]
-    context = mp.get_context("spawn")
     while pending:
-        events: mp.Queue = context.Queue(maxsize=8)
-        worker = context.Process(target=_decode_worker, args=(pending, cfg, events, os.getpid()), daemon=True)
-        worker.start()
+        process = _start_decoder(pending, cfg)
+        events: queue.Queue = queue.Queue(maxsize=8)
+        reader = threading.Thread(target=_read_events, args=(process.stdout, events), daemon=True)
+        reader.start()
         done, started, why = 0, False, ""
         try:
             last_event = time.monotonic()
@@ -380,13 +435,13 @@ def decode_videos(paths: Iterable[Path], cfg: SamplingConfig) -> Iterator[Decode
                 try:
                     event = events.get(timeout=0.5)
                 except queue.Empty:
-                    if not worker.is_alive() and events.empty():
-                        why = f"decoder crashed (exit code {worker.exitcode})"
-                        break
                     if time.monotonic() - last_event > cfg.stall_timeout_s:
                         why = f"decoder stalled for {cfg.stall_timeout_s:g} s"
                         break
                     continue
+                if event is _END:
+                    why = f"decoder crashed (exit code {process.wait()})"
+                    break
                 last_event = time.monotonic()
                 if isinstance(event, VideoStart):
                     started = True
@@ -394,11 +449,14 @@ def decode_videos(paths: Iterable[Path], cfg: SamplingConfig) -> Iterator[Decode
                     done, started = done + 1, False
                 yield event
         finally:
-            if worker.is_alive():
-                worker.kill()
-            worker.join()
-            events.close()
-            events.join_thread()
+            process.kill()
+            process.wait()
+            while reader.is_alive():  # let the reader reach the end of the (now closed) stream
+                with contextlib.suppress(queue.Empty):
+                    events.get(timeout=0.1)
+            reader.join()
+            assert process.stdout is not None
+            process.stdout.close()
         if done == len(pending):
             return
         task, rest = pending[done], pending[done + 1 :]
