@@ -84,6 +84,36 @@ def test_table_and_exit_codes(corpus: Corpus, library: Path, tmp_path: Path) -> 
     assert proc.returncode == 5 and "not a vcopy library" in proc.stderr
 
 
+def test_output_formats_and_verbosity(corpus: Corpus, library: Path) -> None:
+    import csv
+    import io
+
+    as_csv = run_vcopy("-q", "query", corpus.copy, corpus.unrelated, "--library", library, "--format", "csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    [row] = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert Path(row["query"]) == corpus.copy.absolute() and Path(row["reference"]) == corpus.copied_reference
+    assert abs(float(row["query_start"]) - COPY_QUERY_S[0]) <= 1.5
+    assert row["query_start_timecode"].startswith("00:00:0") and len(row["query_start_timecode"]) == 12
+    assert as_csv.stderr == ""  # -q: no progress, no notes
+
+    as_json = run_vcopy(
+        "-v", "query", corpus.copy, corpus.unrelated, "--library", library, "--format", "json"
+    )
+    report = json.loads(as_json.stdout)
+    jsonschema.validate(report, load_schema())
+    [segment] = report["queries"][0]["matches"][0]["segments"][:1]
+    assert segment["reference_end_timecode"] == _timecode(segment["reference_end"])
+    assert "copy.mp4: 1 library video copied" in as_json.stderr  # -v: every file's outcome
+    assert "unrelated.mp4: 0 library videos copied" in as_json.stderr
+    clash = run_vcopy("query", corpus.copy, "--library", library, "--format", "csv", "--json", "-")
+    assert clash.returncode == 2 and "stdout" in clash.stderr
+
+
+def _timecode(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds * 1000), 60_000)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:{secs / 1000:06.3f}"
+
+
 def _bad_inputs(folder: Path) -> dict[str, str]:
     """name -> words the error must contain."""
     folder.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -83,6 +84,15 @@ def _friendly_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+_verbosity = 1  # 0 with -q (results and problems only), 2 with -v (every file's outcome)
+
+
+def _note(message: str | Text) -> None:
+    """Progress-like information on stderr (not with -q)."""
+    if _verbosity >= 1:
+        stderr.print(message, soft_wrap=True)
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}", markup=False),
@@ -92,6 +102,7 @@ def _progress() -> Progress:
         TextColumn("{task.fields[current]}", style="dim", markup=False),
         console=stderr,
         transient=True,
+        disable=_verbosity < 1,
     )
 
 
@@ -108,6 +119,8 @@ def _video_reporter(progress: Progress, task: TaskID) -> Callable[[str, str], No
         progress.update(task, current=printable(Path(path).name))
         if kind == "failed":
             progress.console.print(_problem(path, detail), soft_wrap=True)
+        elif _verbosity >= 2:
+            progress.console.print(_problem(path, kind, "green"), soft_wrap=True)
 
     return on_video
 
@@ -179,8 +192,14 @@ _json_output = click.option(
 
 @click.group()
 @click.version_option(vcopy.__version__, prog_name="vcopy")
-def cli() -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Print only results, warnings and errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Also name every file and what became of it.")
+def cli(quiet: bool, verbose: bool) -> None:
     """Find copies of videos: index a library of your videos, then check suspect videos against it."""
+    global _verbosity
+    if quiet and verbose:
+        raise click.UsageError("-q and -v contradict each other")
+    _verbosity = 0 if quiet else 2 if verbose else 1
 
 
 @cli.command("index")
@@ -240,7 +259,7 @@ def index_command(
     sampling = SamplingConfig(sample_fps=sample_fps, stall_timeout_s=decode_timeout)
     with Library.open(library_path, write=True, descriptor=descriptor, sampling=sampling) as library:
         if float(library.meta["sample_fps"]) != sample_fps:
-            stderr.print(f"note: library samples {library.sampling.sample_fps:g} frames/s; using that")
+            _note(f"note: library samples {library.sampling.sample_fps:g} frames/s; using that")
         with _progress() as progress:
             task = progress.add_task("indexing", total=total, current="")
             summary = library.add(
@@ -252,10 +271,11 @@ def index_command(
                 on_video=_video_reporter(progress, task),
             )
         if summary.indexed or summary.pruned or not (library.root / TEXT_DIR).is_dir():
-            with stderr.status("text search: updating the library's text index"):
+            status = stderr.status("text search: updating the library's text index")
+            with status if _verbosity >= 1 else contextlib.nullcontext():
                 _, sync = sync_text_index(library, open_text_space(library))
             if sync.not_searchable:
-                stderr.print(
+                _note(
                     f"note: {len(sync.not_searchable)} videos were indexed by an older vcopy "
                     "and cannot be searched by text until they are indexed again"
                 )
@@ -330,7 +350,7 @@ def search_text_command(
         seconds = time.perf_counter() - started
         report = search_report(searcher, results, started_utc)
     if searcher.sync.not_searchable:
-        stderr.print(
+        _note(
             f"note: {len(searcher.sync.not_searchable)} videos were indexed by an older vcopy without "
             "what text search reads; run `vcopy index` on them again to search them"
         )
@@ -344,9 +364,7 @@ def search_text_command(
             table.add_row(str(rank), f"{hit.score:.3f}", moment, printable(hit.path))
         console.print(table)
     per_query_ms = seconds / len(texts) * 1000
-    stderr.print(
-        f"{_count(len(texts), 'query', 'queries')} in {seconds:.3f} s ({per_query_ms:.1f} ms per query)"
-    )
+    _note(f"{_count(len(texts), 'query', 'queries')} in {seconds:.3f} s ({per_query_ms:.1f} ms per query)")
     if json_destination:
         write_report(report, json_destination)
 
@@ -381,12 +399,21 @@ def search_text_command(
 @click.option(
     "--fail-on-match", is_flag=True, help="Exit with 3 (4 if some inputs also failed) when copies are found."
 )
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="What goes to stdout: the table, the JSON report, or one CSV row per copied segment.",
+)
 @_decoding_options
 @_friendly_errors
 def query_command(
     paths: tuple[Path, ...],
     library_path: Path,
     json_destination: str | None,
+    output_format: str,
     localizer: str,
     spd_weights: Path | None,
     candidates: int,
@@ -416,6 +443,8 @@ def query_command(
 
     if localizer not in LOCALIZERS:
         raise click.BadParameter(f"choose from {', '.join(sorted(LOCALIZERS))}", param_hint="--localizer")
+    if output_format != "table" and json_destination == "-":
+        raise click.UsageError(f"--json - and --format {output_format} would both write to stdout")
     files = find_videos(paths)
     if not files:  # a cron job must not read "0 queries" as "no copies"
         raise click.UsageError(f"no video files in {_listed(paths)}")
@@ -425,7 +454,7 @@ def query_command(
         _check_device(device)
         from vcopy.features import FrameDescriptor
         from vcopy.query import CopyFinder, QueryConfig
-        from vcopy.report import build_report
+        from vcopy.report import build_report, report_csv
 
         config = QueryConfig(
             localizer=localizer,
@@ -448,8 +477,16 @@ def query_command(
                     progress.console.print(
                         _problem(result.path, f"warning: {warning}", "yellow"), soft_wrap=True
                     )
+                if result.ok and _verbosity >= 2:
+                    copied = _count(len(result.matches), "library video copied", "library videos copied")
+                    progress.console.print(_problem(result.path, copied, "green"), soft_wrap=True)
         report = build_report(finder, results, started_utc)
-    table_console.print(_results_table(results))
+    if output_format == "table":
+        table_console.print(_results_table(results))
+    elif output_format == "json":
+        write_report(report, "-")
+    else:
+        sys.stdout.write(report_csv(report))
     if json_destination:
         write_report(report, json_destination)
     failed = any(not r.ok for r in results)
@@ -679,13 +716,12 @@ def train_spd_command(
 
         def on_epoch(log: EpochLog) -> None:
             v = log.validation
-            progress.console.print(
+            _note(
                 f"epoch {log.epoch}: loss {_losses_text(log.loss)} "
                 f"| validation segment F1 {v['segment_f1']:.3f} "
                 f"(P {v['segment_precision']:.3f} R {v['segment_recall']:.3f}), video P "
                 f"{v['video_precision']:.3f} R {v['video_recall']:.3f} at score >= {log.score_threshold:.2f} "
-                f"| {log.seconds:.0f} s",
-                soft_wrap=True,
+                f"| {log.seconds:.0f} s"
             )
 
         best = train_spd(
@@ -824,15 +860,14 @@ def train_text_command(
             captions_file, videos_dir, library_root, config, _video_reporter(progress, videos)
         )
     if prepared.missing:
-        stderr.print(
+        _note(
             f"note: {len(prepared.missing)} captioned videos have no file in {printable(videos_dir)} "
             f"(e.g. {printable(prepared.missing[0])})"
         )
     data = prepared.data
-    stderr.print(
+    _note(
         f"{len(data.paths)} videos ({len(data.train_videos)} train, {len(data.held_out_videos)} held out), "
-        f"{len(data.caption_texts)} captions; losses {config.losses}",
-        soft_wrap=True,
+        f"{len(data.caption_texts)} captions; losses {config.losses}"
     )
     record = {
         "descriptor": prepared.descriptor,
@@ -848,11 +883,10 @@ def train_text_command(
 
         def on_epoch(log: TextEpochLog) -> None:
             v = log.validation
-            progress.console.print(
+            _note(
                 f"epoch {log.epoch}: loss {_losses_text(log.loss)} | held out "
                 f"R@1 {v['r1']:.1f} R@5 {v['r5']:.1f} R@10 {v['r10']:.1f} R@sum {v['rsum']:.1f} "
-                f"medR {v['median_rank']:g} meanR {v['mean_rank']:.1f} | {log.seconds:.1f} s",
-                soft_wrap=True,
+                f"medR {v['median_rank']:g} meanR {v['mean_rank']:.1f} | {log.seconds:.1f} s"
             )
 
         best, metrics = train_text(data, out_dir, config, record, resume, on_step, on_epoch)

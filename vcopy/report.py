@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import math
 import platform
@@ -74,6 +76,15 @@ def _query_entry(result: QueryResult) -> dict[str, Any]:
                         "reference_start": round(s.reference_start_s, 3),
                         "reference_end": round(s.reference_end_s, 3),
                         "score": round(s.score, 6),
+                        **{
+                            f"{end}_timecode": timecode(seconds)
+                            for end, seconds in (
+                                ("query_start", s.query_start_s),
+                                ("query_end", s.query_end_s),
+                                ("reference_start", s.reference_start_s),
+                                ("reference_end", s.reference_end_s),
+                            )
+                        },
                     }
                     for s in m.segments
                 ],
@@ -81,6 +92,39 @@ def _query_entry(result: QueryResult) -> dict[str, Any]:
             for m in result.matches
         ],
     }
+
+
+def timecode(seconds: float) -> str:
+    """Seconds as HH:MM:SS.mmm (counted from the file's start, as players show it)."""
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
+
+
+CSV_COLUMNS = (
+    "query", "query_sha256", "reference", "reference_sha256", "match_score",
+    "query_start", "query_end", "reference_start", "reference_end",
+    "query_start_timecode", "query_end_timecode", "reference_start_timecode", "reference_end_timecode",
+    "segment_score",
+)  # fmt: skip
+
+
+def report_csv(report: dict[str, Any]) -> str:
+    """The report's copied segments as CSV, one row per segment (times in seconds and timecodes)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for query in report["queries"]:
+        for match in query["matches"]:
+            reference = match["reference"]
+            for s in match["segments"]:
+                writer.writerow(
+                    [query["path"], query["sha256"], reference["path"], reference["sha256"], match["score"]]
+                    + [s[column] for column in CSV_COLUMNS[5:-1]]
+                    + [s["score"]]
+                )
+    return out.getvalue()
 
 
 def write_report(report: dict[str, Any], destination: str) -> None:
