@@ -103,6 +103,8 @@ def test_output_formats_and_verbosity(corpus: Corpus, library: Path) -> None:
     jsonschema.validate(report, load_schema())
     [segment] = report["queries"][0]["matches"][0]["segments"][:1]
     assert segment["reference_end_timecode"] == _timecode(segment["reference_end"])
+    assert report["queries"][0]["decoder"] == "decord"  # an mp4
+    assert report["queries"][0]["matches"][0]["reference"]["decoder"] == "decord"
     assert "copy.mp4: 1 library video copied" in as_json.stderr  # -v: every file's outcome
     assert "unrelated.mp4: 0 library videos copied" in as_json.stderr
     clash = run_vcopy("query", corpus.copy, "--library", library, "--format", "csv", "--json", "-")

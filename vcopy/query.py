@@ -56,6 +56,7 @@ class QueryResult:
     matches: list[Match] = field(default_factory=list)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. only part of a truncated file was compared
+    decoder: str | None = None  # decord or pyav
 
     @property
     def ok(self) -> bool:
@@ -146,6 +147,7 @@ class CopyFinder:
             duration_s=duration,
             matches=matches,
             warnings=list(video.warnings),
+            decoder=video.decoder,
         )
 
     def _match(self, video: EncodedVideo) -> QueryResult:

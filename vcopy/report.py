@@ -61,12 +61,14 @@ def _query_entry(result: QueryResult) -> dict[str, Any]:
         "status": "ok" if result.ok else "error",
         "error": result.error,
         "warnings": result.warnings,
+        "decoder": result.decoder,
         "matches": [
             {
                 "reference": {
                     "path": m.reference.path,
                     "sha256": m.reference.sha256,
                     "duration": round(m.reference.duration_s, 3),
+                    "decoder": m.reference.decoder,
                 },
                 "score": round(m.score, 6),
                 "segments": [
