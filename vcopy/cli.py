@@ -400,6 +400,12 @@ def search_text_command(
     "--fail-on-match", is_flag=True, help="Exit with 3 (4 if some inputs also failed) when copies are found."
 )
 @click.option(
+    "--evidence",
+    "evidence_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also write an evidence page per match (and index.html) into this folder (see `vcopy evidence`).",
+)
+@click.option(
     "--format",
     "output_format",
     type=click.Choice(["table", "json", "csv"]),
@@ -413,6 +419,7 @@ def query_command(
     paths: tuple[Path, ...],
     library_path: Path,
     json_destination: str | None,
+    evidence_dir: Path | None,
     output_format: str,
     localizer: str,
     spd_weights: Path | None,
@@ -481,6 +488,12 @@ def query_command(
                     copied = _count(len(result.matches), "library video copied", "library videos copied")
                     progress.console.print(_problem(result.path, copied, "green"), soft_wrap=True)
         report = build_report(finder, results, started_utc)
+        if evidence_dir is not None:
+            from vcopy.evidence import EvidenceWriter
+
+            writer = EvidenceWriter(library, finder.descriptor, config.background_rank)
+            pages = writer.write(report, evidence_dir)
+            _note(f"{_count(len(pages), 'evidence page', 'evidence pages')} in {printable(evidence_dir)}")
     if output_format == "table":
         table_console.print(_results_table(results))
     elif output_format == "json":
@@ -549,6 +562,43 @@ def _results_table(results: list) -> Table:
     queries = _count(len(results), "query", "queries")
     table.caption = f"{queries}: {n_match} with copies, {n_clean} without, {n_failed} failed"
     return table
+
+
+@cli.command("evidence")
+@click.argument(
+    "report_path", metavar="REPORT.json", type=click.Path(path_type=Path, exists=True, dir_okay=False)
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for the pages (created if missing).",
+)
+@_friendly_errors
+def evidence_command(report_path: Path, out_dir: Path) -> None:
+    """Write one self-contained HTML page per match of REPORT.json (made by `vcopy query --json`)
+    and an index page into OUT: both files by path and SHA-256 (checked again), the segments in
+    seconds and timecodes, matched frames side by side, the similarity map with the segments on
+    it, the models and parameters of the run. The pages open with no network.
+
+    The report's library must still be there (the query is decoded again to draw the map).
+    """
+    from vcopy.library import Library
+    from vcopy.report import read_report
+
+    report = read_report(report_path)
+    with Library.open(Path(report["library"]["path"])) as library:
+        from vcopy.evidence import EvidenceWriter
+        from vcopy.features import FrameDescriptor
+        from vcopy.query import QueryConfig
+
+        rank = report["parameters"].get("background_rank", QueryConfig.background_rank)
+        writer = EvidenceWriter(library, FrameDescriptor(), int(rank))
+        pages = writer.write(report, out_dir)
+    click.echo(
+        f"{_count(len(pages), 'evidence page', 'evidence pages')} and index.html in {printable(out_dir)}"
+    )
 
 
 @cli.command("eval")

@@ -96,6 +96,25 @@ def _query_entry(result: QueryResult) -> dict[str, Any]:
     }
 
 
+def read_report(path: Path) -> dict[str, Any]:
+    """A report written by ``vcopy query`` (``vcopy.report/1``); anything else is a one-line error."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise VcopyError(f"{path}: not a readable report ({type(exc).__name__})") from None
+    if not isinstance(report, dict) or report.get("schema") != SCHEMA_ID:
+        raise VcopyError(f"{path}: not a vcopy report (schema is not {SCHEMA_ID})")
+    try:
+        for query in report["queries"]:
+            for match in query["matches"]:
+                str(match["reference"]["path"])
+                [float(s[k]) for s in match["segments"] for k in ("query_start", "reference_end")]
+        str(report["library"]["path"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VcopyError(f"{path}: a vcopy report missing what it must hold ({exc})") from None
+    return report
+
+
 def timecode(seconds: float) -> str:
     """Seconds as HH:MM:SS.mmm (counted from the file's start, as players show it)."""
     millis = round(seconds * 1000)

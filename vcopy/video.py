@@ -23,8 +23,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import IO
 
@@ -299,6 +300,37 @@ def _sample_pyav(path: Path, info: VideoInfo, cfg: SamplingConfig) -> Iterator[F
                 frames, times = [], []
     if frames:
         yield FrameChunk(path, _rotate(np.stack(frames), info.rotation_deg), np.array(times))
+
+
+def frames_at(path: Path, info: VideoInfo, times_s: Sequence[float]) -> list[np.ndarray | None]:
+    """The frame showing at each time (seconds from the file's start, as vcopy reports them),
+    upright and at the file's own size, with PyAV (seeking to the key frame before each time);
+    None for a time before the first frame. For thumbnails of reported segments."""
+    import av
+
+    found: list[np.ndarray | None] = []
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            ticks_per_s = 1 / float(stream.time_base or Fraction(1, 1_000_000))
+            for time_s in times_s:
+                target_s = time_s + info.start_s
+                shown = None
+                for start_s in (target_s, 0.0):  # from the key frame before, else from the start
+                    container.seek(max(0, int(start_s * ticks_per_s)), stream=stream, backward=True)
+                    for frame in container.decode(stream):
+                        if frame.time is None:
+                            continue
+                        if frame.time > target_s + 1e-6:
+                            break
+                        shown = frame
+                    if shown is not None:
+                        break
+                image = None if shown is None else shown.to_ndarray(format="rgb24")
+                found.append(None if image is None else _rotate(image[None], info.rotation_deg)[0])
+    except av.FFmpegError as exc:
+        raise DecodeError(f"{path}: cannot read frames ({_ffmpeg_reason(exc)})") from None
+    return found
 
 
 def sample_frames(
