@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -104,7 +105,8 @@ class CopyFinder:
         }
 
     def query(self, path: Path) -> QueryResult:
-        return next(self.query_many([path]))
+        with contextlib.closing(self.query_many([path])) as results:  # the decoder ends here, not at GC
+            return next(results)
 
     def query_many(self, paths: Iterable[Path]) -> Iterator[QueryResult]:
         """One result per video file under ``paths`` (folders are searched), in order."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vcopy import __version__, synth
+from vcopy.errors import VcopyError
 from vcopy.synth import edits
 from vcopy.video import sha256_file
 
@@ -316,9 +318,15 @@ def generate(out_dir: Path, size: str = "default", seed: int = 0, workers: int |
     ]
     query_jobs = [(out_dir / q.path, q, refs) for refs, queries in plans.values() for q in queries]
     workers = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        list(pool.map(_write_reference, ref_jobs))
-        truths = list(pool.map(_write_query, query_jobs, chunksize=4))
+    try:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            list(pool.map(_write_reference, ref_jobs))
+            truths = list(pool.map(_write_query, query_jobs, chunksize=4))
+    except BrokenProcessPool:  # most often: a script without a main guard, re-imported by each worker
+        raise VcopyError(
+            "the benchmark's worker processes died; in a script, call generate() under "
+            '`if __name__ == "__main__":` (each worker imports the script again)'
+        ) from None
 
     def entry(path: Path, split: str) -> dict[str, object]:
         return {
