@@ -94,15 +94,6 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_a_folder_with_no_video_is_a_usage_error(corpus: Corpus, library: Path, tmp_path: Path) -> None:
-    (tmp_path / "readme.txt").write_text("no videos here")
-    proc = run_vcopy("query", tmp_path, "--library", library)
-    assert proc.returncode == 2 and "no video files in" in proc.stderr  # never "0 queries", exit 0
-    proc = run_vcopy("index", tmp_path, "--library", tmp_path / "lib")
-    assert proc.returncode == 2 and "nothing to index" in proc.stderr
-    assert not (tmp_path / "lib").exists()
-
-
 def one_frame_clip() -> synth.Clip:
     return synth.Clip(np.full((1, 120, 160, 3), 128, dtype=np.uint8), 25)
 

@@ -274,6 +274,16 @@ def test_usage_errors_and_a_missing_library_are_answered_before_any_heavy_import
         assert "Traceback" not in proc.stderr, proc.stderr
 
 
+def test_a_folder_with_no_video_is_a_usage_error(corpus: Corpus, library: Path, tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("no videos here")
+    proc = run_vcopy("-v", "query", tmp_path, "--library", library)
+    assert proc.returncode == 2 and "no video files in" in proc.stderr  # never "0 queries", exit 0
+    assert "readme.txt: skipped (not a video file name)" in proc.stderr  # -v names what a scan skips
+    proc = run_vcopy("index", tmp_path, "--library", tmp_path / "lib")
+    assert proc.returncode == 2 and "nothing to index" in proc.stderr
+    assert not (tmp_path / "lib").exists()
+
+
 def test_second_writer_is_refused(corpus: Corpus, library: Path) -> None:
     with Library.open(library, write=True):
         proc = run_vcopy("index", corpus.refs, "--library", library)

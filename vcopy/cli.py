@@ -248,7 +248,7 @@ def index_command(
     from vcopy.library import Library
     from vcopy.video import SamplingConfig, find_videos
 
-    total = len(find_videos(paths))
+    total = len(find_videos(paths, _skipped_file))
     if total == 0 and not prune:
         raise click.UsageError(f"no video files in {_listed(paths)} (nothing to index)")
     _check_device(device)
@@ -452,7 +452,7 @@ def query_command(
         raise click.BadParameter(f"choose from {', '.join(sorted(LOCALIZERS))}", param_hint="--localizer")
     if output_format != "table" and json_destination == "-":
         raise click.UsageError(f"--json - and --format {output_format} would both write to stdout")
-    files = find_videos(paths)
+    files = find_videos(paths, _skipped_file)
     if not files:  # a cron job must not read "0 queries" as "no copies"
         raise click.UsageError(f"no video files in {_listed(paths)}")
     started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -507,6 +507,12 @@ def query_command(
     if fail_on_match and found:
         sys.exit(EXIT_MATCH_AND_SOME_FAILED if failed else EXIT_MATCH)
     sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _skipped_file(path: Path) -> None:
+    """With -v, a file of a searched folder that is not taken as a video is named."""
+    if _verbosity >= 2:
+        stderr.print(_problem(path, "skipped (not a video file name)", "dim"), soft_wrap=True)
 
 
 def _count(n: int, one: str, many: str) -> str:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -105,10 +104,13 @@ class CopyFinder:
         }
 
     def query(self, path: Path) -> QueryResult:
-        with contextlib.closing(self.query_many([path])) as results:  # the decoder ends here, not at GC
+        results = self.query_many([path])
+        try:
             return next(results)
+        finally:
+            results.close()  # the decoder ends here, not when the generator is collected
 
-    def query_many(self, paths: Iterable[Path]) -> Iterator[QueryResult]:
+    def query_many(self, paths: Iterable[Path]) -> Generator[QueryResult, None, None]:
         """One result per video file under ``paths`` (folders are searched), in order."""
         for result in encode_videos(find_videos(Path(p) for p in paths), self.descriptor, self.sampling):
             if isinstance(result, FailedVideo):

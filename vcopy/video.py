@@ -106,16 +106,19 @@ class VideoFailed:
 DecodeEvent = VideoStart | FrameChunk | VideoEnd | VideoFailed
 
 
-def find_videos(paths: Iterable[Path]) -> list[Path]:
-    """Expand folders into the video files under them (sorted); files are kept as given."""
+def find_videos(paths: Iterable[Path], on_skip: Callable[[Path], None] | None = None) -> list[Path]:
+    """Expand folders into the video files under them (sorted; ``on_skip`` is told of the other
+    files there); files are kept as given."""
     found: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            found.extend(
-                sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir())
-            )
-        else:
+        if not path.is_dir():
             found.append(path)
+            continue
+        for candidate in sorted(p for p in path.rglob("*") if not p.is_dir()):
+            if candidate.suffix.lower() in VIDEO_SUFFIXES:
+                found.append(candidate)
+            elif on_skip is not None:
+                on_skip(candidate)
     return found
 
 
