@@ -43,6 +43,9 @@ def test_finds_the_copy_and_its_boundaries(corpus: Corpus, library: Path) -> Non
     assert abs(segment["query_end"] - COPY_QUERY_S[1]) <= 1.5
     assert abs(segment["reference_start"] - COPY_REFERENCE_S[0]) <= 1.5
     assert abs(segment["reference_end"] - COPY_REFERENCE_S[1]) <= 1.5
+    for end, true_s in zip(("query_start", "query_end"), COPY_QUERY_S, strict=True):
+        lo, hi = segment[f"{end}_range"]
+        assert lo <= segment[end] <= hi and lo <= true_s <= hi, (end, segment)
     assert by_name["unrelated.mp4"]["status"] == "ok"
     assert by_name["unrelated.mp4"]["matches"] == []
     assert report["library"]["videos"] == 3

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vcopy.localize import LOCALIZERS, create_localizer
+from vcopy.localize import LOCALIZERS, Segment, create_localizer
+from vcopy.localize.base import boundary_ranges
 
 
 def _map(n_query: int, n_ref: int, q0: int, r0: int, length: int, speed: float, seed: int = 0) -> np.ndarray:
@@ -48,3 +49,18 @@ def test_two_copies(name: str) -> None:
     segments = create_localizer(name)(sim, np.arange(80.0), np.arange(100.0))
     starts = sorted(round(s.query_start_s) for s in segments)
     assert len(segments) == 2 and starts[0] in (4, 5) and starts[1] in (49, 50), segments
+
+
+def test_boundary_ranges_widen_only_where_the_map_is_flat() -> None:
+    times = np.arange(40, dtype=np.float64)
+    diagonal = np.full((40, 40), -0.1)
+    for i in range(10, 30):
+        diagonal[i, i + 5] = 0.8  # a clean copy: query 10-29 s = reference 15-34 s
+    segment = Segment(9.5, 29.5, 14.5, 34.5, 0.9)
+    clean = boundary_ranges(diagonal, times, times, segment, tie=0.1, margin_steps=1.0)
+    assert clean.query_start_s == (8.5, 10.5) and clean.reference_end_s == (33.5, 35.5)  # one step
+    panned = diagonal.copy()
+    panned[10, 15:25] = 0.78  # the first query frame matches a whole shot equally well
+    wide = boundary_ranges(panned, times, times, segment, tie=0.1, margin_steps=1.0)
+    assert wide.reference_start_s == (13.5, 24.5)  # the reference start is unsure by the shot
+    assert wide.query_start_s == clean.query_start_s and wide.query_end_s == clean.query_end_s

@@ -495,7 +495,7 @@ def query_command(
             pages = writer.write(report, evidence_dir)
             _note(f"{_count(len(pages), 'evidence page', 'evidence pages')} in {printable(evidence_dir)}")
     if output_format == "table":
-        table_console.print(_results_table(results))
+        table_console.print(_results_table(results, 1.0 / finder.sampling.sample_fps))
     elif output_format == "json":
         write_report(report, "-")
     else:
@@ -513,6 +513,25 @@ def _skipped_file(path: Path) -> None:
     """With -v, a file of a searched folder that is not taken as a video is named."""
     if _verbosity >= 2:
         stderr.print(_problem(path, "skipped (not a video file name)", "dim"), soft_wrap=True)
+
+
+def _span(
+    start_s: float,
+    end_s: float,
+    start_range: tuple[float, float],
+    end_range: tuple[float, float],
+    step_s: float,
+) -> str:
+    """``start–end``, with ``(start ±X s, end ±Y s)`` for ends whose range a flat map widened."""
+    from vcopy.localize.base import MARGIN_STEPS
+
+    text = f"{_hms(start_s)}–{_hms(end_s)}"
+    notes = []
+    for name, at, (lo, hi) in (("start", start_s, start_range), ("end", end_s, end_range)):
+        spread = max(at - lo, hi - at)
+        if spread > (MARGIN_STEPS + 0.01) * step_s:  # widened by a flat map
+            notes.append(f"{name} ±{spread:.1f} s")
+    return f"{text} ({', '.join(notes)})" if notes else text
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -540,25 +559,26 @@ def _listed(paths: tuple[Path, ...]) -> str:
     return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
-def _results_table(results: list) -> Table:
-    """One row per copied segment, best first; paths fold, times never do."""
+def _results_table(results: list, step_s: float) -> Table:
+    """One row per copied segment, best first; paths fold, times never do. An end whose range a
+    flat map widened is shown with its ± seconds."""
     rows = [
-        (m.score, s.score, result.path, m.reference.path, s)
+        (m.score, s.score, result.path, m.reference.path, s, r)
         for result in results
         for m in result.matches
-        for s in m.segments
+        for s, r in zip(m.segments, m.ranges, strict=True)
     ]
     table = Table(title="copies found" if rows else "no copies found", title_justify="left")
     for column in ("query", "reference", "query segment", "reference segment", "score"):
         table.add_column(column, justify="right" if column == "score" else "left", overflow="fold")
     for time_column in table.columns[2:]:
         time_column.no_wrap = True
-    for _, _, query_path, reference_path, s in sorted(rows, key=lambda r: (-r[0], -r[1])):
+    for _, _, query_path, reference_path, s, r in sorted(rows, key=lambda row: (-row[0], -row[1])):
         table.add_row(
             printable(query_path),
             printable(reference_path),
-            f"{_hms(s.query_start_s)}–{_hms(s.query_end_s)}",
-            f"{_hms(s.reference_start_s)}–{_hms(s.reference_end_s)}",
+            _span(s.query_start_s, s.query_end_s, r.query_start_s, r.query_end_s, step_s),
+            _span(s.reference_start_s, s.reference_end_s, r.reference_start_s, r.reference_end_s, step_s),
             f"{s.score:.3f}",
         )
     n_ok = sum(r.ok for r in results)

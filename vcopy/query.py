@@ -11,6 +11,7 @@ import numpy as np
 from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos, video_duration_s
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer, localizer_settings
+from vcopy.localize.base import BoundaryRanges, boundary_ranges
 from vcopy.similarity import background_similarity, retrieve, similarity_map
 from vcopy.video import find_videos
 
@@ -44,6 +45,7 @@ class Match:
     reference: LibraryVideo
     score: float
     segments: list[Segment]
+    ranges: list[BoundaryRanges]  # where each segment's ends may lie, from how flat the map is there
 
 
 @dataclass
@@ -143,7 +145,11 @@ class CopyFinder:
             segments = [_clip(s, duration, reference.duration_s) for s in segments]
             score = max(s.score for s in segments)
             if score >= self.config.min_score:
-                matches.append(Match(reference, score, segments))
+                ranges = [
+                    boundary_ranges(m.contrast, video.timestamps_s, m.reference_timestamps_s, s)
+                    for s in segments
+                ]
+                matches.append(Match(reference, score, segments, ranges))
         matches.sort(key=lambda m: -m.score)
         return QueryResult(
             path=video.path,

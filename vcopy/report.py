@@ -18,6 +18,7 @@ import vcopy
 from vcopy.errors import VcopyError
 
 if TYPE_CHECKING:  # reports are also written by commands that never load the copy finder
+    from vcopy.localize.base import BoundaryRanges, Segment
     from vcopy.query import CopyFinder, QueryResult
 
 SCHEMA_ID = "vcopy.report/1"
@@ -71,29 +72,39 @@ def _query_entry(result: QueryResult) -> dict[str, Any]:
                     "decoder": m.reference.decoder,
                 },
                 "score": round(m.score, 6),
-                "segments": [
-                    {
-                        "query_start": round(s.query_start_s, 3),
-                        "query_end": round(s.query_end_s, 3),
-                        "reference_start": round(s.reference_start_s, 3),
-                        "reference_end": round(s.reference_end_s, 3),
-                        "score": round(s.score, 6),
-                        **{
-                            f"{end}_timecode": timecode(seconds)
-                            for end, seconds in (
-                                ("query_start", s.query_start_s),
-                                ("query_end", s.query_end_s),
-                                ("reference_start", s.reference_start_s),
-                                ("reference_end", s.reference_end_s),
-                            )
-                        },
-                    }
-                    for s in m.segments
-                ],
+                "segments": [_segment_entry(s, r) for s, r in zip(m.segments, m.ranges, strict=True)],
             }
             for m in result.matches
         ],
     }
+
+
+def _segment_entry(s: Segment, r: BoundaryRanges) -> dict[str, Any]:
+    """A segment: its ends in seconds and timecodes, its score, and the range each end may lie in."""
+    return {
+        "query_start": round(s.query_start_s, 3),
+        "query_end": round(s.query_end_s, 3),
+        "reference_start": round(s.reference_start_s, 3),
+        "reference_end": round(s.reference_end_s, 3),
+        "score": round(s.score, 6),
+        **{
+            f"{end}_timecode": timecode(seconds)
+            for end, seconds in (
+                ("query_start", s.query_start_s),
+                ("query_end", s.query_end_s),
+                ("reference_start", s.reference_start_s),
+                ("reference_end", s.reference_end_s),
+            )
+        },
+        "query_start_range": _rounded(r.query_start_s),
+        "query_end_range": _rounded(r.query_end_s),
+        "reference_start_range": _rounded(r.reference_start_s),
+        "reference_end_range": _rounded(r.reference_end_s),
+    }
+
+
+def _rounded(span: tuple[float, float]) -> list[float]:
+    return [round(span[0], 3), round(span[1], 3)]
 
 
 def read_report(path: Path) -> dict[str, Any]:

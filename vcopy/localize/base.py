@@ -22,6 +22,72 @@ class Segment:
     score: float
 
 
+@dataclass(frozen=True)
+class BoundaryRanges:
+    """Where each end of a segment may lie, (earliest s, latest s): ``MARGIN_STEPS`` sampling steps
+    either way of the reported end, widened wherever the map is flat across it (a pan or a zoom
+    over one picture matches many frames equally well, so the map alone cannot place the end)."""
+
+    query_start_s: tuple[float, float]
+    query_end_s: tuple[float, float]
+    reference_start_s: tuple[float, float]
+    reference_end_s: tuple[float, float]
+
+
+# Fitted on the benchmark's train split (examples/boundary_coverage.py) for ranges that hold the
+# true end 9 times in 10: frames within TIE_CONTRAST of the best one at an end are as likely, and
+# a reported end may be off by MARGIN_STEPS sampling steps
+TIE_CONTRAST = 0.1
+MARGIN_STEPS = 1.0
+
+
+def _tied_run(values: np.ndarray, centre: int, tie: float, search: int = 2) -> tuple[int, int]:
+    """The contiguous run of indices around the best value near ``centre`` (within ``search``)
+    whose values are within ``tie`` of it, ``centre`` included."""
+    lo, hi = max(0, centre - search), min(len(values) - 1, centre + search)
+    best = lo + int(np.argmax(values[lo : hi + 1]))
+    floor = values[best] - tie
+    first, last = best, best
+    while first > 0 and values[first - 1] >= floor:
+        first -= 1
+    while last < len(values) - 1 and values[last + 1] >= floor:
+        last += 1
+    return min(first, centre), max(last, centre)
+
+
+def boundary_ranges(
+    similarity: np.ndarray,
+    query_timestamps_s: np.ndarray,
+    reference_timestamps_s: np.ndarray,
+    segment: Segment,
+    tie: float = TIE_CONTRAST,
+    margin_steps: float = MARGIN_STEPS,
+) -> BoundaryRanges:
+    """The ranges of a segment's four ends on its map: an end on one axis is placed by the row
+    (or column) at the other axis's end; frames tied with the best one there widen its range."""
+    q_times, r_times = query_timestamps_s, reference_timestamps_s
+    q_step = float(np.median(np.diff(q_times))) if len(q_times) > 1 else 1.0
+    r_step = float(np.median(np.diff(r_times))) if len(r_times) > 1 else 1.0
+    i0 = int(np.clip(np.searchsorted(q_times, segment.query_start_s), 0, len(q_times) - 1))
+    i1 = int(np.clip(np.searchsorted(q_times, segment.query_end_s) - 1, i0, len(q_times) - 1))
+    j0 = int(np.clip(np.searchsorted(r_times, segment.reference_start_s), 0, len(r_times) - 1))
+    j1 = int(np.clip(np.searchsorted(r_times, segment.reference_end_s) - 1, j0, len(r_times) - 1))
+
+    def span(times: np.ndarray, run: tuple[int, int], step: float, edge: float) -> tuple[float, float]:
+        """From the first to the last tied frame's edge (``edge`` -1/2 for a start, +1/2 for an
+        end), widened by the margin."""
+        margin = margin_steps * step
+        first, last = float(times[run[0]]) + edge * step, float(times[run[1]]) + edge * step
+        return max(0.0, first - margin), last + margin
+
+    return BoundaryRanges(
+        query_start_s=span(q_times, _tied_run(similarity[:, j0], i0, tie), q_step, -0.5),
+        query_end_s=span(q_times, _tied_run(similarity[:, j1], i1, tie), q_step, 0.5),
+        reference_start_s=span(r_times, _tied_run(similarity[i0], j0, tie), r_step, -0.5),
+        reference_end_s=span(r_times, _tied_run(similarity[i1], j1, tie), r_step, 0.5),
+    )
+
+
 class Localizer(Protocol):
     """Finds copied segments on a query x reference similarity map."""
 
