@@ -141,7 +141,8 @@ def _table_console(json_destination: str | None) -> Console:
     not a terminal, so that paths are not folded in logs."""
     to_stderr = json_destination == "-"
     stream = sys.stderr if to_stderr else sys.stdout
-    return Console(stderr=to_stderr, width=None if stream.isatty() else 240, markup=False, highlight=False)
+    width = None if stream.isatty() else 1000  # a log or a pipe: no path folded, whatever its length
+    return Console(stderr=to_stderr, width=width, markup=False, highlight=False)
 
 
 def _decoding_options(command: F) -> F:
