@@ -5,6 +5,7 @@ remuxed into the other containers, and is decoded through vcopy's own decoding p
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -146,11 +147,22 @@ def decoded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list[tu
     return {case: (seen[case], files[case][1]) for case in files}
 
 
-def test_a_folder_scan_takes_camera_and_broadcast_containers(tmp_path: Path) -> None:
-    names = ["00001.MTS", "clip.m2ts", "take.mxf", "old.VOB", "notes.txt"]
+def test_a_folder_scan_takes_what_opens_as_video(tmp_path: Path) -> None:
+    from PIL import Image
+
+    names = ["00001.MTS", "clip.m2ts", "take.mxf", "old.VOB"]
     for name in names:
-        (tmp_path / name).write_bytes(b"x")
-    assert [p.name for p in find_videos([tmp_path])] == sorted(names[:4])
+        (tmp_path / name).write_bytes(b"x")  # a video file name is enough (a bad one fails later)
+    _remux(_encode(tmp_path / "source.mp4", "libx264"), tmp_path / "upload_without_a_suffix", "mp4")
+    (tmp_path / "source.mp4").unlink()
+    (tmp_path / "notes.txt").write_text("not a video")
+    Image.new("RGB", (32, 32)).save(tmp_path / "still.jpg")
+    Image.new("RGB", (32, 32)).save(tmp_path / "still.png")
+    os.mkfifo(tmp_path / "pipe")  # never opened
+    skipped: list[str] = []
+    found = find_videos([tmp_path], lambda p: skipped.append(p.name))
+    assert [p.name for p in found] == sorted([*names, "upload_without_a_suffix"])
+    assert sorted(skipped) == ["notes.txt", "pipe", "still.jpg", "still.png"]
 
 
 @pytest.mark.parametrize("case", CASES)

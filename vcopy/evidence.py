@@ -217,15 +217,26 @@ def _segment_table(segments: Sequence[dict[str, Any]]) -> str:
     rows = "".join(
         f"<tr><td>{n}</td><td class='num'>{s['query_start']:.3f}–{s['query_end']:.3f}</td>"
         f"<td>{timecode(s['query_start'])}–{timecode(s['query_end'])}</td>"
+        f"<td class='num'>{_ranges(s, 'query')}</td>"
         f"<td class='num'>{s['reference_start']:.3f}–{s['reference_end']:.3f}</td>"
         f"<td>{timecode(s['reference_start'])}–{timecode(s['reference_end'])}</td>"
+        f"<td class='num'>{_ranges(s, 'reference')}</td>"
         f"<td class='num'>{s['score']:.3f}</td></tr>"
         for n, s in enumerate(segments, 1)
     )
     return (
         "<h2>Copied segments</h2><table class='segments'><tr><th>#</th><th>query (s)</th><th>query</th>"
-        f"<th>reference (s)</th><th>reference</th><th>score</th></tr>{rows}</table>"
+        "<th>query start / end may lie in (s)</th><th>reference (s)</th><th>reference</th>"
+        f"<th>reference start / end may lie in (s)</th><th>score</th></tr>{rows}</table>"
+        "<p>Each end may lie anywhere in its range: a sampling step either way, more where the "
+        "similarity map is flat across the end (a pan or a zoom over one picture).</p>"
     )
+
+
+def _ranges(segment: dict[str, Any], axis: str) -> str:
+    """``lo–hi / lo–hi`` seconds for an axis's start and end (as the report states them)."""
+    spans = [segment.get(f"{axis}_{end}_range") for end in ("start", "end")]
+    return " / ".join("?" if span is None else f"{span[0]:.1f}–{span[1]:.1f}" for span in spans)
 
 
 def _provenance(report: dict[str, Any]) -> str:

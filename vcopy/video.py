@@ -38,6 +38,7 @@ VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".3gp"}
     | {".mts", ".m2ts", ".mxf", ".vob", ".ogv", ".f4v"}
 )
+STILL_FORMATS = frozenset({"image2", "tty"})  # FFmpeg demuxers of pictures and text (and "*_pipe")
 # Containers (FFmpeg demuxer names) whose frames decord returns at the right times, as the container
 # test matrix (tests/test_containers.py) shows, when the video stream starts where the container
 # does; everything else is decoded with PyAV. decord's seeking in MPEG-TS returns wrong frames.
@@ -107,19 +108,35 @@ DecodeEvent = VideoStart | FrameChunk | VideoEnd | VideoFailed
 
 
 def find_videos(paths: Iterable[Path], on_skip: Callable[[Path], None] | None = None) -> list[Path]:
-    """Expand folders into the video files under them (sorted; ``on_skip`` is told of the other
-    files there); files are kept as given."""
+    """Expand folders into the video files under them (sorted): files with a video file name, and
+    other regular files that PyAV opens as a video (not a still picture); ``on_skip`` is told of
+    the rest. Files given are kept as given."""
     found: list[Path] = []
     for path in paths:
         if not path.is_dir():
             found.append(path)
             continue
         for candidate in sorted(p for p in path.rglob("*") if not p.is_dir()):
-            if candidate.suffix.lower() in VIDEO_SUFFIXES:
+            if candidate.suffix.lower() in VIDEO_SUFFIXES or _opens_as_video(candidate):
                 found.append(candidate)
             elif on_skip is not None:
                 on_skip(candidate)
     return found
+
+
+def _opens_as_video(path: Path) -> bool:
+    """Whether a regular file (never a FIFO: opening one waits) opens as a container with a
+    video stream that is not a still picture (about a millisecond: only the header is read)."""
+    import av
+
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return False
+        with av.open(str(path)) as container:
+            name = container.format.name
+            return bool(container.streams.video) and name not in STILL_FORMATS and not name.endswith("_pipe")
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError):
+        return False
 
 
 def file_stamp(path: Path) -> FileStamp:
