@@ -15,6 +15,7 @@ range was widened by a flat map.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,7 @@ def main() -> None:
     inside: dict[tuple[float, float], list[bool]] = {s: [] for s in settings}
     widths: dict[tuple[float, float], list[float]] = {s: [] for s in settings}
     point: list[bool] = []
+    residuals: list[tuple[str, float, float]] = []  # (end, segment score, |reported - true| s)
     with Library.open(library_path) as library:
         finder = CopyFinder(library)
         step_s = 1.0 / finder.sampling.sample_fps
@@ -77,6 +79,10 @@ def main() -> None:
                         continue
                     box = max(overlaps)[1]
                     reported = (*q, *r)
+                    residuals += [
+                        (end, segment.score, abs(at - true_s))
+                        for end, at, true_s in zip(ENDS, reported, box, strict=True)
+                    ]
                     point += [
                         abs(at - true_s) <= step_s + 1e-6 for at, true_s in zip(reported, box, strict=True)
                     ]
@@ -103,6 +109,7 @@ def main() -> None:
         raise SystemExit("no reported segment overlaps a true copy")
     print(f"split {args.split}: {n // 4} segments matched to a true copy, {n} ends")
     print(f"reported end within one sampling step of the true end: {np.mean(point):.3f}\n")
+    _conformal(args.work, args.split, residuals)
     print("| margin (steps) | tie (contrast) | true end inside the range | median width (s) | widened ends |")
     print("|---|---|---|---|---|")
     for tie, margin in settings:
@@ -111,6 +118,33 @@ def main() -> None:
         widened = np.mean(width > 2 * margin * step_s + 1e-6)
         row = f"| {margin:g} | {tie:g}{mark} | {np.mean(inside[tie, margin]):.3f} | {np.median(width):.1f}"
         print(f"{row} | {widened:.1%} |")
+
+
+def _conformal(work: Path, split: str, residuals: list[tuple[str, float, float]]) -> None:
+    """The other approach, measured: a margin per end and score band that is the 90th percentile
+    of the train split's errors (split conformal), applied to this split's reported ends."""
+    (work / f"residuals-{split}.json").write_text(json.dumps(residuals))
+    train_file = work / "residuals-train.json"
+    if split == "train" or not train_file.is_file():
+        return
+    train = json.loads(train_file.read_text())
+    bands = (0.0, 0.5, 0.75, 1.01)  # segment score
+
+    def band(score: float) -> int:
+        return int(np.searchsorted(bands, score, side="right")) - 1
+
+    margins = {}
+    for end in ENDS:
+        for b in range(len(bands) - 1):
+            errors = [e for k, sc, e in train if k == end and band(sc) == b]
+            everyone = [e for k, _, e in train if k == end]
+            margins[end, b] = float(np.quantile(errors if len(errors) >= 20 else everyone, 0.9))
+    covered = [error <= margins[end, band(score)] + 1e-6 for end, score, error in residuals]
+    widths = [2 * margins[end, band(score)] for end, score, _ in residuals]
+    print(
+        f"\nsplit conformal (90th percentile of train errors per end and score band): true end inside "
+        f"{np.mean(covered):.3f}, median width {np.median(widths):.1f} s"
+    )
 
 
 if __name__ == "__main__":
