@@ -94,6 +94,24 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def remux(
+    source: Path, destination: Path, container_format: str | None = None, options: dict | None = None
+) -> Path:
+    """A pure remux (``ffmpeg -c copy``): the same video packets in another container."""
+    import av
+
+    with (
+        av.open(str(source)) as src,
+        av.open(str(destination), "w", format=container_format, options=options or {}) as dst,
+    ):
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    return destination
+
+
 def one_frame_clip() -> synth.Clip:
     return synth.Clip(np.full((1, 120, 160, 3), 128, dtype=np.uint8), 25)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import remux
 
 from vcopy.video import (
     FrameChunk,
@@ -82,17 +83,6 @@ def _encode(
     return path
 
 
-def _remux(source: Path, destination: Path, container_format: str | None = None) -> Path:
-    """A pure remux (``ffmpeg -c copy``): the same packets in another container."""
-    with av.open(str(source)) as src, av.open(str(destination), "w", format=container_format) as dst:
-        stream = dst.add_stream_from_template(src.streams.video[0])
-        for packet in src.demux(src.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                dst.mux(packet)
-    return destination
-
-
 CASES = [
     "mp4",
     "mov",
@@ -118,15 +108,15 @@ def decoded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list[tu
     h264 = _encode(folder / "h264.mp4", "libx264")
     files: dict[str, tuple[Path, Timing]] = {
         "mp4": (h264, _uniform),
-        "mov": (_remux(h264, folder / "remux.mov"), _uniform),
-        "mkv": (_remux(h264, folder / "remux.mkv"), _uniform),
+        "mov": (remux(h264, folder / "remux.mov"), _uniform),
+        "mkv": (remux(h264, folder / "remux.mkv"), _uniform),
         "webm": (_encode(folder / "vp9.webm", "libvpx-vp9"), _uniform),
         "avi": (_encode(folder / "mpeg4.avi", "mpeg4"), _uniform),
-        "mpegts.ts": (_remux(h264, folder / "remux.ts", "mpegts"), _uniform),
-        "mpegts.m2ts": (_remux(h264, folder / "remux.m2ts", "mpegts"), _uniform),
-        "mpegts.MTS": (_remux(h264, folder / "00001.MTS", "mpegts"), _uniform),
+        "mpegts.ts": (remux(h264, folder / "remux.ts", "mpegts"), _uniform),
+        "mpegts.m2ts": (remux(h264, folder / "remux.m2ts", "mpegts"), _uniform),
+        "mpegts.MTS": (remux(h264, folder / "00001.MTS", "mpegts"), _uniform),
         "mxf": (_encode(folder / "mpeg2.mxf", "mpeg2video"), _uniform),
-        "flv": (_remux(h264, folder / "remux.flv", "flv"), _uniform),
+        "flv": (remux(h264, folder / "remux.flv", "flv"), _uniform),
         "variable frame rate mkv": (_encode(folder / "vfr.mkv", "libx264", _variable), _variable),
         "rotated mp4": (_encode(folder / "rotated.mp4", "libx264", rotation_deg=90), _uniform),
         "mp4 starting at 2 s": (_encode(folder / "late.mp4", "libx264", start_s=2.0), _uniform),
@@ -153,7 +143,7 @@ def test_a_folder_scan_takes_what_opens_as_video(tmp_path: Path) -> None:
     names = ["00001.MTS", "clip.m2ts", "take.mxf", "old.VOB"]
     for name in names:
         (tmp_path / name).write_bytes(b"x")  # a video file name is enough (a bad one fails later)
-    _remux(_encode(tmp_path / "source.mp4", "libx264"), tmp_path / "upload_without_a_suffix", "mp4")
+    remux(_encode(tmp_path / "source.mp4", "libx264"), tmp_path / "upload_without_a_suffix", "mp4")
     (tmp_path / "source.mp4").unlink()
     (tmp_path / "notes.txt").write_text("not a video")
     Image.new("RGB", (32, 32)).save(tmp_path / "still.jpg")

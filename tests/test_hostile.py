@@ -16,7 +16,7 @@ import faiss
 import numpy as np
 import pytest
 import torch
-from conftest import Corpus, run_vcopy
+from conftest import Corpus, remux, run_vcopy
 
 from vcopy import synth
 from vcopy.library import Library
@@ -334,25 +334,10 @@ def test_loops_and_fifos_among_the_arguments_are_named_and_skipped(corpus: Corpu
     assert any("fifo.mp4: not a regular file (a FIFO)" in x for x in proc.stderr.splitlines())
 
 
-def _fast_start(source: Path, destination: Path) -> Path:
-    """``source`` remuxed with its index (moov) before the media, as web encoders write."""
-    import av
-
-    with (
-        av.open(str(source)) as src,
-        av.open(str(destination), "w", options={"movflags": "faststart"}) as dst,
-    ):
-        stream = dst.add_stream_from_template(src.streams.video[0])
-        for packet in src.demux(src.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                dst.mux(packet)
-    return destination
-
-
 def test_a_truncated_file_is_reported_as_partly_decoded(corpus: Corpus, tmp_path: Path) -> None:
     clip = synth.concat([synth.procedural_video(300, 20), synth.procedural_video(301, 16)])
-    whole = _fast_start(synth.write_video(tmp_path / "whole.mp4", clip), tmp_path / "faststart.mp4")
+    source = synth.write_video(tmp_path / "whole.mp4", clip)  # remuxed with its index (moov) first,
+    whole = remux(source, tmp_path / "faststart.mp4", options={"movflags": "faststart"})  # as web encoders do
     truncated = tmp_path / "truncated.mp4"
     data = whole.read_bytes()
     truncated.write_bytes(data[: int(len(data) * 0.4)])
