@@ -116,11 +116,17 @@ def read_report(path: Path) -> dict[str, Any]:
     if not isinstance(report, dict) or report.get("schema") != SCHEMA_ID:
         raise VcopyError(f"{path}: not a vcopy report (schema is not {SCHEMA_ID})")
     try:
-        for query in report["queries"]:
-            for match in query["matches"]:
-                str(match["reference"]["path"])
-                [float(s[k]) for s in match["segments"] for k in ("query_start", "reference_end")]
-        str(report["library"]["path"])
+        segment_ends = [
+            (match["reference"]["path"], segment[end])
+            for query in report["queries"]
+            for match in query["matches"]
+            for segment in match["segments"]
+            for end in ("query_start", "query_end", "reference_start", "reference_end")
+        ]
+        if not isinstance(report["library"]["path"], str) or not all(
+            isinstance(path, str) and isinstance(at, int | float) for path, at in segment_ends
+        ):
+            raise ValueError("a path that is not text or a time that is not a number")
     except (KeyError, TypeError, ValueError) as exc:
         raise VcopyError(f"{path}: a vcopy report missing what it must hold ({exc})") from None
     return report
