@@ -48,8 +48,8 @@ def _fail(message: str, code: int = EXIT_CANNOT_RUN) -> None:
     sys.exit(code)
 
 
-def _problem(path: object, message: str, style: str = "red") -> Text:
-    """``PATH: message`` for stderr, both printed as text."""
+def _about(path: object, message: str, style: str = "red") -> Text:
+    """``PATH: message`` for stderr (a failure in red unless ``style`` says otherwise), as text."""
     return Text.assemble((printable(path), style), ": ", printable(message))
 
 
@@ -113,14 +113,14 @@ def _video_reporter(progress: Progress, task: TaskID) -> Callable[[str, str], No
     def on_video(path: str, outcome: str) -> None:
         kind, _, detail = outcome.partition(": ")
         if kind == "warning":
-            progress.console.print(_problem(path, f"warning: {detail}", "yellow"), soft_wrap=True)
+            progress.console.print(_about(path, f"warning: {detail}", "yellow"), soft_wrap=True)
             return
         progress.advance(task)
         progress.update(task, current=printable(Path(path).name))
         if kind == "failed":
-            progress.console.print(_problem(path, detail), soft_wrap=True)
+            progress.console.print(_about(path, detail), soft_wrap=True)
         elif _verbosity >= 2:
-            progress.console.print(_problem(path, kind, "green"), soft_wrap=True)
+            progress.console.print(_about(path, kind, "green"), soft_wrap=True)
 
     return on_video
 
@@ -480,14 +480,14 @@ def query_command(
                 progress.advance(task)
                 progress.update(task, current=printable(result.path.name))
                 if not result.ok:
-                    progress.console.print(_problem(result.path, str(result.error)), soft_wrap=True)
+                    progress.console.print(_about(result.path, str(result.error)), soft_wrap=True)
                 for warning in result.warnings:
                     progress.console.print(
-                        _problem(result.path, f"warning: {warning}", "yellow"), soft_wrap=True
+                        _about(result.path, f"warning: {warning}", "yellow"), soft_wrap=True
                     )
                 if result.ok and _verbosity >= 2:
                     copied = _count(len(result.matches), "library video copied", "library videos copied")
-                    progress.console.print(_problem(result.path, copied, "green"), soft_wrap=True)
+                    progress.console.print(_about(result.path, copied, "green"), soft_wrap=True)
         report = build_report(finder, results, started_utc)
         if evidence_dir is not None:
             from vcopy.evidence import EvidenceWriter
@@ -513,7 +513,7 @@ def query_command(
 def _skipped_file(path: Path) -> None:
     """With -v, a file of a searched folder that is not taken as a video is named."""
     if _verbosity >= 2:
-        stderr.print(_problem(path, "skipped (not a video file name)", "dim"), soft_wrap=True)
+        stderr.print(_about(path, "skipped (not a video file name)", "dim"), soft_wrap=True)
 
 
 def _span(

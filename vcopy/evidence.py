@@ -26,13 +26,13 @@ from PIL import Image, ImageDraw
 from vcopy.errors import VcopyError
 from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos
 from vcopy.library import Library
+from vcopy.localize.spd import CONTRAST_RANGE
 from vcopy.report import timecode
 from vcopy.similarity import background_similarity, similarity_map
 from vcopy.video import frames_at, probe, sha256_file
 
 FRAMES_PER_SEGMENT = 5  # aligned frame pairs shown across each segment
 THUMBNAIL_HEIGHT_PX = 180
-MAP_CONTRAST_RANGE = (-0.2, 0.8)  # contrast shown from black to white
 MAP_MAX_SIDE_PX = 720
 
 
@@ -75,7 +75,7 @@ def map_image(
 ) -> Image.Image:
     """The contrast map (query frames down, reference frames across; brighter is more alike) with
     each segment's box drawn in red."""
-    lo, hi = MAP_CONTRAST_RANGE
+    lo, hi = CONTRAST_RANGE  # shown from black to white, as SPD sees it
     grey = (np.clip((contrast - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
     rows, cols = grey.shape
     scale = max(1, MAP_MAX_SIDE_PX // max(rows, cols))
@@ -110,6 +110,7 @@ class EvidenceWriter:
         self.background_set = descriptor.whitening.background
         self.background_rank = background_rank
         self.videos = {v.path: v for v in library.videos()}
+        self._checks: dict[tuple[Path, str | None], str] = {}  # each file hashed once, however many pages
 
     def write(self, report: dict[str, Any], out_dir: Path) -> list[EvidencePage]:
         """One page per match, then ``index.html`` listing them; returns the match pages."""
@@ -138,7 +139,10 @@ class EvidenceWriter:
     ) -> str:
         reference = match["reference"]
         query_path, reference_path = Path(query["path"]), Path(reference["path"])
-        checks = [_file_check(query_path, query["sha256"]), _file_check(reference_path, reference["sha256"])]
+        checks = [
+            self._file_check(query_path, query["sha256"]),
+            self._file_check(reference_path, reference["sha256"]),
+        ]
         blocks = [_segment_table(match["segments"])]
         if video is not None and video.stamp.sha256 == query["sha256"] and reference["path"] in self.videos:
             library_video = self.videos[reference["path"]]
@@ -170,6 +174,11 @@ class EvidenceWriter:
             "schema for what a score means).</p>" + "".join(blocks) + _provenance(report)
         )
         return _html(title, body)
+
+    def _file_check(self, path: Path, sha256: str | None) -> str:
+        if (path, sha256) not in self._checks:
+            self._checks[path, sha256] = _file_check(path, sha256)
+        return self._checks[path, sha256]
 
     def _frame_pairs(self, query_path: Path, reference_path: Path, segments: Sequence[dict[str, Any]]) -> str:
         rows = []

@@ -315,7 +315,7 @@ def encode_videos(
 def truncation_warning(timestamps_s: np.ndarray, duration_s: float, sample_fps: float) -> tuple[str, ...]:
     """A warning when the decoded frames cover much less than the container says it lasts (a
     truncated or damaged file: what is past the damage was never compared)."""
-    covered_s = float(timestamps_s[-1]) + 1.0 / sample_fps if len(timestamps_s) else 0.0
+    covered_s = _covered_s(timestamps_s, sample_fps)
     short_by_s = duration_s - covered_s
     if not math.isfinite(duration_s) or covered_s >= TRUNCATED_FRACTION * duration_s:
         return ()
@@ -327,9 +327,14 @@ def truncation_warning(timestamps_s: np.ndarray, duration_s: float, sample_fps: 
     )
 
 
+def _covered_s(timestamps_s: np.ndarray, sample_fps: float) -> float:
+    """The seconds the sampled frames cover: up to one sampling step past the last one."""
+    return float(timestamps_s[-1]) + 1.0 / sample_fps if len(timestamps_s) else 0.0
+
+
 def video_duration_s(video: EncodedVideo, sampling: SamplingConfig) -> float:
     """The container's duration, or the span the sampled frames cover when it announces none."""
-    covered = float(video.timestamps_s[-1]) + 1.0 / sampling.sample_fps if len(video.timestamps_s) else 0.0
+    covered = _covered_s(video.timestamps_s, sampling.sample_fps)
     return (
         video.info.duration_s
         if video.info.duration_s > 0 and math.isfinite(video.info.duration_s)

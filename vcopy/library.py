@@ -556,13 +556,14 @@ class Library:
         and record an index file whose record a kill cut short. Vectors that rows list but the
         index lacks are damage, never repaired by forgetting their videos: an error."""
         valid = np.array([r[0] for r in self._db.execute("SELECT id FROM vectors")], dtype=np.int64)
-        missing = np.setdiff1d(valid, self._index_ids())
+        stored = self._index_ids()
+        missing = np.setdiff1d(valid, stored)
         if len(missing):
             raise LibraryError(
                 f"{self.root / _INDEX}: {len(missing)} vectors that the library lists are missing from it; "
                 f"{_REPAIR}"
             )
-        orphans = np.setdiff1d(self._index_ids(), valid)
+        orphans = np.setdiff1d(stored, valid)
         if len(orphans):
             self._drop_vectors(orphans)
         elif self.meta.get("index_sha256") != index_sha256:  # upgraded, or a kill before the record
