@@ -94,3 +94,6 @@ def test_evidence_of_a_file_that_is_not_a_report_is_one_line(tmp_path: Path) -> 
     proc = run_vcopy("evidence", bogus, "--out", tmp_path / "out")
     assert proc.returncode == 5 and "not a vcopy report" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    nowhere = Path("/proc/no-such-folder")  # cannot be made, even by root
+    proc = run_vcopy("evidence", bogus, "--out", nowhere)
+    assert proc.returncode == 2 and "cannot be made" in proc.stderr

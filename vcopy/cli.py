@@ -182,6 +182,19 @@ def _json_destination(ctx: click.Context, param: click.Parameter, value: str | N
     return value
 
 
+def _output_folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """An output folder, made (or checked writable) before any work."""
+    if value is None:
+        return value
+    try:
+        value.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(f"{value}: cannot be made ({exc.strerror or exc})", ctx, param) from None
+    if not os.access(value, os.W_OK):
+        raise click.BadParameter(f"{value}: cannot be written", ctx, param)
+    return value
+
+
 _json_output = click.option(
     "--json",
     "json_destination",
@@ -404,6 +417,7 @@ def search_text_command(
     "--evidence",
     "evidence_dir",
     type=click.Path(path_type=Path, file_okay=False),
+    callback=_output_folder,
     help="Also write an evidence page per match (and index.html) into this folder (see `vcopy evidence`).",
 )
 @click.option(
@@ -600,6 +614,7 @@ def _results_table(results: list, step_s: float) -> Table:
     "out_dir",
     required=True,
     type=click.Path(path_type=Path, file_okay=False),
+    callback=_output_folder,
     help="Folder for the pages (created if missing).",
 )
 @_friendly_errors

@@ -114,7 +114,10 @@ class EvidenceWriter:
 
     def write(self, report: dict[str, Any], out_dir: Path) -> list[EvidencePage]:
         """One page per match, then ``index.html`` listing them; returns the match pages."""
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VcopyError(f"{out_dir}: cannot hold evidence pages ({exc.strerror or exc})") from None
         matched = [q for q in report["queries"] if q["status"] == "ok" and q["matches"]]
         encoded = {e.path: e for e in self._encode([Path(q["path"]) for q in matched])}
         pages: list[EvidencePage] = []
