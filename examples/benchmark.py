@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vcopy.evaluate import Scores, evaluate
-from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos
+from vcopy.features import Descriptor, EncodedVideo, FailedVideo, create_descriptor, encode_videos
 from vcopy.library import IndexSummary, Library
 from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
 from vcopy.localize.base import MapInput
@@ -70,15 +70,15 @@ class SplitRun:
     query_seconds: list[float] = field(default_factory=list)
 
 
-def build_library(root: Path, references: list[Path], descriptor: FrameDescriptor) -> IndexSummary:
+def build_library(root: Path, references: list[Path], descriptor: Descriptor) -> IndexSummary:
     shutil.rmtree(root, ignore_errors=True)
-    with Library.open(root, write=True, descriptor=descriptor, sampling=SamplingConfig()) as library:
+    with Library.open(
+        root, write=True, descriptor=descriptor, sampling=SamplingConfig(frame_size=descriptor.frame_size)
+    ) as library:
         return library.add(references, descriptor)
 
 
-def run_split(
-    library: Library, descriptor: FrameDescriptor, queries: list[Path], names: list[str]
-) -> SplitRun:
+def run_split(library: Library, descriptor: Descriptor, queries: list[Path], names: list[str]) -> SplitRun:
     """Encode each query once, build its maps once, run every localizer on them."""
     finders = {n: CopyFinder(library, descriptor, QueryConfig(localizer=n)) for n in names}
     timers = {n: TimedLocalizer(f.localizer) for n, f in finders.items()}
@@ -165,7 +165,7 @@ def main() -> None:
     splits = [s for s in ("test", "long") if split_paths(gt, s, "queries")]
     references = [p for s in splits for p in split_paths(gt, s, "references")]
 
-    descriptor = FrameDescriptor(device=args.device)
+    descriptor = create_descriptor(device=args.device)
     summary = build_library(work / "library", references, descriptor)
     library_bytes = sum(p.stat().st_size for p in (work / "library").iterdir() if p.is_file())
     scores: dict[tuple[str, str], Scores] = {}

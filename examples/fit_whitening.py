@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vcopy.features import EncodedVideo, FrameDescriptor, encode_videos
+from vcopy.features import EncodedVideo, encode_videos
+from vcopy.features.efficientnet import EfficientNetDescriptor
 from vcopy.synth.benchmark import GROUND_TRUTH, copied_frame_pairs
 from vcopy.video import SamplingConfig
 from vcopy.whitening import fit_learned_whitening
@@ -33,10 +34,14 @@ def main() -> None:
     args = parser.parse_args()
     truth = json.loads((args.bench_dir / GROUND_TRUTH).read_text())
     videos = [v for v in truth["references"] + truth["queries"] if v["split"] == args.split]
-    descriptor = FrameDescriptor(whitening=None)
+    descriptor = EfficientNetDescriptor(whitening=None)
     encoded: dict[str, EncodedVideo] = {}
     by_path = {str(args.bench_dir / v["path"]): v["path"] for v in videos}
-    for item in encode_videos([args.bench_dir / v["path"] for v in videos], descriptor, SamplingConfig()):
+    for item in encode_videos(
+        [args.bench_dir / v["path"] for v in videos],
+        descriptor,
+        SamplingConfig(frame_size=descriptor.frame_size),
+    ):
         if isinstance(item, EncodedVideo):
             encoded[by_path[str(item.path)]] = item
     anchors, positives = [], []

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vcopy import synth
-from vcopy.features import FrameDescriptor
+from vcopy.features import create_descriptor
 from vcopy.library import Library
 from vcopy.query import CopyFinder, QueryConfig
 from vcopy.synth import edits
@@ -60,10 +60,13 @@ def main() -> None:
     started = time.perf_counter()
     ref_path, query_path, copy_query_start_s = make_videos(work)
     print(f"rendered in {time.perf_counter() - started:.0f} s")
-    descriptor = FrameDescriptor()
+    descriptor = create_descriptor()
     shutil.rmtree(work / "library", ignore_errors=True)
     with Library.open(
-        work / "library", write=True, descriptor=descriptor, sampling=SamplingConfig()
+        work / "library",
+        write=True,
+        descriptor=descriptor,
+        sampling=SamplingConfig(frame_size=descriptor.frame_size),
     ) as library:
         library.add([ref_path], descriptor)
     with Library.open(work / "library") as library:

@@ -20,7 +20,7 @@ from benchmark import long_form_maps
 
 from vcopy.errors import VcopyError
 from vcopy.evaluate import evaluate
-from vcopy.features import EncodedVideo, FrameDescriptor, encode_videos
+from vcopy.features import EncodedVideo, create_descriptor, encode_videos
 from vcopy.library import Library
 from vcopy.localize import create_localizer
 from vcopy.localize.base import MapInput
@@ -50,7 +50,7 @@ def main() -> None:
 
 def tradeoff_table(work_dir: Path, gt: Path) -> str:
     """The markdown table of every setting in ``SETTINGS`` (reports go to WORK_DIR/reports)."""
-    descriptor = FrameDescriptor()
+    descriptor = create_descriptor()
     dp = create_localizer("dp")
     rows = []
     with Library.open(work_dir / "library") as library:

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vcopy.features import LAYOUT_DIMS, LAYOUT_GRID, EncodedVideo, FrameClasses, FrameDescriptor, TextFeatures
+from vcopy.features import (
+    LAYOUT_DIMS,
+    LAYOUT_GRID,
+    EncodedVideo,
+    FrameClasses,
+    TextFeatures,
+    create_descriptor,
+)
 from vcopy.library import Library
 from vcopy.text.search import TextSearcher
 from vcopy.video import FileStamp, SamplingConfig, VideoInfo
@@ -55,10 +62,12 @@ def main() -> None:
     args = parser.parse_args()
     root = args.work_dir / "library"
     shutil.rmtree(root, ignore_errors=True)
-    descriptor = FrameDescriptor()
+    descriptor = create_descriptor()
     rng = np.random.default_rng(0)
     started = time.perf_counter()
-    with Library.open(root, write=True, descriptor=descriptor, sampling=SamplingConfig()) as library:
+    with Library.open(
+        root, write=True, descriptor=descriptor, sampling=SamplingConfig(frame_size=descriptor.frame_size)
+    ) as library:
         for lo in range(0, args.videos, 500):
             batch = [
                 fake_video(rng, i, args.frames, descriptor.dim) for i in range(lo, min(lo + 500, args.videos))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vcopy import synth
-from vcopy.features import FrameDescriptor
+from vcopy.features import create_descriptor
 from vcopy.library import Library
 from vcopy.synth.captioned import make_real_photo_set
 from vcopy.text.metrics import ranks, retrieval_metrics
@@ -42,10 +42,13 @@ def main() -> None:
         if not path.is_file():
             synth.write_video(path, synth.procedural_video(1000 + i, 6.0, fps=8))
     entries = [json.loads(line) for line in captions_file.read_text().splitlines()]
-    descriptor = FrameDescriptor()
+    descriptor = create_descriptor()
     shutil.rmtree(args.work_dir / "library", ignore_errors=True)
     with Library.open(
-        args.work_dir / "library", write=True, descriptor=descriptor, sampling=SamplingConfig()
+        args.work_dir / "library",
+        write=True,
+        descriptor=descriptor,
+        sampling=SamplingConfig(frame_size=descriptor.frame_size),
     ) as library:
         library.add([videos], descriptor)
     with Library.open(args.work_dir / "library") as library:

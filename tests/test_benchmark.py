@@ -9,18 +9,31 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_vcopy
-from vcopy.synth import benchmark, edits
+from vcopy.synth import benchmark, edits, ffmpeg_edits
 from vcopy.video import probe, sha256_file
 
 
 def test_plans_are_deterministic() -> None:
     spec = benchmark.SIZES["small"].splits["test"]
-    a = benchmark._plan_split("test", spec, np.random.default_rng(5), [(0, 1), (1, 2)])
-    b = benchmark._plan_split("test", spec, np.random.default_rng(5), [(0, 1), (1, 2)])
+    a = benchmark._plan_split("test", spec, np.random.default_rng(5), [("base", 0, 1), ("base", 1, 2)])
+    b = benchmark._plan_split("test", spec, np.random.default_rng(5), [("base", 0, 1), ("base", 1, 2)])
     assert a == b
     recipe = a[0][0]
     whole = benchmark.render(recipe).frames
     np.testing.assert_array_equal(benchmark.render(recipe, 1, 3).frames, whole[10:30])
+
+
+def test_no_two_references_share_footage_and_test_footage_is_held_out() -> None:
+    rng = np.random.default_rng(0)
+    tiles = {name: [(name, p, t) for p in range(3) for t in range(6)] for name in benchmark.PHOTO_SETS}
+    used = []
+    for name, spec in benchmark.SIZES["default"].splits.items():
+        refs, _ = benchmark._plan_split(name, spec, rng, tiles[spec.photo_set])
+        photo_shots = [(s.photo_set, s.photo, s.tile) for r in refs for s in r.shots if s.photo >= 0]
+        assert {shot[0] for shot in photo_shots} <= {spec.photo_set}
+        used += photo_shots
+    assert used and len(used) == len(set(used))  # each tile in one reference only
+    assert {u[0] for u in used} == {"base", "held_out"}  # train and long pan over base, test over held-out
 
 
 def test_ground_truth_matches_the_files(small_bench: Path) -> None:
@@ -33,7 +46,8 @@ def test_ground_truth_matches_the_files(small_bench: Path) -> None:
         path = root / q["path"]
         assert sha256_file(path) == q["sha256"]
         duration = probe(path).duration_s
-        assert {t.split(":")[0] for t in q["transforms"]} <= set(edits.ALL_EDITS)
+        ffmpeg_made = {f"ffmpeg_{name}" for name in ffmpeg_edits.FILTERS}
+        assert {t.split(":")[0] for t in q["transforms"]} <= set(edits.ALL_EDITS) | ffmpeg_made
         for c in q["copies"]:
             assert splits[c["reference"]] == q["split"]  # train and test never share a reference
             assert 0 <= c["query_start"] < c["query_end"] <= duration + 0.2

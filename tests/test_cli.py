@@ -16,7 +16,7 @@ import numpy as np
 from conftest import COPY_QUERY_S, COPY_REFERENCE_S, Corpus, alive, descendants, one_frame_clip, run_vcopy
 
 from vcopy import synth
-from vcopy.features import EncodedVideo, FrameDescriptor, encode_videos
+from vcopy.features import EncodedVideo, create_descriptor, encode_videos
 from vcopy.library import LAYOUT_STEPS, Library
 from vcopy.report import load_schema
 
@@ -56,7 +56,9 @@ def test_library_keeps_each_frames_layout_to_within_its_int8_step(library: Path)
     lib = Library.open(library)
     video = next(v for v in lib.videos() if Path(v.path).name == "r0.mp4")
     stored = lib.frame_layouts(video.id)
-    [encoded] = encode_videos([Path(video.path)], FrameDescriptor(), lib.sampling, text=True)
+    [encoded] = encode_videos(
+        [Path(video.path)], create_descriptor(lib.meta["descriptor"]), lib.sampling, text=True
+    )
     lib.close()
     assert isinstance(encoded, EncodedVideo) and encoded.text is not None and stored is not None
     assert stored.shape == encoded.text.layouts.shape and stored.dtype == np.float32

@@ -1,22 +1,24 @@
-"""The real ImageNet weights are loaded: real photos get a sensible top-5."""
+"""Every registered descriptor loads its real weights and gives unit vectors that survive edits;
+the ImageNet weights behind text search give real photos a sensible top-5."""
 
 import numpy as np
+import pytest
 import torch
 from sklearn.datasets import load_sample_images
 from torchvision.models import ResNet50_Weights
 
-from vcopy.features import FrameDescriptor
+from vcopy.features import DESCRIPTORS, create_descriptor
 
 
-def _resize(image: np.ndarray) -> np.ndarray:
+def _resize(image: np.ndarray, size: int = 224) -> np.ndarray:
     x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float()
-    x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
     return x[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
 
 
 def test_imagenet_top5_on_real_photos() -> None:
     categories = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
-    descriptor = FrameDescriptor()
+    descriptor = create_descriptor("efficientnet_lite0")
     china, flower = (_resize(i) for i in load_sample_images().images)
     probs = descriptor.imagenet_probabilities(np.stack([china, flower]))
     top5 = [{categories[j] for j in np.argsort(-p)[:5]} for p in probs]
@@ -24,14 +26,19 @@ def test_imagenet_top5_on_real_photos() -> None:
     assert "daisy" in top5[1]
 
 
-def test_vectors_are_normalised_and_robust() -> None:
-    descriptor = FrameDescriptor()
-    china, flower = (_resize(i) for i in load_sample_images().images)
+@pytest.mark.parametrize("name", sorted(DESCRIPTORS))
+def test_vectors_are_normalised_and_robust(name: str) -> None:
+    descriptor = create_descriptor(name)
+    assert descriptor.name.startswith(f"{name}/") and len(descriptor.background) > 100
+    assert create_descriptor(descriptor.name).name == descriptor.name  # rebuilt from a library's record
+    china, flower = (_resize(i, descriptor.frame_size) for i in load_sample_images().images)
     brighter = np.clip(china.astype(int) + 30, 0, 255).astype(np.uint8)
     v = descriptor.encode(np.stack([china, brighter, flower]))
     assert v.shape == (3, descriptor.dim) and v.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+    with pytest.raises(ValueError, match="not installed"):
+        create_descriptor(f"{name}/other-weights")
 
 
 def test_learned_whitening_suppresses_what_copies_change(tmp_path) -> None:
@@ -54,7 +61,7 @@ def test_learned_whitening_suppresses_what_copies_change(tmp_path) -> None:
 def test_layout_says_where_things_are() -> None:
     from vcopy.features import LAYOUT_DIMS, LAYOUT_GRID
 
-    descriptor = FrameDescriptor()
+    descriptor = create_descriptor("efficientnet_lite0")
     flower = _resize(load_sample_images().images[1])[::2, ::2]  # 112 x 112
     empty = np.full((224, 224, 3), 128, dtype=np.uint8)
     left, right = empty.copy(), empty.copy()

@@ -140,3 +140,14 @@ def test_eval_cli_json_and_errors(tmp_path: Path) -> None:
     bad.write_text("{not json")
     proc = run_vcopy("eval", "--gt", gt, bad)
     assert proc.returncode != 0 and "bad.json" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_pairs_below_the_threshold_rank_but_do_not_match(tmp_path: Path) -> None:
+    gt, report_path = _write_case(tmp_path)
+    report = json.loads(report_path.read_text())
+    q1 = report["queries"][0]
+    q1["below_threshold"], q1["matches"] = q1["matches"], []  # the true q1-A pair, scored 0.9, not matched
+    report_path.write_text(json.dumps(report))
+    s = evaluate(gt, report_path, split="test").overall
+    assert (s.predicted_pairs, s.video_recall) == (3, 0.5)  # no longer a match: recall drops
+    assert s.video_micro_ap == pytest.approx((1 + 2 / 3) / 2)  # still ranked first: AP is unchanged

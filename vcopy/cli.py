@@ -63,7 +63,7 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-def _friendly_errors(command: F) -> F:
+def _friendly_errors[F: Callable[..., Any]](command: F) -> F:
     """Expected failures become one line on stderr and an exit code, never a traceback."""
 
     @functools.wraps(command)
@@ -145,7 +145,7 @@ def _table_console(json_destination: str | None) -> Console:
     return Console(stderr=to_stderr, width=width, markup=False, highlight=False)
 
 
-def _decoding_options(command: F) -> F:
+def _decoding_options[F: Callable[..., Any]](command: F) -> F:
     """--device and --decode-timeout, shared by every command that decodes and describes videos."""
     command = click.option(
         "--decode-timeout",
@@ -166,6 +166,38 @@ _existing_library = click.option(
     type=click.Path(path_type=Path),
     help="Library folder made by `vcopy index`.",
 )
+
+
+def _descriptor_option(help_text: str) -> Callable[[F], F]:
+    from vcopy.features import DEFAULT_DESCRIPTOR, DESCRIPTORS
+
+    return click.option(
+        "--descriptor",
+        "descriptor_name",
+        default=None,
+        type=click.Choice(sorted(DESCRIPTORS)),
+        help=f"{help_text} [default: {DEFAULT_DESCRIPTOR}]",
+    )
+
+
+def _library_descriptor(library_path: Path, requested: str | None) -> str:
+    """The descriptor to index with: the one an existing library records (a different request is a
+    usage error), else ``requested`` or the default."""
+    from vcopy.features import DEFAULT_DESCRIPTOR
+    from vcopy.library import Library
+
+    if not (library_path / "library.sqlite").is_file():
+        return requested or DEFAULT_DESCRIPTOR
+    with Library.open(library_path) as library:
+        recorded = library.meta.get("descriptor")
+    if recorded is None:
+        return requested or DEFAULT_DESCRIPTOR
+    if requested is not None and recorded.split("/", 1)[0] != requested:
+        raise click.UsageError(
+            f"{printable(library_path)} was built with descriptor {recorded.split('/', 1)[0]}, not "
+            f"{requested}; index into a new library to use another descriptor"
+        )
+    return recorded
 
 
 def _json_destination(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -226,6 +258,7 @@ def cli(quiet: bool, verbose: bool) -> None:
     help="Library folder (created if missing).",
 )
 @click.option("--prune", is_flag=True, help="Remove library videos under PATHS whose files no longer exist.")
+@_descriptor_option("Frame descriptor of a new library (an existing one keeps its own).")
 @click.option(
     "--sample-fps",
     default=1.0,
@@ -246,6 +279,7 @@ def index_command(
     paths: tuple[Path, ...],
     library_path: Path,
     prune: bool,
+    descriptor_name: str | None,
     sample_fps: float,
     device: str,
     decode_timeout: float,
@@ -266,11 +300,14 @@ def index_command(
     if total == 0 and not prune:
         raise click.UsageError(f"no video files in {_listed(paths)} (nothing to index)")
     _check_device(device)
-    from vcopy.features import FrameDescriptor
+    descriptor_name = _library_descriptor(library_path, descriptor_name)
+    from vcopy.features import create_descriptor
     from vcopy.text.search import TEXT_DIR, open_text_space, sync_text_index
 
-    descriptor = FrameDescriptor(device=device)
-    sampling = SamplingConfig(sample_fps=sample_fps, stall_timeout_s=decode_timeout)
+    descriptor = create_descriptor(descriptor_name, device=device)
+    sampling = SamplingConfig(
+        sample_fps=sample_fps, frame_size=descriptor.frame_size, stall_timeout_s=decode_timeout
+    )
     with Library.open(library_path, write=True, descriptor=descriptor, sampling=sampling) as library:
         if float(library.meta["sample_fps"]) != sample_fps:
             _note(f"note: library samples {library.sampling.sample_fps:g} frames/s; using that")
@@ -408,7 +445,11 @@ def search_text_command(
     help="Library videos per query that get a similarity map and localization.",
 )
 @click.option(
-    "--min-score", default=0.0, show_default=True, type=FiniteFloat(), help="Drop matches scoring below this."
+    "--min-score",
+    default=None,
+    type=FiniteFloat(),
+    help="A pair is a match from this score [default: the localizer's threshold, calibrated on the "
+    "benchmark's train split]. Weaker pairs are listed in the report's below_threshold.",
 )
 @click.option(
     "--fail-on-match", is_flag=True, help="Exit with 3 (4 if some inputs also failed) when copies are found."
@@ -439,7 +480,7 @@ def query_command(
     localizer: str,
     spd_weights: Path | None,
     candidates: int,
-    min_score: float,
+    min_score: float | None,
     fail_on_match: bool,
     device: str,
     decode_timeout: float,
@@ -474,7 +515,7 @@ def query_command(
     table_console = _table_console(json_destination)
     with Library.open(library_path) as library:
         _check_device(device)
-        from vcopy.features import FrameDescriptor
+        from vcopy.features import create_descriptor
         from vcopy.query import CopyFinder, QueryConfig
         from vcopy.report import build_report, report_csv
 
@@ -485,7 +526,7 @@ def query_command(
             min_score=min_score,
             stall_timeout_s=decode_timeout,
         )
-        finder = CopyFinder(library, FrameDescriptor(device=device), config)
+        finder = CopyFinder(library, create_descriptor(library.meta["descriptor"], device), config)
         results = []
         with _progress() as progress:
             task = progress.add_task("querying", total=len(files), current="")
@@ -632,11 +673,11 @@ def evidence_command(report_path: Path, out_dir: Path) -> None:
     report = read_report(report_path)
     with Library.open(Path(report["library"]["path"])) as library:
         from vcopy.evidence import EvidenceWriter
-        from vcopy.features import FrameDescriptor
+        from vcopy.features import create_descriptor
         from vcopy.query import QueryConfig
 
         rank = report["parameters"].get("background_rank", QueryConfig.background_rank)
-        writer = EvidenceWriter(library, FrameDescriptor(), int(rank))
+        writer = EvidenceWriter(library, create_descriptor(library.meta["descriptor"]), int(rank))
         pages = writer.write(report, out_dir)
     click.echo(
         f"{_count(len(pages), 'evidence page', 'evidence pages')} and index.html in {printable(out_dir)}"
@@ -747,6 +788,7 @@ def train_group() -> None:
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@_descriptor_option("Frame descriptor whose maps (or library) the model is trained on.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
 @_friendly_errors
 def train_spd_command(
@@ -761,6 +803,7 @@ def train_spd_command(
     widths: str,
     seed: int,
     resume: bool,
+    descriptor_name: str | None,
     device: str,
 ) -> None:
     """Train the SPD copy detector on DATASET, a folder made by examples/make_benchmark.py (only
@@ -782,6 +825,7 @@ def train_spd_command(
     if len(width_values) != 3 or min(width_values) < 1:
         raise click.BadParameter("three positive integers, e.g. 8,16,32", param_hint="--widths")
     _check_device(device)
+    from vcopy.features import DEFAULT_DESCRIPTOR
     from vcopy.localize.spd_train import EpochLog, TrainConfig, train_spd
 
     config = TrainConfig(
@@ -793,6 +837,7 @@ def train_spd_command(
         batch_size=batch_size,
         learning_rate=learning_rate,
         seed=seed,
+        descriptor=descriptor_name or DEFAULT_DESCRIPTOR,
         device=device,
     )
     with _progress() as progress:
@@ -890,6 +935,7 @@ def train_spd_command(
 @click.option("--validation-fraction", default=0.2, show_default=True, type=FiniteFloat(0.05, 0.5))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@_descriptor_option("Frame descriptor whose maps (or library) the model is trained on.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
 @_friendly_errors
 def train_text_command(
@@ -913,6 +959,7 @@ def train_text_command(
     validation_fraction: float,
     seed: int,
     resume: bool,
+    descriptor_name: str | None,
     device: str,
 ) -> None:
     """Train the text-to-video model on captioned videos (several captions per video welcome).
@@ -941,6 +988,7 @@ def train_text_command(
         caption_neighbour_batches=neighbour_batches,
         validation_fraction=validation_fraction,
         seed=seed,
+        descriptor=_library_descriptor(library_path or out_dir / "library", descriptor_name),
         device=device,
     )
     if resume and (out_dir / "last.pt").is_file():

@@ -1,8 +1,9 @@
 """Scoring a ``vcopy query`` report against ground truth.
 
-Video level (VSC22 matching track): precision, recall and F1 over (query, reference) pairs, and
-micro average precision (all predicted pairs ranked by score across queries, AP normalised by the
-number of true pairs).
+Video level (VSC22 matching track): precision, recall and F1 over the matched (query, reference)
+pairs, and micro average precision (every scored pair, matches and those below the threshold,
+ranked by score across queries, AP normalised by the number of true pairs), so that ranking is not
+capped by the operating threshold.
 
 Segment level (VCSL protocol): a copied segment is a box in the query-time x reference-time plane.
 For one (query, reference) pair, precision on an axis is the length of the predicted boxes'
@@ -43,6 +44,7 @@ class TrueQuery:
 class Prediction:
     score: float
     boxes: list[Box]
+    match: bool = True  # False: scored, but below the report's threshold (ranks pairs only)
 
 
 @dataclass(frozen=True)
@@ -118,13 +120,14 @@ def micro_average_precision(ranked_correct: list[bool], n_true: int) -> float:
 def score(truth: dict[str, TrueQuery], predictions: dict[Pair, Prediction]) -> Scores:
     """All metrics for the queries in ``truth`` (keyed by sha256); predictions for other queries
     are ignored."""
-    predictions = {pair: p for pair, p in predictions.items() if pair[0] in truth}
+    scored = {pair: p for pair, p in predictions.items() if pair[0] in truth}
+    predictions = {pair: p for pair, p in scored.items() if p.match}
     true_pairs = {(q, r) for q, t in truth.items() for r in t.boxes}
     correct = [pair in true_pairs for pair in predictions]
     tp = sum(correct)
     precision = tp / len(predictions) if predictions else 0.0
     recall = tp / len(true_pairs) if true_pairs else 0.0
-    ranked = sorted(predictions, key=lambda pair: -predictions[pair].score)
+    ranked = sorted(scored, key=lambda pair: -scored[pair].score)
     micro_ap = micro_average_precision([pair in true_pairs for pair in ranked], len(true_pairs))
     precisions, recalls = [], []
     for pair in set(predictions) | true_pairs:
@@ -186,12 +189,14 @@ def load_predictions(path: Path) -> tuple[dict[Pair, Prediction], set[str]]:
             raise ValueError(f"schema is {data.get('schema')!r}, not vcopy.report/*")
         predictions: dict[Pair, Prediction] = {}
         for q in data["queries"]:
-            for m in q.get("matches", []):
-                boxes = [
-                    (s["query_start"], s["query_end"], s["reference_start"], s["reference_end"])
-                    for s in m["segments"]
-                ]
-                predictions[(q["sha256"], m["reference"]["sha256"])] = Prediction(float(m["score"]), boxes)
+            for match, entries in ((True, q.get("matches", [])), (False, q.get("below_threshold", []))):
+                for m in entries:
+                    boxes = [
+                        (s["query_start"], s["query_end"], s["reference_start"], s["reference_end"])
+                        for s in m["segments"]
+                    ]
+                    pair = (q["sha256"], m["reference"]["sha256"])
+                    predictions[pair] = Prediction(float(m["score"]), boxes, match)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise VcopyError(f"{path}: not a readable vcopy report ({exc.__class__.__name__}: {exc})") from exc
     return predictions, {q["sha256"] for q in data["queries"]}

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vcopy.errors import VcopyError
-from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos
+from vcopy.features import Descriptor, EncodedVideo, FailedVideo, encode_videos
 from vcopy.library import Library
 from vcopy.localize.spd import CONTRAST_RANGE
 from vcopy.report import timecode
@@ -98,16 +98,16 @@ class EvidenceWriter:
     """Writes the evidence pages of reports made on ``library`` with ``descriptor`` (the query's
     frames are decoded and described again to draw the map; its bytes must be the report's)."""
 
-    def __init__(self, library: Library, descriptor: FrameDescriptor, background_rank: int) -> None:
-        if descriptor.whitening is None:
-            raise VcopyError("evidence maps need a whitened descriptor (its background set normalises them)")
+    def __init__(self, library: Library, descriptor: Descriptor, background_rank: int) -> None:
+        if len(descriptor.background) == 0:
+            raise VcopyError("evidence maps need a descriptor with a background set (it normalises them)")
         if library.meta["descriptor"] != descriptor.name:
             raise VcopyError(
                 f"{library.root}: built with descriptor {library.meta['descriptor']}, not {descriptor.name}"
             )
         self.library = library
         self.descriptor = descriptor
-        self.background_set = descriptor.whitening.background
+        self.background_set = descriptor.background
         self.background_rank = background_rank
         self.videos = {v.path: v for v in library.videos()}
         self._checks: dict[tuple[Path, str | None], str] = {}  # each file hashed once, however many pages

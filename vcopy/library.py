@@ -43,7 +43,7 @@ from vcopy.checks import bounded_float, bounded_int
 from vcopy.errors import LibraryError
 
 if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are described: opening is light
-    from vcopy.features import EncodedVideo, FailedVideo, FrameClasses, FrameDescriptor, TextFeatures
+    from vcopy.features import Descriptor, EncodedVideo, FailedVideo, FrameClasses, TextFeatures
 from vcopy.video import SamplingConfig, file_stamp, find_videos
 
 # 2 added frame_classes, 3 frame_layouts (float16), 4 holds them as int8, 5 records the index file's
@@ -159,7 +159,7 @@ class Library:
         cls,
         root: Path,
         write: bool = False,
-        descriptor: FrameDescriptor | None = None,
+        descriptor: Descriptor | None = None,
         sampling: SamplingConfig | None = None,
     ) -> Library:
         """Open a library; with ``write=True`` take its write lock, creating it if needed (which
@@ -344,7 +344,7 @@ class Library:
     def add(
         self,
         paths: Iterable[Path],
-        descriptor: FrameDescriptor,
+        descriptor: Descriptor,
         prune: bool = False,
         commit_every_s: float = 30.0,
         stall_timeout_s: float = 120.0,

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vcopy.features import EncodedVideo, FailedVideo, FrameDescriptor, encode_videos, video_duration_s
+from vcopy.features import (
+    Descriptor,
+    EncodedVideo,
+    FailedVideo,
+    create_descriptor,
+    encode_videos,
+    video_duration_s,
+)
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer, localizer_settings
 from vcopy.localize.base import BoundaryRanges, boundary_ranges
@@ -25,7 +32,7 @@ class QueryConfig:
     knn: int = 64  # library frames retrieved per query frame
     background_rank: int = 30  # the background-set neighbour whose similarity is a frame's background
     candidates: int = 10  # library videos that get a similarity map
-    min_score: float = 0.0  # matches scoring below this are dropped
+    min_score: float | None = None  # a match scores at least this; None: the localizer's calibrated threshold
     stall_timeout_s: float = 120.0  # a decoder silent this long is killed
 
 
@@ -56,6 +63,9 @@ class QueryResult:
     sha256: str | None = None
     duration_s: float | None = None
     matches: list[Match] = field(default_factory=list)
+    below_threshold: list[Match] = field(
+        default_factory=list
+    )  # scored pairs that are not matches, best first
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. only part of a truncated file was compared
     decoder: str | None = None  # decord or pyav
@@ -72,19 +82,19 @@ class CopyFinder:
     def __init__(
         self,
         library: Library,
-        descriptor: FrameDescriptor | None = None,
+        descriptor: Descriptor | None = None,
         config: QueryConfig | None = None,
     ) -> None:
         self.library = library
         self.config = config or QueryConfig()
-        self.descriptor = descriptor or FrameDescriptor()
+        self.descriptor = descriptor or create_descriptor(library.meta["descriptor"])
         if library.meta["descriptor"] != self.descriptor.name:
             raise ValueError(
                 f"library uses descriptor {library.meta['descriptor']}, not {self.descriptor.name}"
             )
-        if self.descriptor.whitening is None:
-            raise ValueError("matching needs a whitened descriptor (its background set normalises scores)")
-        self.background_set = self.descriptor.whitening.background
+        if len(self.descriptor.background) == 0:
+            raise ValueError("matching needs a descriptor with a background set (it normalises scores)")
+        self.background_set = self.descriptor.background
         self.localizer: Localizer = create_localizer(self.config.localizer, self.config.spd_weights)
         trained_on = getattr(self.localizer, "descriptor", self.descriptor.name)
         if trained_on != self.descriptor.name:
@@ -95,10 +105,16 @@ class CopyFinder:
         self.sampling = replace(library.sampling, stall_timeout_s=self.config.stall_timeout_s)
 
     @property
+    def min_score(self) -> float:
+        """The score from which a pair is a match."""
+        return self.localizer.match_threshold if self.config.min_score is None else self.config.min_score
+
+    @property
     def parameters(self) -> dict[str, object]:
         """Every setting in effect, for the report."""
         return {
             **asdict(self.config),
+            "min_score": self.min_score,
             "spd_weights": None if self.config.spd_weights is None else str(self.config.spd_weights),
             "localizer_settings": localizer_settings(self.localizer),
             "sampling": asdict(self.sampling),
@@ -132,9 +148,12 @@ class CopyFinder:
         return maps
 
     def localize(self, video: EncodedVideo, maps: list[SimilarityMap]) -> QueryResult:
-        """Run the localizer on the maps (one batch); references with copied segments become matches."""
+        """Run the localizer on the maps (one batch). A reference with a segment scoring at least
+        ``min_score`` is a match (with those segments); one whose segments all score lower is kept
+        below the threshold, to rank pairs by."""
         duration = video_duration_s(video, self.sampling)
-        matches = []
+        matches: list[Match] = []
+        below: list[Match] = []
         found = self.localizer.localize_batch(
             [(m.contrast, video.timestamps_s, m.reference_timestamps_s) for m in maps]
         )
@@ -143,19 +162,20 @@ class CopyFinder:
                 continue
             reference = self.library.video(m.reference_id)
             segments = [_clip(s, duration, reference.duration_s) for s in segments]
-            score = max(s.score for s in segments)
-            if score >= self.config.min_score:
-                ranges = [
-                    boundary_ranges(m.contrast, video.timestamps_s, m.reference_timestamps_s, s)
-                    for s in segments
-                ]
-                matches.append(Match(reference, score, segments, ranges))
+            strong = [s for s in segments if s.score >= self.min_score]
+            kept, into = (strong, matches) if strong else (segments, below)
+            ranges = [
+                boundary_ranges(m.contrast, video.timestamps_s, m.reference_timestamps_s, s) for s in kept
+            ]
+            into.append(Match(reference, max(s.score for s in kept), kept, ranges))
         matches.sort(key=lambda m: -m.score)
+        below.sort(key=lambda m: -m.score)
         return QueryResult(
             path=video.path,
             sha256=video.stamp.sha256,
             duration_s=duration,
             matches=matches,
+            below_threshold=below,
             warnings=list(video.warnings),
             decoder=video.decoder,
         )

@@ -19,7 +19,7 @@ from vcopy.errors import VcopyError
 
 if TYPE_CHECKING:  # reports are also written by commands that never load the copy finder
     from vcopy.localize.base import BoundaryRanges, Segment
-    from vcopy.query import CopyFinder, QueryResult
+    from vcopy.query import CopyFinder, Match, QueryResult
 
 SCHEMA_ID = "vcopy.report/1"
 
@@ -63,19 +63,21 @@ def _query_entry(result: QueryResult) -> dict[str, Any]:
         "error": result.error,
         "warnings": result.warnings,
         "decoder": result.decoder,
-        "matches": [
-            {
-                "reference": {
-                    "path": m.reference.path,
-                    "sha256": m.reference.sha256,
-                    "duration": round(m.reference.duration_s, 3),
-                    "decoder": m.reference.decoder,
-                },
-                "score": round(m.score, 6),
-                "segments": [_segment_entry(s, r) for s, r in zip(m.segments, m.ranges, strict=True)],
-            }
-            for m in result.matches
-        ],
+        "matches": [_match_entry(m) for m in result.matches],
+        "below_threshold": [_match_entry(m) for m in result.below_threshold],
+    }
+
+
+def _match_entry(m: Match) -> dict[str, Any]:
+    return {
+        "reference": {
+            "path": m.reference.path,
+            "sha256": m.reference.sha256,
+            "duration": round(m.reference.duration_s, 3),
+            "decoder": m.reference.decoder,
+        },
+        "score": round(m.score, 6),
+        "segments": [_segment_entry(s, r) for s, r in zip(m.segments, m.ranges, strict=True)],
     }
 
 

@@ -94,6 +94,12 @@ class Localizer(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def match_threshold(self) -> float:
+        """The score from which a segment is a match (calibrated on the train split); the localizer
+        also returns weaker segments above its own floor, so that pairs can be ranked."""
+        ...
+
     def __call__(
         self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
     ) -> list[Segment]: ...

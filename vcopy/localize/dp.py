@@ -80,7 +80,8 @@ class DynamicProgramming(MapByMap):
     turn_penalty: float = 0.05
     max_gap: int = 4
     min_frames: int = 3
-    min_score: float = 0.3  # mean contrast over on-cells that makes it a copy (tuned, train split)
+    min_score: float = 0.3  # mean contrast over on-cells below which nothing is reported (the floor)
+    match_threshold: float = 0.3  # from which a segment is a match (calibrated, train split)
     max_segments: int = 8
 
     def __call__(

@@ -63,7 +63,8 @@ class DynamicTimeWarping(MapByMap):
     min_similarity: float = 0.12
     gap_cost: float = 0.3
     min_frames: int = 3
-    min_score: float = 0.3  # mean contrast along the warping path that makes it a copy (tuned)
+    min_score: float = 0.3  # mean contrast along the warping path below which nothing is reported (the floor)
+    match_threshold: float = 0.3  # from which a segment is a match (calibrated, train split)
     max_segments: int = 8
 
     def __call__(

@@ -26,7 +26,8 @@ class HoughVoting(MapByMap):
     tolerance: int = 1  # frames either side of a peak's offset
     max_gap: int = 4
     min_frames: int = 3
-    min_score: float = 0.3  # mean contrast of a segment that makes it a copy (tuned, train split)
+    min_score: float = 0.3  # mean contrast of a segment below which nothing is reported (the floor)
+    match_threshold: float = 0.3  # from which a segment is a match (calibrated, train split)
     max_peaks: int = 8
 
     def __call__(

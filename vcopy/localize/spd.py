@@ -283,6 +283,7 @@ class SimilarityPatternDetector:
 
     weights_path: Path = field(default_factory=shipped_weights_path)
     score_threshold: float | None = None
+    score_floor: float = 0.05  # weaker boxes are not reported at all; boxes below the threshold rank pairs
     iou_threshold: float = 0.5
     refine_min_contrast: float = 0.15
     second_look_score: float = 0.15  # weaker boxes on coarsely drawn maps are cropped and looked at again
@@ -317,6 +318,11 @@ class SimilarityPatternDetector:
         self.sha256 = sha256_file(self.weights_path)
 
     @property
+    def match_threshold(self) -> float:
+        assert self.score_threshold is not None
+        return self.score_threshold
+
+    @property
     def models(self) -> list[dict[str, str]]:
         """Weights files used, for the report."""
         return [{"name": f"spd:{self.weights_path.name}", "sha256": self.sha256}]
@@ -328,6 +334,7 @@ class SimilarityPatternDetector:
             "input_size": self.input_size,
             "max_aspect": self.max_aspect,
             "score_threshold": self.score_threshold,
+            "score_floor": self.score_floor,
             "iou_threshold": self.iou_threshold,
             "refine_min_contrast": self.refine_min_contrast,
             "refine_two_frame_ends_from_frames_per_pixel": TWO_FRAME_END_FRAMES_PER_PIXEL,
@@ -357,35 +364,35 @@ class SimilarityPatternDetector:
     def detect(
         self, maps: Sequence[np.ndarray], score_threshold: float | None = None
     ) -> list[list[Detection]]:
-        """Detections on each map (frame indices), best first. On a map drawn at several frames
-        per pixel, a box scored at least ``second_look_score`` but below the threshold is looked at
-        again: the map around it (twice its size) is cropped and detected on at full detail, and
-        what the crop finds above the threshold counts (a faint band of a few pixels in a long
-        map fills the crop). The crops all go through the network as one batch."""
+        """Detections on each map (frame indices) scoring at least ``score_floor``, best first. On a
+        map drawn at several frames per pixel, a box scored at least ``second_look_score`` but
+        below the threshold is looked at again: the map around it (twice its size) is cropped and
+        detected on at full detail, and what the crop finds above the threshold replaces it (a
+        faint band of a few pixels in a long map fills the crop). The crops all go through the
+        network as one batch. Boxes below the threshold are kept: they rank pairs, they are not
+        matches."""
         threshold = self.score_threshold if score_threshold is None else score_threshold
         assert threshold is not None
+        floor = min(threshold, self.score_floor)
         plans = [self.rendering(m.shape) if m.size else None for m in maps]
-        weak = min(threshold, self.second_look_score)
-        limits = [
-            weak
-            if p is not None
-            and max(p.x.frames_per_pixel, p.y.frames_per_pixel) >= SECOND_LOOK_FRAMES_PER_PIXEL
-            else threshold
-            for p in plans
-        ]
-        first = self._detect_once(maps, plans, limits)
-        results = [[d for d in found if d.score >= threshold] for found in first]
+        first = self._detect_once(maps, plans, [floor] * len(maps))
         crops, origins = [], []
-        for i, found in enumerate(first):
+        for i, (found, plan) in enumerate(zip(first, plans, strict=True)):
+            coarse = plan is not None and (
+                max(plan.x.frames_per_pixel, plan.y.frames_per_pixel) >= SECOND_LOOK_FRAMES_PER_PIXEL
+            )
             for d in found:
-                if d.score < threshold:  # a weak box on a map that gets a second look
+                if coarse and self.second_look_score <= d.score < threshold:
                     r0, r1 = _widened(d.rows, maps[i].shape[0])
                     c0, c1 = _widened(d.cols, maps[i].shape[1])
                     crops.append(maps[i][r0:r1, c0:c1])
-                    origins.append((i, r0, c0))
+                    origins.append((i, r0, c0, d))
         crop_plans = [self.rendering(c.shape) for c in crops]
         second = self._detect_once(crops, crop_plans, [threshold] * len(crops), pad_to_widest=True)
-        for (i, r0, c0), found in zip(origins, second, strict=True):
+        results = [list(found) for found in first]
+        for (i, r0, c0, weak), found in zip(origins, second, strict=True):
+            if found:
+                results[i].remove(weak)
             results[i] += [
                 Detection((d.rows[0] + r0, d.rows[1] + r0), (d.cols[0] + c0, d.cols[1] + c0), d.score)
                 for d in found

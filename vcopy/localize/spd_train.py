@@ -34,7 +34,7 @@ import torch
 from vcopy.checks import bounded_float, bounded_int, load_training_state
 from vcopy.errors import VcopyError
 from vcopy.evaluate import Prediction, Scores, TrueQuery, load_ground_truth, score
-from vcopy.features import FailedVideo, FrameDescriptor, encode_videos
+from vcopy.features import DEFAULT_DESCRIPTOR, Descriptor, FailedVideo, create_descriptor, encode_videos
 from vcopy.localize.base import Segment
 from vcopy.localize.spd import (
     BACKGROUND_CONTRAST,
@@ -76,6 +76,7 @@ class TrainConfig:
     validation_fraction: float = 0.2
     candidates: int = 10  # references per held-out query that get a map, as in `vcopy query`
     seed: int = 0
+    descriptor: str = DEFAULT_DESCRIPTOR  # registry name; the maps are of this descriptor
     device: str = "cpu"
 
 
@@ -141,7 +142,7 @@ def encode_dataset(
     gt_path: Path,
     truth: dict[str, Any],
     cache_dir: Path,
-    descriptor: FrameDescriptor,
+    descriptor: Descriptor,
     on_video: Callable[[str], None] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(frame vectors, timestamps in s) of every train-split video by dataset path, cached per
@@ -154,7 +155,7 @@ def encode_dataset(
         return cache_dir / f"{entry['sha256']}-{tag}.npz"
 
     missing = {Path(gt_path).parent / e["path"]: e for e in entries if not cache(e).is_file()}
-    for item in encode_videos(list(missing), descriptor, SamplingConfig()):
+    for item in encode_videos(list(missing), descriptor, SamplingConfig(frame_size=descriptor.frame_size)):
         entry = missing[item.path]
         if isinstance(item, FailedVideo):
             raise VcopyError(f"{item.path}: {item.reason}")
@@ -174,14 +175,13 @@ def load_training_data(
     gt_path: Path,
     truth: dict[str, Any],
     cache_dir: Path,
-    descriptor: FrameDescriptor,
+    descriptor: Descriptor,
     config: TrainConfig,
     on_video: Callable[[str], None] | None = None,
 ) -> TrainingData:
     """Encode (or load) the train split and hold out ``validation_fraction`` of its queries."""
-    assert descriptor.whitening is not None
     encoded = encode_dataset(gt_path, truth, cache_dir, descriptor, on_video)
-    background_set = descriptor.whitening.background
+    background_set = descriptor.background
     videos = {}
     for key, (vectors, times_s) in encoded.items():
         videos[key] = Piece(
@@ -494,7 +494,7 @@ def train_spd(
         raise VcopyError(f"{last}: made with other training settings; start a new run (drop --resume)")
     out_dir.mkdir(parents=True, exist_ok=True)
     truth = read_dataset(gt_path)
-    descriptor = FrameDescriptor(device=config.device)
+    descriptor = create_descriptor(config.descriptor, device=config.device)
     data = load_training_data(gt_path, truth, out_dir / "features", descriptor, config, on_video)
     held_out_truth = validation_truth(gt_path, data)
     dataset = {"generator": truth.get("generator"), "split": TRAIN_SPLIT}

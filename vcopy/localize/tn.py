@@ -76,7 +76,8 @@ class TemporalNetwork(MapByMap):
     merge_gap: int = 6  # pieces this many frames apart on one diagonal band are one segment
     trim_ratio: float = 0.4  # path ends weaker than this fraction of the path's median are cut
     min_frames: int = 3
-    min_score: float = 0.3  # mean contrast along a segment that makes it a copy (tuned, train split)
+    min_score: float = 0.3  # mean contrast along a segment below which nothing is reported (the floor)
+    match_threshold: float = 0.3  # from which a segment is a match (calibrated, train split)
     max_paths: int = 16
 
     def __call__(

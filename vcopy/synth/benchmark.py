@@ -8,10 +8,14 @@ Splits: ``train`` (for training models; its references and queries are disjoint 
 queries; default size only).
 
 References are cut together from shots: procedural scenes, and pans over tiles of real photos
-(each tile used by one reference only, so that no two references share footage). Queries embed
-one or two copied segments between unrelated procedural content, or copy nothing; every query
-carries an edit from ``vcopy.synth.edits`` (each edit alone at each level, then pairs), and copied
-segments are played at speeds from 0.5x to 2x.
+(each tile used by one reference only, so that no two references share footage). The test split
+pans over another set of photos than the train and long splits (``PHOTO_SETS``), so that what is
+measured there is footage that training never saw. Queries embed one or two copied segments
+between unrelated procedural content, or copy nothing; every query carries an edit from
+``vcopy.synth.edits`` (each edit alone at each level, then combinations: pairs in train, up to
+three in test), and copied segments are played at speeds from 0.5x to 2x. A share of the test
+queries also goes through an ffmpeg-made edit (``vcopy.synth.ffmpeg_edits``), kinds and code that
+the train split never has.
 """
 
 from __future__ import annotations
@@ -28,12 +32,16 @@ import numpy as np
 
 from vcopy import __version__, synth
 from vcopy.errors import VcopyError
-from vcopy.synth import edits
+from vcopy.synth import edits, ffmpeg_edits
+from vcopy.synth.edits import Edit
 from vcopy.video import sha256_file
 
 GROUND_TRUTH = "groundtruth.json"
 SCHEMA = "vcopy.groundtruth/1"
 SPEEDS = (1.0, 1.0, 1.0, 1.0, 0.5, 0.75, 1.5, 2.0)
+# 2: held-out photos in the test split, ffmpeg-made edits, up to 3 edits in test, and each photo tile
+# in one reference only (version 1 gave every reference the same tiles, so references shared footage)
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,8 @@ class SplitSpec:
     fps: float = 10.0
     size: tuple[int, int] = (240, 320)  # height, width
     max_edits: int = 2
+    photo_set: str = "base"  # which PHOTO_SETS its references pan over
+    ffmpeg_fraction: float = 0.0  # share of queries that also get an ffmpeg-made edit
 
 
 @dataclass(frozen=True)
@@ -58,13 +68,15 @@ class BenchmarkSize:
 SIZES = {
     "small": BenchmarkSize(
         {
-            "test": SplitSpec(8, (14, 20), 16, (5, 9), (1, 4)),
+            "test": SplitSpec(8, (14, 20), 16, (5, 9), (1, 4), photo_set="held_out", ffmpeg_fraction=0.35),
             "train": SplitSpec(4, (14, 20), 8, (5, 9), (1, 4)),
         }
     ),
     "default": BenchmarkSize(
         {
-            "test": SplitSpec(100, (20, 40), 300, (6, 16), (2, 10)),
+            "test": SplitSpec(
+                100, (20, 40), 300, (6, 16), (2, 10), max_edits=3, photo_set="held_out", ffmpeg_fraction=0.35
+            ),
             "train": SplitSpec(60, (20, 40), 200, (6, 16), (2, 10)),
             "long": SplitSpec(4, (600, 3600), 6, (20, 180), (20, 200), fps=5.0, size=(180, 320), max_edits=1),
         }
@@ -80,8 +92,9 @@ class Shot:
 
     seed: int
     duration_s: float
-    photo: int = -1  # index into photos(), -1 for procedural
+    photo: int = -1  # index into photos(photo_set), -1 for procedural
     tile: int = 0
+    photo_set: str = "base"
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,12 @@ class QueryPlan:
     copies: tuple[CopyPlan, ...]
     edits: tuple[edits.Edit, ...]
     seed: int
+    ffmpeg_edit: Edit | None = None  # applied by ffmpeg after encoding
+
+    @property
+    def labels(self) -> list[str]:
+        """Every edit of the query, as ground truth names them."""
+        return [e.label for e in (*self.edits, *([self.ffmpeg_edit] if self.ffmpeg_edit else []))]
 
 
 @dataclass
@@ -128,14 +147,27 @@ class Copy:
 
 
 _TILE_GRID = (2, 3)
+PHOTO_SETS = ("base", "held_out")
+# scikit-image's sample photos (colour, then greyscale), the test split's footage
+_HELD_OUT_PHOTOS = (
+    "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
+    "stereo_motorcycle", "camera", "moon", "brick", "grass", "gravel", "clock", "coins",
+)  # fmt: skip
 
 
-def photos() -> list[np.ndarray]:
-    """Real photographs that ship inside installed packages (RGB uint8)."""
+def photos(photo_set: str = "base") -> list[np.ndarray]:
+    """Real photographs that ship inside installed packages (RGB uint8): ``base`` from scikit-learn,
+    ultralytics and matplotlib; ``held_out`` from scikit-image."""
     from importlib.util import find_spec
 
     from PIL import Image
 
+    if photo_set == "held_out":
+        import skimage.data
+
+        loaded = [getattr(skimage.data, name)() for name in _HELD_OUT_PHOTOS]
+        pictures = [p[0] if isinstance(p, tuple) else p for p in loaded]  # a stereo pair: its left view
+        return [np.repeat(p[..., None], 3, axis=2) if p.ndim == 2 else p[..., :3] for p in pictures]
     found: list[Path] = []
     for package, names in [
         ("sklearn", ["datasets/images/china.jpg", "datasets/images/flower.jpg"]),
@@ -159,14 +191,18 @@ def render(recipe: Recipe, start_s: float = 0.0, end_s: float | None = None) -> 
     """Frames of ``recipe`` between ``start_s`` and ``end_s``, rendering only the shots needed."""
     end_s = recipe.duration_s if end_s is None else end_s
     start_f, end_f = round(start_s * recipe.fps), round(end_s * recipe.fps)
-    pictures = photos() if any(s.photo >= 0 for s in recipe.shots) else []
+    pictures = {name: photos(name) for name in {s.photo_set for s in recipe.shots if s.photo >= 0}}
     pieces, at = [], 0
     for shot in recipe.shots:
         n = round(shot.duration_s * recipe.fps)
         if at + n > start_f and at < end_f:
             if shot.photo >= 0:
                 clip = synth.photo_pan(
-                    _tile(pictures[shot.photo], shot.tile), shot.seed, n / recipe.fps, recipe.fps, recipe.size
+                    _tile(pictures[shot.photo_set][shot.photo], shot.tile),
+                    shot.seed,
+                    n / recipe.fps,
+                    recipe.fps,
+                    recipe.size,
                 )
             else:
                 clip = synth.procedural_shot(shot.seed, n / recipe.fps, recipe.fps, recipe.size)
@@ -176,17 +212,18 @@ def render(recipe: Recipe, start_s: float = 0.0, end_s: float | None = None) -> 
 
 
 def random_shots(
-    rng: np.random.Generator, duration_s: float, tiles: list[tuple[int, int]] | None = None
+    rng: np.random.Generator, duration_s: float, tiles: list[tuple[str, int, int]] | None = None
 ) -> tuple[Shot, ...]:
-    """Shots of 1.5-4 s up to ``duration_s``; photo tiles given in ``tiles`` are used once each."""
+    """Shots of 1.5-4 s up to ``duration_s``. Photo tiles are taken from ``tiles`` (popped: a tile
+    used by one video is gone for every other, so no two videos share footage)."""
     shots, total = [], 0.0
-    tiles = list(tiles or [])
+    tiles = tiles if tiles is not None else []
     while total < duration_s - 0.5:
         seed = int(rng.integers(2**31))
         if tiles and rng.random() < 0.3:
-            photo, tile = tiles.pop()
+            photo_set, photo, tile = tiles.pop()
             length = min(float(rng.uniform(3.0, 5.0)), duration_s - total)
-            shots.append(Shot(seed, length, photo, tile))
+            shots.append(Shot(seed, length, photo, tile, photo_set))
         else:
             length = min(float(rng.uniform(1.5, 4.0)), duration_s - total)
             shots.append(Shot(seed, length))
@@ -205,8 +242,18 @@ def _edit_plan(rng: np.random.Generator, n: int, max_edits: int) -> list[tuple[e
     return plan[:n]
 
 
+def _ffmpeg_plan(rng: np.random.Generator, n: int, fraction: float) -> list[edits.Edit | None]:
+    """An ffmpeg edit for about ``fraction`` of ``n`` queries: every kind at every level in turn."""
+    kinds = [edits.Edit(f"ffmpeg_{name}", level) for level in range(3) for name in ffmpeg_edits.FILTERS]
+    order = [kinds[i] for i in rng.permutation(len(kinds))]
+    chosen = rng.random(n) < fraction
+    return [
+        order[int(k) % len(order)] if c else None for k, c in zip(np.cumsum(chosen) - 1, chosen, strict=True)
+    ]
+
+
 def _plan_split(
-    name: str, spec: SplitSpec, rng: np.random.Generator, tiles: list[tuple[int, int]]
+    name: str, spec: SplitSpec, rng: np.random.Generator, tiles: list[tuple[str, int, int]]
 ) -> tuple[list[Recipe], list[QueryPlan]]:
     long_form = name == "long"
     refs = [
@@ -220,6 +267,7 @@ def _plan_split(
         for i in range(spec.n_refs)
     ]
     queries = []
+    ffmpeg_plan = _ffmpeg_plan(rng, spec.n_queries, spec.ffmpeg_fraction)
     for i, edit in enumerate(_edit_plan(rng, spec.n_queries, spec.max_edits)):
         kind = rng.choice(["single", "double", "negative"], p=[0.65, 0.15, 0.2]) if not long_form else "long"
         n_copies = {"single": 1, "double": 2, "negative": 0, "long": 1 + i % 3}[str(kind)]
@@ -242,7 +290,14 @@ def _plan_split(
                 filler_lengths = rng.uniform(spec.copy_s[0] * 2, spec.copy_s[1] * 2, 1)
         fillers = tuple(Recipe(random_shots(rng, float(f)), spec.fps, spec.size) for f in filler_lengths)
         queries.append(
-            QueryPlan(f"{name}/queries/q{i:04d}.mp4", fillers, tuple(copies), edit, int(rng.integers(2**31)))
+            QueryPlan(
+                f"{name}/queries/q{i:04d}.mp4",
+                fillers,
+                tuple(copies),
+                edit,
+                int(rng.integers(2**31)),
+                ffmpeg_plan[i],
+            )
         )
     return refs, queries
 
@@ -278,8 +333,15 @@ def _write_query(job: tuple[Path, QueryPlan, list[Recipe]]) -> list[dict[str, ob
     encoding: dict[str, object] = {"crf": 23}
     if "reencode" in names:
         encoding = edits.reencode_settings(names["reencode"])
-    synth.write_video(path, video, **encoding)  # type: ignore[arg-type]
-    labels = [e.label for e in plan.edits]
+    if plan.ffmpeg_edit is None:
+        synth.write_video(path, video, **encoding)  # type: ignore[arg-type]
+    else:
+        first = path.with_name(f".{path.stem}-pyav{path.suffix}")
+        synth.write_video(first, video, **encoding)  # type: ignore[arg-type]
+        name = plan.ffmpeg_edit.name.removeprefix("ffmpeg_")
+        ffmpeg_edits.apply(first, path, name, plan.ffmpeg_edit.level, video.frames.shape[1:3])
+        first.unlink()
+    labels = plan.labels
     return [
         {
             "reference": c.reference,
@@ -295,7 +357,7 @@ def _write_query(job: tuple[Path, QueryPlan, list[Recipe]]) -> list[dict[str, ob
 
 
 def _parameters(size: str, seed: int) -> dict[str, object]:
-    return {"size": size, "seed": seed, "vcopy_version": __version__}
+    return {"size": size, "seed": seed, "generator_version": GENERATOR_VERSION, "vcopy_version": __version__}
 
 
 def generate(out_dir: Path, size: str = "default", seed: int = 0, workers: int | None = None) -> Path:
@@ -306,10 +368,14 @@ def generate(out_dir: Path, size: str = "default", seed: int = 0, workers: int |
     if gt_path.is_file() and json.loads(gt_path.read_text()).get("generator") == _parameters(size, seed):
         return gt_path
     rng = np.random.default_rng(seed)
-    n_photos = len(photos())
-    tiles = [(p, t) for p in range(n_photos) for t in range(_TILE_GRID[0] * _TILE_GRID[1])]
-    tiles = [tiles[i] for i in rng.permutation(len(tiles))]
-    plans = {name: _plan_split(name, spec, rng, tiles) for name, spec in SIZES[size].splits.items()}
+    tiles = {}
+    for photo_set in PHOTO_SETS:
+        n_tiles = _TILE_GRID[0] * _TILE_GRID[1]
+        found = [(photo_set, p, t) for p in range(len(photos(photo_set))) for t in range(n_tiles)]
+        tiles[photo_set] = [found[i] for i in rng.permutation(len(found))]
+    plans = {
+        name: _plan_split(name, spec, rng, tiles[spec.photo_set]) for name, spec in SIZES[size].splits.items()
+    }
 
     ref_jobs = [
         (out_dir / f"{name}/refs/r{i:04d}.mp4", recipe)
@@ -342,7 +408,7 @@ def generate(out_dir: Path, size: str = "default", seed: int = 0, workers: int |
     for (path, plan, _), copies in zip(query_jobs, truths, strict=True):
         split = path.parts[-3]
         q = entry(path, split)
-        q["transforms"] = [e.label for e in plan.edits]
+        q["transforms"] = plan.labels
         q["copies"] = [
             asdict(Copy(**{**c, "reference": f"{split}/refs/r{c['reference']:04d}.mp4"}))  # type: ignore[arg-type]
             for c in copies

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from vcopy.checks import bounded_float, bounded_int, known_keys, load_training_state
 from vcopy.errors import VcopyError, read_torch_file
+from vcopy.features import DEFAULT_DESCRIPTOR
 from vcopy.library import Library
 from vcopy.text import losses
 from vcopy.text.captions import Caption
@@ -80,6 +81,7 @@ class TextTrainConfig:
     split_seed: int = 0  # which videos are held out (kept apart from ``seed`` so seeds share a split)
     max_frames: int = 64
     seed: int = 0
+    descriptor: str = DEFAULT_DESCRIPTOR  # registry name of the library's frame descriptor
     device: str = "cpu"
 
     @property
@@ -541,7 +543,7 @@ def prepare_data(
 ) -> PreparedData:
     """Read the captions, index their videos into the library at ``library_root`` (unchanged
     ones are skipped, never decoded again) and load what training needs."""
-    from vcopy.features import FrameDescriptor
+    from vcopy.features import create_descriptor
     from vcopy.text.captions import read_captions, resolve_videos
     from vcopy.video import SamplingConfig
 
@@ -551,8 +553,9 @@ def prepare_data(
         raise VcopyError(
             f"{videos_dir}: none of the {len(set(c.video for c in captions))} captioned videos is there"
         )
-    descriptor = FrameDescriptor(device=config.device)
-    with Library.open(library_root, write=True, descriptor=descriptor, sampling=SamplingConfig()) as library:
+    descriptor = create_descriptor(config.descriptor, device=config.device)
+    sampling = SamplingConfig(frame_size=descriptor.frame_size)
+    with Library.open(library_root, write=True, descriptor=descriptor, sampling=sampling) as library:
         summary = library.add(sorted(set(found.values())), descriptor, on_video=on_video)
         encoder = TextEncoder(device=config.device)
         data = load_captioned_data(library, found, captions, encoder, config)

