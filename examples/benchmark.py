@@ -1,10 +1,16 @@
 """The benchmark: generate (or reuse) the copy dataset, index it, query with every localizer on the
 very same similarity maps, score, and print one markdown table.
 
-    python examples/benchmark.py WORK_DIR [--small] [--localizers tn,dp,hv,dtw]
+    python examples/benchmark.py WORK_DIR [--small] [--descriptor NAME] [--localizers spd,tn] [--calibrate]
 
 WORK_DIR/bench holds the dataset (reused when present), WORK_DIR/library a fresh library of the
 test and long-form references, WORK_DIR/reports one report per split and localizer.
+
+Matches are decided by each localizer's shipped threshold; with ``--calibrate`` each localizer's
+threshold is first fitted on the train split (a library of its references, its queries: the
+threshold with the best video F1) and the test and long splits are scored at it. µAP and recall at
+precision 0.95 are threshold-free (every scored pair is ranked, matches and those below the
+threshold).
 """
 
 from __future__ import annotations
@@ -16,13 +22,21 @@ import platform
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from vcopy.evaluate import Scores, evaluate
-from vcopy.features import Descriptor, EncodedVideo, FailedVideo, create_descriptor, encode_videos
+from vcopy.evaluate import Scores, evaluate, load_ground_truth, load_predictions, score
+from vcopy.features import (
+    DEFAULT_DESCRIPTOR,
+    DESCRIPTORS,
+    Descriptor,
+    EncodedVideo,
+    FailedVideo,
+    create_descriptor,
+    encode_videos,
+)
 from vcopy.library import IndexSummary, Library
 from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
 from vcopy.localize.base import MapInput
@@ -78,9 +92,20 @@ def build_library(root: Path, references: list[Path], descriptor: Descriptor) ->
         return library.add(references, descriptor)
 
 
-def run_split(library: Library, descriptor: Descriptor, queries: list[Path], names: list[str]) -> SplitRun:
-    """Encode each query once, build its maps once, run every localizer on them."""
-    finders = {n: CopyFinder(library, descriptor, QueryConfig(localizer=n)) for n in names}
+def run_split(
+    library: Library,
+    descriptor: Descriptor,
+    queries: list[Path],
+    names: list[str],
+    thresholds: dict[str, float] | None = None,
+) -> SplitRun:
+    """Encode each query once, build its maps once, run every localizer on them (matches from
+    ``thresholds`` where given, else from each localizer's own)."""
+    thresholds = thresholds or {}
+    finders = {
+        n: CopyFinder(library, descriptor, QueryConfig(localizer=n, min_score=thresholds.get(n)))
+        for n in names
+    }
     timers = {n: TimedLocalizer(f.localizer) for n, f in finders.items()}
     for n, finder in finders.items():
         finder.localizer = timers[n]
@@ -108,6 +133,27 @@ def run_split(library: Library, descriptor: Descriptor, queries: list[Path], nam
         finder.localizer = timers[n].inner  # reports record the localizer's own settings
         run.map_seconds[n] = timers[n].seconds
     return run
+
+
+def calibrated_threshold(gt: Path, report_path: Path, split: str) -> float:
+    """The match threshold with the best video F1 (then segment F1) on ``split``, from every scored
+    pair of the report."""
+    truth = load_ground_truth(gt, split)
+    predictions, _ = load_predictions(report_path)
+    best: tuple[float, float, float] = (-1.0, -1.0, 0.0)
+    for t in sorted({p.score for p in predictions.values()}):
+        s = score(truth, {pair: replace(p, match=p.score >= t) for pair, p in predictions.items()})
+        best = max(best, (s.video_f1, s.segment_f1, -t))
+    return -best[2]
+
+
+def write_reports(work: Path, split: str, run: SplitRun) -> dict[str, Path]:
+    paths = {}
+    for n, finder in run.finders.items():
+        paths[n] = work / "reports" / f"{split}-{n}.json"
+        paths[n].parent.mkdir(parents=True, exist_ok=True)
+        write_report(build_report(finder, run.results[n]), str(paths[n]))
+    return paths
 
 
 def long_form_maps(video: EncodedVideo, maps: list[SimilarityMap]) -> list[MapInput]:
@@ -157,6 +203,8 @@ def main() -> None:
     parser.add_argument("work_dir", type=Path)
     parser.add_argument("--small", action="store_true", help="the small dataset (a smoke run, minutes)")
     parser.add_argument("--localizers", default=",".join(LOCALIZERS), help="comma-separated names")
+    parser.add_argument("--descriptor", default=DEFAULT_DESCRIPTOR, choices=sorted(DESCRIPTORS))
+    parser.add_argument("--calibrate", action="store_true", help="fit each threshold on the train split")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     names = args.localizers.split(",")
@@ -165,7 +213,14 @@ def main() -> None:
     splits = [s for s in ("test", "long") if split_paths(gt, s, "queries")]
     references = [p for s in splits for p in split_paths(gt, s, "references")]
 
-    descriptor = create_descriptor(device=args.device)
+    descriptor = create_descriptor(args.descriptor, device=args.device)
+    thresholds: dict[str, float] = {}
+    if args.calibrate:
+        build_library(work / "library-train", split_paths(gt, "train", "references"), descriptor)
+        with Library.open(work / "library-train") as library:
+            train = run_split(library, descriptor, split_paths(gt, "train", "queries"), names)
+        for n, path in write_reports(work, "train", train).items():
+            thresholds[n] = calibrated_threshold(gt, path, "train")
     summary = build_library(work / "library", references, descriptor)
     library_bytes = sum(p.stat().st_size for p in (work / "library").iterdir() if p.is_file())
     scores: dict[tuple[str, str], Scores] = {}
@@ -173,19 +228,22 @@ def main() -> None:
     with Library.open(work / "library") as library:
         n_vectors = library.index.ntotal
         for split in splits:
-            runs[split] = run_split(library, descriptor, split_paths(gt, split, "queries"), names)
-            for n, finder in runs[split].finders.items():
-                report_path = work / "reports" / f"{split}-{n}.json"
-                report_path.parent.mkdir(parents=True, exist_ok=True)
-                write_report(build_report(finder, runs[split].results[n]), str(report_path))
-                scores[(split, n)] = evaluate(gt, report_path, split).overall
+            runs[split] = run_split(library, descriptor, split_paths(gt, split, "queries"), names, thresholds)
+            for n, path in write_reports(work, split, runs[split]).items():
+                scores[(split, n)] = evaluate(gt, path, split).overall
 
     video_minutes = summary.video_seconds / 60
     print(f"\nvcopy benchmark, {datetime.date.today().isoformat()}, {_machine()}")
-    print(f"dataset: {gt} ({', '.join(splits)} splits); similarity maps at 1 frame/s\n")
+    print(f"dataset: {gt} ({', '.join(splits)} splits); similarity maps at 1 frame/s")
+    print(f"descriptor: {descriptor.name}")
+    print(
+        "match thresholds: "
+        + ", ".join(f"{n} {runs['test'].finders[n].min_score:.3g}" for n in names)
+        + (" (fitted on the train split)\n" if thresholds else " (shipped defaults)\n")
+    )
     long_cols = "long seg F1 | long video µAP | " if "long" in splits else ""
     header = (
-        "| localizer | segment P | segment R | segment F1 | video P | video R | video µAP | "
+        "| localizer | segment P | segment R | segment F1 | video P | video R | video µAP | R@P95 | "
         f"{long_cols}ms/map short (median) | ms/map long (median) |"
     )
     print(header)
@@ -198,9 +256,19 @@ def main() -> None:
             long_part = f"{ls.segment_f1:.3f} | {ls.video_micro_ap:.3f} | "
         print(
             f"| {n} | {s.segment_precision:.3f} | {s.segment_recall:.3f} | {s.segment_f1:.3f} | "
-            f"{s.video_precision:.3f} | {s.video_recall:.3f} | {s.video_micro_ap:.3f} | {long_part}"
+            f"{s.video_precision:.3f} | {s.video_recall:.3f} | {s.video_micro_ap:.3f} | "
+            f"{s.video_recall_at_p95:.3f} | {long_part}"
             f"{_ms(runs['test'].map_seconds[n])} | "
             f"{_ms(runs['long'].map_seconds[n]) if 'long' in runs else 'n/a'} |"
+        )
+    default = names[0]
+    per_edit = evaluate(gt, work / "reports" / f"test-{default}.json", "test").by_transform
+    print(f"\nPer edit, test split, {default} (a query can carry several edits):\n")
+    print("| edit | queries | video R | µAP | segment F1 |")
+    print("|---|---|---|---|---|")
+    for edit, s in per_edit.items():
+        print(
+            f"| {edit} | {s.queries} | {s.video_recall:.3f} | {s.video_micro_ap:.3f} | {s.segment_f1:.3f} |"
         )
     shapes = {s: np.median([a * b for a, b in runs[s].map_shapes]) for s in runs}
     print()

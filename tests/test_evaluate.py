@@ -151,3 +151,12 @@ def test_pairs_below_the_threshold_rank_but_do_not_match(tmp_path: Path) -> None
     s = evaluate(gt, report_path, split="test").overall
     assert (s.predicted_pairs, s.video_recall) == (3, 0.5)  # no longer a match: recall drops
     assert s.video_micro_ap == pytest.approx((1 + 2 / 3) / 2)  # still ranked first: AP is unchanged
+
+
+def test_recall_at_a_fixed_precision() -> None:
+    from vcopy.evaluate import recall_at_precision
+
+    ranked = [True, True, False, True, False, False, True]
+    assert recall_at_precision(ranked, 5, 0.95) == pytest.approx(2 / 5)  # the first two only
+    assert recall_at_precision(ranked, 5, 0.75) == pytest.approx(3 / 5)  # 3 of the first 4
+    assert recall_at_precision([False, True], 1, 0.95) == 0.0

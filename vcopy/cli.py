@@ -200,6 +200,19 @@ def _library_descriptor(library_path: Path, requested: str | None) -> str:
     return recorded
 
 
+def _views(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """--views: names of vcopy.features.views, checked before any work."""
+    from vcopy.features.views import VIEWS
+
+    if value is None:
+        return None
+    names = tuple(v.strip() for v in value.split(",") if v.strip() and v.strip() != "none")
+    unknown = [n for n in names if n not in VIEWS]
+    if unknown:
+        raise click.BadParameter(f"{unknown[0]!r}: choose from {', '.join(VIEWS)} (or none)")
+    return names
+
+
 def _json_destination(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """``--json FILE``, checked before any work: a file name in a folder that can be written."""
     if value is None or value == "-":
@@ -452,6 +465,13 @@ def search_text_command(
     "benchmark's train split]. Weaker pairs are listed in the report's below_threshold.",
 )
 @click.option(
+    "--views",
+    default=None,
+    callback=_views,
+    help="Query views, comma-separated, or 'none': a suspect frame also counts as its mirror (flip), "
+    "without flat borders (trim), its centre (centre), its halves (halves) [default: flip,trim,centre].",
+)
+@click.option(
     "--fail-on-match", is_flag=True, help="Exit with 3 (4 if some inputs also failed) when copies are found."
 )
 @click.option(
@@ -481,6 +501,7 @@ def query_command(
     spd_weights: Path | None,
     candidates: int,
     min_score: float | None,
+    views: tuple[str, ...] | None,
     fail_on_match: bool,
     device: str,
     decode_timeout: float,
@@ -516,6 +537,7 @@ def query_command(
     with Library.open(library_path) as library:
         _check_device(device)
         from vcopy.features import create_descriptor
+        from vcopy.features.views import DEFAULT_VIEWS
         from vcopy.query import CopyFinder, QueryConfig
         from vcopy.report import build_report, report_csv
 
@@ -525,6 +547,7 @@ def query_command(
             candidates=candidates,
             min_score=min_score,
             stall_timeout_s=decode_timeout,
+            views=DEFAULT_VIEWS if views is None else views,
         )
         finder = CopyFinder(library, create_descriptor(library.meta["descriptor"], device), config)
         results = []
@@ -547,7 +570,7 @@ def query_command(
         if evidence_dir is not None:
             from vcopy.evidence import EvidenceWriter
 
-            writer = EvidenceWriter(library, finder.descriptor, config.background_rank)
+            writer = EvidenceWriter(library, finder.descriptor, config.background_rank, config.views)
             pages = writer.write(report, evidence_dir)
             _note(f"{_count(len(pages), 'evidence page', 'evidence pages')} in {printable(evidence_dir)}")
     if output_format == "table":
@@ -677,7 +700,8 @@ def evidence_command(report_path: Path, out_dir: Path) -> None:
         from vcopy.query import QueryConfig
 
         rank = report["parameters"].get("background_rank", QueryConfig.background_rank)
-        writer = EvidenceWriter(library, create_descriptor(library.meta["descriptor"]), int(rank))
+        views = tuple(str(v) for v in report["parameters"].get("views", ()))
+        writer = EvidenceWriter(library, create_descriptor(library.meta["descriptor"]), int(rank), views)
         pages = writer.write(report, out_dir)
     click.echo(
         f"{_count(len(pages), 'evidence page', 'evidence pages')} and index.html in {printable(out_dir)}"
@@ -733,7 +757,17 @@ def eval_command(report_path: Path, gt_path: Path, split: str | None, json_desti
 
 def _scores_table(title: str, groups: dict) -> Table:
     table = Table(title=title, title_justify="left")
-    columns = ("group", "queries", "true pairs", "predicted", "video P", "video R", "video F1", "µAP")
+    columns = (
+        "group",
+        "queries",
+        "true pairs",
+        "predicted",
+        "video P",
+        "video R",
+        "video F1",
+        "µAP",
+        "R@P95",
+    )
     for column in (*columns, "segment P", "segment R", "segment F1"):
         table.add_column(column, justify="left" if column == "group" else "right")
     for name, s in groups.items():
@@ -749,6 +783,7 @@ def _scores_table(title: str, groups: dict) -> Table:
                     s.video_recall,
                     s.video_f1,
                     s.video_micro_ap,
+                    s.video_recall_at_p95,
                     s.segment_precision,
                     s.segment_recall,
                     s.segment_f1,

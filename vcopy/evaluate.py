@@ -58,6 +58,7 @@ class Scores:
     video_recall: float
     video_f1: float
     video_micro_ap: float
+    video_recall_at_p95: float  # threshold-free: the most recall any score cut-off gives at precision >= 0.95
     segment_precision: float
     segment_recall: float
     segment_f1: float
@@ -108,6 +109,17 @@ def pair_precision_recall(predicted: list[Box], true: list[Box]) -> tuple[float 
     return precision, recall
 
 
+def recall_at_precision(ranked_correct: list[bool], n_true: int, min_precision: float) -> float:
+    """The largest recall of any cut-off of the ranked list whose precision is at least
+    ``min_precision``."""
+    if n_true == 0 or not ranked_correct:
+        return 0.0
+    hits = np.cumsum(ranked_correct)
+    precision_at = hits / np.arange(1, len(ranked_correct) + 1)
+    ok = precision_at >= min_precision
+    return float(hits[ok].max() / n_true) if ok.any() else 0.0
+
+
 def micro_average_precision(ranked_correct: list[bool], n_true: int) -> float:
     """AP of a ranked list of predictions (True where correct), normalised by ``n_true``."""
     if n_true == 0:
@@ -128,7 +140,8 @@ def score(truth: dict[str, TrueQuery], predictions: dict[Pair, Prediction]) -> S
     precision = tp / len(predictions) if predictions else 0.0
     recall = tp / len(true_pairs) if true_pairs else 0.0
     ranked = sorted(scored, key=lambda pair: -scored[pair].score)
-    micro_ap = micro_average_precision([pair in true_pairs for pair in ranked], len(true_pairs))
+    ranked_correct = [pair in true_pairs for pair in ranked]
+    micro_ap = micro_average_precision(ranked_correct, len(true_pairs))
     precisions, recalls = [], []
     for pair in set(predictions) | true_pairs:
         p, r = pair_precision_recall(
@@ -148,6 +161,7 @@ def score(truth: dict[str, TrueQuery], predictions: dict[Pair, Prediction]) -> S
         video_recall=recall,
         video_f1=_f1(precision, recall),
         video_micro_ap=micro_ap,
+        video_recall_at_p95=recall_at_precision(ranked_correct, len(true_pairs), 0.95),
         segment_precision=seg_p,
         segment_recall=seg_r,
         segment_f1=_f1(seg_p, seg_r),

@@ -98,7 +98,9 @@ class EvidenceWriter:
     """Writes the evidence pages of reports made on ``library`` with ``descriptor`` (the query's
     frames are decoded and described again to draw the map; its bytes must be the report's)."""
 
-    def __init__(self, library: Library, descriptor: Descriptor, background_rank: int) -> None:
+    def __init__(
+        self, library: Library, descriptor: Descriptor, background_rank: int, views: tuple[str, ...] = ()
+    ) -> None:
         if len(descriptor.background) == 0:
             raise VcopyError("evidence maps need a descriptor with a background set (it normalises them)")
         if library.meta["descriptor"] != descriptor.name:
@@ -109,6 +111,7 @@ class EvidenceWriter:
         self.descriptor = descriptor
         self.background_set = descriptor.background
         self.background_rank = background_rank
+        self.views = views  # the query views the report was made with
         self.videos = {v.path: v for v in library.videos()}
         self._checks: dict[tuple[Path, str | None], str] = {}  # each file hashed once, however many pages
 
@@ -132,7 +135,7 @@ class EvidenceWriter:
 
     def _encode(self, paths: list[Path]) -> list[EncodedVideo]:
         found = []
-        for result in encode_videos(paths, self.descriptor, self.library.sampling):
+        for result in encode_videos(paths, self.descriptor, self.library.sampling, views=self.views):
             if not isinstance(result, FailedVideo):
                 found.append(result)
         return found
@@ -150,8 +153,9 @@ class EvidenceWriter:
         if video is not None and video.stamp.sha256 == query["sha256"] and reference["path"] in self.videos:
             library_video = self.videos[reference["path"]]
             ref_vectors, ref_times = self.library.frames_of(library_video.id)
-            background = background_similarity(video.vectors, self.background_set, self.background_rank)
-            contrast = similarity_map(video.vectors, ref_vectors, background)
+            views = video.all_views
+            background = background_similarity(views, self.background_set, self.background_rank)
+            contrast = similarity_map(views, ref_vectors, background)
             image = map_image(contrast, video.timestamps_s, ref_times, match["segments"])
             blocks.append(
                 "<h2>Similarity map</h2><p>Query frames run down, reference frames across, one pixel "

@@ -16,6 +16,7 @@ from vcopy.features import (
     encode_videos,
     video_duration_s,
 )
+from vcopy.features.views import DEFAULT_VIEWS
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer, localizer_settings
 from vcopy.localize.base import BoundaryRanges, boundary_ranges
@@ -33,6 +34,7 @@ class QueryConfig:
     background_rank: int = 30  # the background-set neighbour whose similarity is a frame's background
     candidates: int = 10  # library videos that get a similarity map
     min_score: float | None = None  # a match scores at least this; None: the localizer's calibrated threshold
+    views: tuple[str, ...] = DEFAULT_VIEWS  # query views (vcopy.features.views): a frame counts as its best
     stall_timeout_s: float = 120.0  # a decoder silent this long is killed
 
 
@@ -130,7 +132,8 @@ class CopyFinder:
 
     def query_many(self, paths: Iterable[Path]) -> Generator[QueryResult, None, None]:
         """One result per video file under ``paths`` (folders are searched), in order."""
-        for result in encode_videos(find_videos(Path(p) for p in paths), self.descriptor, self.sampling):
+        videos = find_videos(Path(p) for p in paths)
+        for result in encode_videos(videos, self.descriptor, self.sampling, views=self.config.views):
             if isinstance(result, FailedVideo):
                 yield QueryResult(path=result.path, error=result.reason)
             else:
@@ -139,11 +142,12 @@ class CopyFinder:
     def similarity_maps(self, video: EncodedVideo) -> list[SimilarityMap]:
         """Contrast maps of the query against its top candidate references, best candidate first."""
         cfg = self.config
-        background = background_similarity(video.vectors, self.background_set, cfg.background_rank)
+        views = video.all_views
+        background = background_similarity(views, self.background_set, cfg.background_rank)
         maps = []
-        for candidate in retrieve(self.library, video.vectors, background, cfg.knn, cfg.candidates):
+        for candidate in retrieve(self.library, views, background, cfg.knn, cfg.candidates):
             ref_vectors, ref_times = self.library.frames_of(candidate.video_id)
-            contrast = similarity_map(video.vectors, ref_vectors, background)
+            contrast = similarity_map(views, ref_vectors, background)
             maps.append(SimilarityMap(candidate.video_id, contrast, ref_times))
         return maps
 

@@ -25,10 +25,12 @@ class Candidate:
 
 
 def background_similarity(vectors: np.ndarray, background_set: np.ndarray, rank: int) -> np.ndarray:
-    """Each frame's similarity to its ``rank``-th nearest (0 = nearest) frame of ``background_set``."""
-    sims = np.asarray(vectors, dtype=np.float32) @ np.asarray(background_set, dtype=np.float32).T
+    """Each frame's similarity to its ``rank``-th nearest (0 = nearest) frame of ``background_set``:
+    [N] for vectors [N, dim], [V, N] for the views of frames [V, N, dim]."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    sims = vectors.reshape(-1, vectors.shape[-1]) @ np.asarray(background_set, dtype=np.float32).T
     rank = min(rank, sims.shape[1] - 1)
-    return -np.partition(-sims, rank, axis=1)[:, rank]
+    return (-np.partition(-sims, rank, axis=1)[:, rank]).reshape(vectors.shape[:-1])
 
 
 def retrieve(
@@ -36,15 +38,20 @@ def retrieve(
 ) -> list[Candidate]:
     """Search each query frame's ``knn`` nearest library frames; a video scores the sum, over query
     frames, of its best contrast (similarity minus the frame's ``background``) among them, and the
-    ``top`` best-scoring videos are returned, best first."""
-    if library.index.ntotal == 0 or len(query_vectors) == 0:
+    ``top`` best-scoring videos are returned, best first. Views of frames ([V, N, dim], background
+    [V, N]) count as their frame: its best view counts."""
+    query_vectors = np.asarray(query_vectors, dtype=np.float32)
+    n_frames = query_vectors.shape[-2]
+    if library.index.ntotal == 0 or n_frames == 0:
         return []
     k = min(knn, library.index.ntotal)
-    sims, ids = library.index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
-    sims = sims - background[:, None]
+    flat = np.ascontiguousarray(query_vectors.reshape(-1, query_vectors.shape[-1]))
+    sims, ids = library.index.search(flat, k)
+    sims = sims - np.asarray(background).reshape(-1)[:, None]
     owners, _ = library.vector_owners(ids)
     valid = (owners >= 0) & (sims > 0)
-    frames = np.broadcast_to(np.arange(len(query_vectors))[:, None], owners.shape)[valid]
+    frame_of_row = np.arange(len(flat)) % n_frames
+    frames = np.broadcast_to(frame_of_row[:, None], owners.shape)[valid]
     videos, frame_sims = owners[valid], sims[valid]
     # best similarity per (video, query frame), then summed per video
     order = np.lexsort((-frame_sims, frames, videos))
@@ -60,6 +67,13 @@ def retrieve(
 def similarity_map(
     query_vectors: np.ndarray, reference_vectors: np.ndarray, background: np.ndarray
 ) -> np.ndarray:
-    """S[i, j] = <q_i, r_j> - background[i]: query frames along rows, reference frames along columns."""
-    raw = np.asarray(query_vectors, dtype=np.float32) @ np.asarray(reference_vectors, dtype=np.float32).T
-    return raw - background[:, None]
+    """S[i, j] = <q_i, r_j> - background[i]: query frames along rows, reference frames along columns.
+    For the views of query frames ([V, N, dim], background [V, N]) a cell is the best view's."""
+    query_vectors = np.asarray(query_vectors, dtype=np.float32)
+    reference_vectors = np.asarray(reference_vectors, dtype=np.float32)
+    if query_vectors.ndim == 2:
+        return query_vectors @ reference_vectors.T - background[:, None]
+    contrast = query_vectors[0] @ reference_vectors.T - background[0][:, None]
+    for view, view_background in zip(query_vectors[1:], background[1:], strict=True):
+        np.maximum(contrast, view @ reference_vectors.T - view_background[:, None], out=contrast)
+    return contrast

@@ -135,6 +135,15 @@ class EncodedVideo:
     timestamps_s: np.ndarray  # float64 [N]
     text: TextFeatures | None = None  # when asked for (``encode_videos(..., text=True)``)
     warnings: tuple[str, ...] = ()  # what a reader of a report must know (e.g. a truncated file)
+    views: np.ndarray | None = (
+        None  # float32 [V, N, dim]: the query views asked for (``vcopy.features.views``)
+    )
+
+    @property
+    def all_views(self) -> np.ndarray:
+        """[1 + V, N, dim]: each frame's own vector, then its views'."""
+        extra = self.views if self.views is not None else np.zeros((0, *self.vectors.shape), np.float32)
+        return np.concatenate([self.vectors[None], extra])
 
 
 @dataclass(frozen=True)
@@ -144,20 +153,32 @@ class FailedVideo:
 
 
 def encode_videos(
-    paths: Iterable[Path], descriptor: Descriptor, sampling: SamplingConfig, text: bool = False
+    paths: Iterable[Path],
+    descriptor: Descriptor,
+    sampling: SamplingConfig,
+    text: bool = False,
+    views: tuple[str, ...] = (),
 ) -> Iterator[EncodedVideo | FailedVideo]:
     """Decode (in a child process) and describe each video; the two overlap in time. With
-    ``text``, what text search keeps of each frame comes too."""
+    ``text``, what text search keeps of each frame comes too; with ``views``, the vectors of those
+    query views (``vcopy.features.views``)."""
+    from vcopy.features.views import view_frames
+
     info: VideoInfo | None = None
     vectors: list[np.ndarray] = []
     times: list[np.ndarray] = []
     frame_text: list[TextFeatures] = []
+    view_vectors: list[np.ndarray] = []
     for event in decode_videos(paths, sampling):
         if isinstance(event, VideoStart):
-            info, vectors, times, frame_text = event.info, [], [], []
+            info, vectors, times, frame_text, view_vectors = event.info, [], [], [], []
         elif isinstance(event, FrameChunk):
             chunk_vectors, chunk_text = descriptor.encode_with_text(event.frames, text)
             vectors.append(chunk_vectors)
+            if views:
+                view_vectors.append(
+                    np.stack([descriptor.encode(f) for f in view_frames(event.frames, views)])
+                )
             if chunk_text is not None:
                 frame_text.append(chunk_text)
             times.append(event.timestamps_s)
@@ -182,6 +203,7 @@ def encode_videos(
                 timestamps_s=timestamps_s,
                 text=TextFeatures.concatenate(frame_text) if text else None,
                 warnings=truncation_warning(timestamps_s, info.duration_s, sampling.sample_fps),
+                views=np.concatenate(view_vectors, axis=1) if views else None,
             )
 
 

@@ -35,6 +35,7 @@ from vcopy.checks import bounded_float, bounded_int, load_training_state
 from vcopy.errors import VcopyError
 from vcopy.evaluate import Prediction, Scores, TrueQuery, load_ground_truth, score
 from vcopy.features import DEFAULT_DESCRIPTOR, Descriptor, FailedVideo, create_descriptor, encode_videos
+from vcopy.features.views import DEFAULT_VIEWS
 from vcopy.localize.base import Segment
 from vcopy.localize.spd import (
     BACKGROUND_CONTRAST,
@@ -77,6 +78,7 @@ class TrainConfig:
     candidates: int = 10  # references per held-out query that get a map, as in `vcopy query`
     seed: int = 0
     descriptor: str = DEFAULT_DESCRIPTOR  # registry name; the maps are of this descriptor
+    views: tuple[str, ...] = DEFAULT_VIEWS  # query views, as `vcopy query` uses them
     device: str = "cpu"
 
 
@@ -85,9 +87,9 @@ class Piece:
     """Consecutive sampled frames of one video (``key``: its dataset path), or of a static run."""
 
     key: str
-    vectors: np.ndarray
+    vectors: np.ndarray  # [1 + V, N, dim]: each frame's vector, then its query views' vectors
     times_s: np.ndarray
-    background: np.ndarray  # each frame's background similarity
+    background: np.ndarray  # [1 + V, N]: each frame's (and view's) background similarity
 
 
 @dataclass(frozen=True)
@@ -143,24 +145,26 @@ def encode_dataset(
     truth: dict[str, Any],
     cache_dir: Path,
     descriptor: Descriptor,
+    views: tuple[str, ...] = (),
     on_video: Callable[[str], None] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(frame vectors, timestamps in s) of every train-split video by dataset path, cached per
-    file (by sha256 and descriptor)."""
+    """(frame vectors [1 + V, N, dim] with ``views``, timestamps in s) of every train-split video
+    by dataset path, cached per file (by sha256, descriptor and views)."""
     entries = [v for kind in ("references", "queries") for v in truth[kind] if v["split"] == TRAIN_SPLIT]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tag = descriptor.name.replace("/", "_")
+    tag = "-".join([descriptor.name.replace("/", "_"), *views])
 
     def cache(entry: dict[str, Any]) -> Path:
         return cache_dir / f"{entry['sha256']}-{tag}.npz"
 
     missing = {Path(gt_path).parent / e["path"]: e for e in entries if not cache(e).is_file()}
-    for item in encode_videos(list(missing), descriptor, SamplingConfig(frame_size=descriptor.frame_size)):
+    sampling = SamplingConfig(frame_size=descriptor.frame_size)
+    for item in encode_videos(list(missing), descriptor, sampling, views=views):
         entry = missing[item.path]
         if isinstance(item, FailedVideo):
             raise VcopyError(f"{item.path}: {item.reason}")
         tmp = cache(entry).with_suffix(".tmp.npz")
-        np.savez(tmp, vectors=item.vectors, times_s=item.timestamps_s)
+        np.savez(tmp, vectors=item.all_views, times_s=item.timestamps_s)
         tmp.replace(cache(entry))
         if on_video is not None:
             on_video(entry["path"])
@@ -180,7 +184,7 @@ def load_training_data(
     on_video: Callable[[str], None] | None = None,
 ) -> TrainingData:
     """Encode (or load) the train split and hold out ``validation_fraction`` of its queries."""
-    encoded = encode_dataset(gt_path, truth, cache_dir, descriptor, on_video)
+    encoded = encode_dataset(gt_path, truth, cache_dir, descriptor, config.views, on_video)
     background_set = descriptor.background
     videos = {}
     for key, (vectors, times_s) in encoded.items():
@@ -214,11 +218,12 @@ def load_training_data(
 
 
 def contrast(query: list[Piece], reference: list[Piece]) -> np.ndarray:
-    """The contrast map of two sequences of pieces (as ``vcopy.similarity.similarity_map``)."""
+    """The contrast map of two sequences of pieces (as ``vcopy.similarity.similarity_map``: the
+    query side with its views, the reference side as the library stores it)."""
     return similarity_map(
-        np.concatenate([p.vectors for p in query]),
-        np.concatenate([p.vectors for p in reference]),
-        np.concatenate([p.background for p in query]),
+        np.concatenate([p.vectors for p in query], axis=1),
+        np.concatenate([p.vectors[0] for p in reference]),
+        np.concatenate([p.background for p in query], axis=1),
     )
 
 
@@ -254,7 +259,7 @@ def _resampled(piece: Piece, rng: np.random.Generator) -> Piece:
     """The piece played at another rate: frames repeated (slower) or skipped (faster)."""
     rate = float(rng.choice([0.5, 0.75, 1.5, 2.0]))
     idx = np.floor(np.arange(0, len(piece.times_s), rate)).astype(int)
-    return Piece(piece.key, piece.vectors[idx], piece.times_s[idx], piece.background[idx])
+    return Piece(piece.key, piece.vectors[:, idx], piece.times_s[idx], piece.background[:, idx])
 
 
 def _log_uniform(rng: np.random.Generator, high: int) -> int:
@@ -264,7 +269,7 @@ def _log_uniform(rng: np.random.Generator, high: int) -> int:
 
 def _part(piece: Piece, frames: np.ndarray) -> Piece:
     """The ``frames`` (a mask) of a piece, under a key that no ground truth names."""
-    return Piece("chained", piece.vectors[frames], piece.times_s[frames], piece.background[frames])
+    return Piece("chained", piece.vectors[:, frames], piece.times_s[frames], piece.background[:, frames])
 
 
 def _static(source: Piece, rng: np.random.Generator) -> Piece:
@@ -272,9 +277,9 @@ def _static(source: Piece, rng: np.random.Generator) -> Piece:
     i, n = int(rng.integers(len(source.times_s))), int(rng.integers(5, 40))
     return Piece(
         "static",
-        np.repeat(source.vectors[i : i + 1], n, 0),
+        np.repeat(source.vectors[:, i : i + 1], n, 1),
         np.zeros(n),
-        np.repeat(source.background[i : i + 1], n),
+        np.repeat(source.background[:, i : i + 1], n, 1),
     )
 
 
