@@ -279,6 +279,24 @@ def test_usage_errors_and_a_missing_library_are_answered_before_any_heavy_import
         assert "Traceback" not in proc.stderr, proc.stderr
 
 
+def test_a_library_keeps_the_descriptor_it_was_built_with(corpus: Corpus, tmp_path: Path) -> None:
+    lib = tmp_path / "old"
+    proc = run_vcopy("index", corpus.refs, "--library", lib, "--descriptor", "efficientnet_lite0")
+    assert proc.returncode == 0, proc.stderr
+    assert Library.open(lib).meta["descriptor"].startswith("efficientnet_lite0/")
+    refused = run_vcopy("index", corpus.refs, "--library", lib, "--descriptor", "sscd")
+    assert refused.returncode == 2 and "built with descriptor efficientnet_lite0" in refused.stderr
+    assert run_vcopy("index", corpus.refs, "--library", lib).returncode == 0  # no option: the library's own
+    proc, report = _query_json(lib, corpus.copy)  # queried with that descriptor and its own SPD weights
+    assert proc.returncode == 0, proc.stderr
+    [match] = report["queries"][0]["matches"]
+    assert Path(match["reference"]["path"]) == corpus.copied_reference
+    assert report["library"]["descriptor"] == report["parameters"]["descriptor"]
+    assert any(m["name"] == "spd:spd-efficientnet_lite0.pt" for m in report["models"])
+    bad_views = run_vcopy("query", corpus.copy, "--library", lib, "--views", "flip,zoom")
+    assert bad_views.returncode == 2 and "'zoom'" in bad_views.stderr
+
+
 def test_a_folder_with_no_video_is_a_usage_error(corpus: Corpus, library: Path, tmp_path: Path) -> None:
     (tmp_path / "readme.txt").write_text("no videos here")
     proc = run_vcopy("-v", "query", tmp_path, "--library", library)

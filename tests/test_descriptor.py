@@ -72,3 +72,26 @@ def test_layout_says_where_things_are() -> None:
     change = np.linalg.norm(cells[1:] - cells[0], axis=-1).mean(axis=1)  # [left/right, grid column]
     assert change[0, 0] > 1.5 * change[0, 2] and change[1, 2] > 1.5 * change[1, 0]
     assert vectors[1] @ vectors[2] > 0.9  # the global vectors hardly tell the two apart
+
+
+def test_query_views_find_the_picture_inside_borders() -> None:
+    from vcopy.features.views import VIEWS, trim_box, view_frames
+
+    flower = _resize(load_sample_images().images[1], 288)
+    boxed = np.zeros_like(flower)
+    inner = _resize(flower, 200)
+    boxed[44:244, 44:244] = inner  # padded all round with black
+    assert trim_box(boxed) == (44, 244, 44, 244)
+    assert trim_box(flower) == (0, 288, 0, 288)  # a picture with no border is not cut
+    flat = np.full((288, 288, 3), 90, dtype=np.uint8)
+    assert trim_box(flat) == (0, 288, 0, 288)  # nor is a flat one
+    frames = np.stack([flower, boxed])
+    views = view_frames(frames, ("flip", "trim", "centre", "halves"))
+    assert len(views) == 1 + 1 + 1 + 4 and all(v.shape == frames.shape for v in views)
+    np.testing.assert_array_equal(views[0][0], flower[:, ::-1])
+    descriptor = create_descriptor()
+    trimmed, original = descriptor.encode(views[1][1:]), descriptor.encode(flower[None])
+    assert float(trimmed[0] @ original[0]) > float(descriptor.encode(boxed[None])[0] @ original[0])
+    with pytest.raises(ValueError, match="unknown view"):
+        view_frames(frames, ("zoom",))
+    assert set(VIEWS) == {"flip", "trim", "centre", "halves"}

@@ -97,7 +97,9 @@ class CopyFinder:
         if len(self.descriptor.background) == 0:
             raise ValueError("matching needs a descriptor with a background set (it normalises scores)")
         self.background_set = self.descriptor.background
-        self.localizer: Localizer = create_localizer(self.config.localizer, self.config.spd_weights)
+        self.localizer: Localizer = create_localizer(
+            self.config.localizer, self.config.spd_weights, self.descriptor.name
+        )
         trained_on = getattr(self.localizer, "descriptor", self.descriptor.name)
         if trained_on != self.descriptor.name:
             raise ValueError(

@@ -50,8 +50,7 @@ def trim_box(frame: np.ndarray) -> tuple[int, int, int, int]:
     top, bottom = _flat_edge(rows), _flat_edge(rows[::-1])
     left, right = _flat_edge(cols), _flat_edge(cols[::-1])
     height, width = grey.shape
-    # a border is flat *and* unlike the picture next to it; a flat picture is not cut at all
-    if top + bottom >= height - 8 or left + right >= width - 8:
+    if rows.max() <= BORDER_MAX_STD:  # a flat picture (a plain colour) has no border to cut
         return 0, height, 0, width
     return top, height - bottom, left, width - right
 

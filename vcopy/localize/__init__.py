@@ -20,14 +20,17 @@ LOCALIZERS: dict[str, str] = {
 DEFAULT_LOCALIZER = "spd"
 
 
-def create_localizer(name: str, spd_weights: Path | None = None) -> Localizer:
-    """Build a localizer by its registry name (SPD with ``spd_weights`` when given)."""
+def create_localizer(name: str, spd_weights: Path | None = None, descriptor: str | None = None) -> Localizer:
+    """Build a localizer by its registry name; SPD with ``spd_weights`` when given, else with the
+    shipped weights for maps of ``descriptor``."""
     if name not in LOCALIZERS:
         raise ValueError(f"unknown localizer {name!r}; choose from {', '.join(sorted(LOCALIZERS))}")
     module, _, class_name = LOCALIZERS[name].partition(":")
     factory = getattr(importlib.import_module(module), class_name)
-    if name == "spd" and spd_weights is not None:
-        return factory(weights_path=Path(spd_weights))
+    if name == "spd":
+        from vcopy.localize.spd import shipped_weights_path
+
+        return factory(weights_path=Path(spd_weights) if spd_weights else shipped_weights_path(descriptor))
     return factory()
 
 

@@ -38,7 +38,7 @@ from vcopy.localize.base import MapInput, Segment, box_segment, suppress_overlap
 from vcopy.video import sha256_file
 
 WEIGHTS_FORMAT = "vcopy.spd/2"
-SHIPPED_WEIGHTS = "spd.pt"
+SHIPPED_WEIGHTS = "spd.pt"  # trained on maps of the default descriptor; "spd-<descriptor>.pt" for others
 CONTRAST_RANGE = (-0.2, 0.8)  # contrast values mapped to image values 0..1
 DIAGONAL_HALF_WIDTH = 3  # frames either side of a box's diagonal searched when its ends are refined
 SECOND_LOOK_FRAMES_PER_PIXEL = 4  # maps drawn this coarsely get a second look at weak boxes
@@ -271,10 +271,16 @@ def network_widths(config: Any) -> tuple[int, int, int]:
     return c4, c8, c16
 
 
-def shipped_weights_path() -> Path:
+def shipped_weights_path(descriptor: str | None = None) -> Path:
+    """The shipped weights for maps of ``descriptor`` (a registry or library name; None: the
+    default descriptor's)."""
     from importlib.resources import files
 
-    return Path(str(files("vcopy.weights").joinpath(SHIPPED_WEIGHTS)))
+    shipped = files("vcopy.weights")
+    kind = descriptor.split("/", 1)[0] if descriptor else None
+    if kind is not None and shipped.joinpath(f"spd-{kind}.pt").is_file():
+        return Path(str(shipped.joinpath(f"spd-{kind}.pt")))
+    return Path(str(shipped.joinpath(SHIPPED_WEIGHTS)))
 
 
 @dataclass
