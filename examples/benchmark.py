@@ -59,6 +59,10 @@ class TimedLocalizer:
     def name(self) -> str:
         return self.inner.name
 
+    @property
+    def match_threshold(self) -> float:
+        return self.inner.match_threshold
+
     def __call__(
         self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
     ) -> list[Segment]:
@@ -219,8 +223,8 @@ def main() -> None:
         build_library(work / "library-train", split_paths(gt, "train", "references"), descriptor)
         with Library.open(work / "library-train") as library:
             train = run_split(library, descriptor, split_paths(gt, "train", "queries"), names)
-        for n, path in write_reports(work, "train", train).items():
-            thresholds[n] = calibrated_threshold(gt, path, "train")
+            for n, path in write_reports(work, "train", train).items():
+                thresholds[n] = calibrated_threshold(gt, path, "train")
     summary = build_library(work / "library", references, descriptor)
     library_bytes = sum(p.stat().st_size for p in (work / "library").iterdir() if p.is_file())
     scores: dict[tuple[str, str], Scores] = {}
@@ -264,12 +268,14 @@ def main() -> None:
     default = names[0]
     per_edit = evaluate(gt, work / "reports" / f"test-{default}.json", "test").by_transform
     print(f"\nPer edit, test split, {default} (a query can carry several edits):\n")
-    print("| edit | queries | video R | µAP | segment F1 |")
-    print("|---|---|---|---|---|")
+    print("| edit | queries | copied pairs | video R | µAP | segment F1 |")
+    print("|---|---|---|---|---|---|")
     for edit, s in per_edit.items():
-        print(
-            f"| {edit} | {s.queries} | {s.video_recall:.3f} | {s.video_micro_ap:.3f} | {s.segment_f1:.3f} |"
-        )
+        if s.true_pairs:  # edits of negative queries only have no recall to show
+            print(
+                f"| {edit} | {s.queries} | {s.true_pairs} | {s.video_recall:.3f} | {s.video_micro_ap:.3f} | "
+                f"{s.segment_f1:.3f} |"
+            )
     shapes = {s: np.median([a * b for a, b in runs[s].map_shapes]) for s in runs}
     print()
     print("- median map size (cells): " + ", ".join(f"{s} {v:.0f}" for s, v in shapes.items()))

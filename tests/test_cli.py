@@ -279,6 +279,23 @@ def test_usage_errors_and_a_missing_library_are_answered_before_any_heavy_import
         assert "Traceback" not in proc.stderr, proc.stderr
 
 
+def test_pairs_below_min_score_are_reported_but_are_not_matches(corpus: Corpus, library: Path) -> None:
+    proc, report = _query_json(library, corpus.copy, extra=("--min-score", "1.5", "--fail-on-match"))
+    assert proc.returncode == 0, proc.stderr  # nothing reaches 1.5: no match, no exit 3
+    [query] = report["queries"]
+    assert query["matches"] == [] and report["parameters"]["min_score"] == 1.5
+    best = query["below_threshold"][0]  # the copy is still ranked first, with its segments
+    assert Path(best["reference"]["path"]) == corpus.copied_reference and best["segments"]
+    assert [m["score"] for m in query["below_threshold"]] == sorted(
+        (m["score"] for m in query["below_threshold"]), reverse=True
+    )
+    _, default = _query_json(library, corpus.copy)
+    assert (
+        default["parameters"]["min_score"] == default["parameters"]["localizer_settings"]["score_threshold"]
+    )
+    assert Path(default["queries"][0]["matches"][0]["reference"]["path"]) == corpus.copied_reference
+
+
 def test_a_library_keeps_the_descriptor_it_was_built_with(corpus: Corpus, tmp_path: Path) -> None:
     lib = tmp_path / "old"
     proc = run_vcopy("index", corpus.refs, "--library", lib, "--descriptor", "efficientnet_lite0")

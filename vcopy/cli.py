@@ -469,7 +469,7 @@ def search_text_command(
     default=None,
     callback=_views,
     help="Query views, comma-separated, or 'none': a suspect frame also counts as its mirror (flip), "
-    "without flat borders (trim), its centre (centre), its halves (halves) [default: flip,trim,centre].",
+    "without flat borders (trim), its centre (centre), its halves (halves) [default: flip,trim].",
 )
 @click.option(
     "--fail-on-match", is_flag=True, help="Exit with 3 (4 if some inputs also failed) when copies are found."

@@ -18,6 +18,12 @@ LOCALIZERS: dict[str, str] = {
     "dtw": "vcopy.localize.dtw:DynamicTimeWarping",
 }
 DEFAULT_LOCALIZER = "spd"
+# the baselines' match thresholds on maps of each descriptor, fitted on the benchmark's train split
+# (examples/benchmark.py --calibrate: the best train video F1); SPD's come with its weights
+MATCH_THRESHOLDS: dict[str, dict[str, float]] = {
+    "sscd_distilled": {"tn": 0.306, "dp": 0.303, "hv": 0.302, "dtw": 0.329},  # 2026-12-02
+    "efficientnet_lite0": {},
+}
 
 
 def create_localizer(name: str, spd_weights: Path | None = None, descriptor: str | None = None) -> Localizer:
@@ -31,7 +37,9 @@ def create_localizer(name: str, spd_weights: Path | None = None, descriptor: str
         from vcopy.localize.spd import shipped_weights_path
 
         return factory(weights_path=Path(spd_weights) if spd_weights else shipped_weights_path(descriptor))
-    return factory()
+    kind = descriptor.split("/", 1)[0] if descriptor else None
+    fitted = MATCH_THRESHOLDS.get(kind or "", {})
+    return factory(match_threshold=fitted[name]) if name in fitted else factory()
 
 
 def localizer_settings(localizer: Localizer) -> dict[str, object]:

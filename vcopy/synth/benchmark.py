@@ -356,6 +356,14 @@ def _write_query(job: tuple[Path, QueryPlan, list[Recipe]]) -> list[dict[str, ob
     ]
 
 
+def _same_dataset(recorded: object, size: str, seed: int) -> bool:
+    """Whether a dataset's recorded parameters are those of ``size`` and ``seed`` from this generator
+    version (the vcopy version that made it does not matter)."""
+    keys = ("size", "seed", "generator_version")
+    wanted = _parameters(size, seed)
+    return isinstance(recorded, dict) and all(recorded.get(k) == wanted[k] for k in keys)
+
+
 def _parameters(size: str, seed: int) -> dict[str, object]:
     return {"size": size, "seed": seed, "generator_version": GENERATOR_VERSION, "vcopy_version": __version__}
 
@@ -365,7 +373,7 @@ def generate(out_dir: Path, size: str = "default", seed: int = 0, workers: int |
     made with the same size, seed and vcopy version is reused."""
     out_dir = Path(out_dir)
     gt_path = out_dir / GROUND_TRUTH
-    if gt_path.is_file() and json.loads(gt_path.read_text()).get("generator") == _parameters(size, seed):
+    if gt_path.is_file() and _same_dataset(json.loads(gt_path.read_text()).get("generator"), size, seed):
         return gt_path
     rng = np.random.default_rng(seed)
     tiles = {}
