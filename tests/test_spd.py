@@ -19,8 +19,15 @@ from vcopy.localize.spd import (
     load_weights,
     refine_span,
     render_maps,
+    shipped_weights_path,
 )
 from vcopy.localize.spd_train import CopyTruth, Piece, copy_boxes
+
+
+def _synthetic_spd(**options: float) -> SimilarityPatternDetector:
+    """SPD with the weights for EfficientNet-Lite0 maps, which these synthetic maps imitate (a band
+    near contrast 0.6 over a background near -0.1); SPD on SSCD maps is tested on real videos."""
+    return SimilarityPatternDetector(weights_path=shipped_weights_path("efficientnet_lite0"), **options)  # type: ignore[arg-type]
 
 
 def test_render_keeps_thin_bands_and_stretches_small_maps() -> None:
@@ -44,12 +51,12 @@ def test_a_faint_band_in_a_long_map_is_found_by_the_second_look() -> None:
     contrast = rng.normal(-0.1, 0.06, (1200, 1800)).astype(np.float32)  # 20 x 30 minutes at 1 fps
     band = np.arange(120)  # a 2-minute copy, faint (contrast 0.3 +- 0.1) and one frame wide
     contrast[540 + band, 840 + band] = 0.3 + rng.normal(0, 0.1, 120)
-    spd = SimilarityPatternDetector()
+    spd = _synthetic_spd()
     found = [d for d in spd.detect([contrast])[0] if d.score >= spd.match_threshold]
     assert len(found) == 1
     (r0, r1), (c0, c1) = found[0].rows, found[0].cols
     assert abs(r0 - 540) <= 6 and abs(r1 - 659) <= 6 and abs(c0 - 840) <= 6 and abs(c1 - 959) <= 6
-    drawn_whole = SimilarityPatternDetector(second_look_score=1.0)
+    drawn_whole = _synthetic_spd(second_look_score=1.0)
     assert all(d.score < spd.match_threshold for d in drawn_whole.detect([contrast])[0])  # too faint
 
 
@@ -60,7 +67,7 @@ def test_crops_of_a_second_look_share_one_network_call() -> None:
     wide = rng.normal(-0.1, 0.06, (240, 480)).astype(np.float32)  # a copy played at half speed
     wide[60 + np.arange(120), 120 + 2 * np.arange(120)] = 0.6
     wide[60 + np.arange(120), 121 + 2 * np.arange(120)] = 0.6
-    spd = SimilarityPatternDetector()
+    spd = _synthetic_spd()
     plans = [spd.rendering(m.shape) for m in (square, wide)]
     assert plans[0].canvas != plans[1].canvas
     calls = []
@@ -94,7 +101,7 @@ def test_a_lone_bright_cell_does_not_extend_a_band_on_a_coarse_map() -> None:
     band = np.arange(100)
     contrast[200 + band, 400 + band] = 0.6
     contrast[197, 397] = 0.6  # a noise cell on the band's line, two frames before it starts
-    spd = SimilarityPatternDetector()
+    spd = _synthetic_spd()
     found = [d for d in spd.detect([contrast])[0] if d.score >= spd.match_threshold]
     assert len(found) == 1
     assert found[0].rows == (200, 299) and found[0].cols == (400, 499)

@@ -181,8 +181,8 @@ def _descriptor_option(help_text: str) -> Callable[[F], F]:
 
 
 def _library_descriptor(library_path: Path, requested: str | None) -> str:
-    """The descriptor to index with: the one an existing library records (a different request is a
-    usage error), else ``requested`` or the default."""
+    """The registry name of the descriptor to index with: the one an existing library records (a
+    different request is a usage error), else ``requested`` or the default."""
     from vcopy.features import DEFAULT_DESCRIPTOR
     from vcopy.library import Library
 
@@ -197,7 +197,7 @@ def _library_descriptor(library_path: Path, requested: str | None) -> str:
             f"{printable(library_path)} was built with descriptor {recorded.split('/', 1)[0]}, not "
             f"{requested}; index into a new library to use another descriptor"
         )
-    return recorded
+    return recorded.split("/", 1)[0]
 
 
 def _views(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
