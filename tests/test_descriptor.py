@@ -7,6 +7,7 @@ import torch
 from sklearn.datasets import load_sample_images
 from torchvision.models import ResNet50_Weights
 
+from vcopy.errors import VcopyError
 from vcopy.features import DESCRIPTORS, create_descriptor
 
 
@@ -37,7 +38,7 @@ def test_vectors_are_normalised_and_robust(name: str) -> None:
     assert v.shape == (3, descriptor.dim) and v.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
-    with pytest.raises(ValueError, match="not installed"):
+    with pytest.raises(VcopyError, match="not installed"):
         create_descriptor(f"{name}/other-weights")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vcopy.errors import VcopyError
 from vcopy.features import (
     Descriptor,
     EncodedVideo,
@@ -91,18 +92,18 @@ class CopyFinder:
         self.config = config or QueryConfig()
         self.descriptor = descriptor or create_descriptor(library.meta["descriptor"])
         if library.meta["descriptor"] != self.descriptor.name:
-            raise ValueError(
+            raise VcopyError(
                 f"library uses descriptor {library.meta['descriptor']}, not {self.descriptor.name}"
             )
         if len(self.descriptor.background) == 0:
-            raise ValueError("matching needs a descriptor with a background set (it normalises scores)")
+            raise VcopyError("matching needs a descriptor with a background set (it normalises scores)")
         self.background_set = self.descriptor.background
         self.localizer: Localizer = create_localizer(
             self.config.localizer, self.config.spd_weights, self.descriptor.name
         )
         trained_on = getattr(self.localizer, "descriptor", self.descriptor.name)
         if trained_on != self.descriptor.name:
-            raise ValueError(
+            raise VcopyError(
                 f"localizer {self.localizer.name} was trained on maps of descriptor {trained_on}, "
                 f"not {self.descriptor.name}"
             )

@@ -32,6 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
+from vcopy.errors import VcopyError
 from vcopy.video import (
     FileStamp,
     FrameChunk,
@@ -80,13 +81,13 @@ def create_descriptor(name: str = DEFAULT_DESCRIPTOR, device: str = "cpu") -> De
     """Build a descriptor by its registry name (or by the full name a library records)."""
     kind = name.split("/", 1)[0]
     if kind not in DESCRIPTORS:
-        raise ValueError(f"unknown descriptor {name!r}; choose from {', '.join(sorted(DESCRIPTORS))}")
+        raise VcopyError(f"unknown descriptor {name!r}; this vcopy has {', '.join(sorted(DESCRIPTORS))}")
     module, _, class_name = DESCRIPTORS[kind].partition(":")
     factory = getattr(importlib.import_module(module), class_name)
     options = {"kind": kind} if kind.startswith("sscd") else {}
     descriptor: Descriptor = factory(device=device, **options)
     if "/" in name and descriptor.name != name:
-        raise ValueError(f"descriptor {name} is not installed (this vcopy has {descriptor.name})")
+        raise VcopyError(f"descriptor {name} is not installed (this vcopy has {descriptor.name})")
     return descriptor
 
 
