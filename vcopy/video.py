@@ -381,7 +381,7 @@ class _Task:
     use_pyav: bool = False
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
     """Have the kernel kill this process when its parent dies, however it dies (``kill -9`` of
     ``vcopy index`` by a cron job's timeout included), so that no decoder is left holding a video
     open (Linux ``PR_SET_PDEATHSIG``; elsewhere the parent's kill on exit is all there is)."""
@@ -424,7 +424,7 @@ def decoder_main() -> None:
     events = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a library that prints must not corrupt the event stream
     tasks, cfg, parent_pid = pickle.load(sys.stdin.buffer)
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
 
     def emit(event: DecodeEvent) -> None:
         pickle.dump(event, events, protocol=pickle.HIGHEST_PROTOCOL)

@@ -34,7 +34,7 @@ from vcopy import __version__, synth
 from vcopy.errors import VcopyError
 from vcopy.synth import edits, ffmpeg_edits
 from vcopy.synth.edits import Edit
-from vcopy.video import sha256_file
+from vcopy.video import die_with_parent, sha256_file
 
 GROUND_TRUTH = "groundtruth.json"
 SCHEMA = "vcopy.groundtruth/1"
@@ -393,7 +393,10 @@ def generate(out_dir: Path, size: str = "default", seed: int = 0, workers: int |
     query_jobs = [(out_dir / q.path, q, refs) for refs, queries in plans.values() for q in queries]
     workers = workers or os.cpu_count() or 1
     try:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        # workers die with this process, however it dies (a killed generator leaves no renderers)
+        with ProcessPoolExecutor(
+            workers, mp_context=get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             list(pool.map(_write_reference, ref_jobs))
             truths = list(pool.map(_write_query, query_jobs, chunksize=4))
     except BrokenProcessPool:  # most often: a script without a main guard, re-imported by each worker
