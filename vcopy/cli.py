@@ -183,21 +183,18 @@ def _descriptor_option(help_text: str) -> Callable[[F], F]:
 def _library_descriptor(library_path: Path, requested: str | None) -> str:
     """The registry name of the descriptor to index with: the one an existing library records (a
     different request is a usage error), else ``requested`` or the default."""
-    from vcopy.features import DEFAULT_DESCRIPTOR
-    from vcopy.library import Library
+    from vcopy.features import DEFAULT_DESCRIPTOR, descriptor_kind
+    from vcopy.library import recorded_descriptor
 
-    if not (library_path / "library.sqlite").is_file():
-        return requested or DEFAULT_DESCRIPTOR
-    with Library.open(library_path) as library:
-        recorded = library.meta.get("descriptor")
+    recorded = recorded_descriptor(library_path)
     if recorded is None:
         return requested or DEFAULT_DESCRIPTOR
-    if requested is not None and recorded.split("/", 1)[0] != requested:
+    if requested is not None and descriptor_kind(recorded) != requested:
         raise click.UsageError(
-            f"{printable(library_path)} was built with descriptor {recorded.split('/', 1)[0]}, not "
+            f"{printable(library_path)} was built with descriptor {descriptor_kind(recorded)}, not "
             f"{requested}; index into a new library to use another descriptor"
         )
-    return recorded.split("/", 1)[0]
+    return descriptor_kind(recorded)
 
 
 def _views(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:

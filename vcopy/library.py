@@ -592,6 +592,23 @@ _REPAIR = (
 )
 
 
+def recorded_descriptor(root: Path) -> str | None:
+    """The descriptor a library at ``root`` records, read from its database alone (no index is
+    loaded); None where there is no library yet."""
+    path = Path(root) / _DB
+    if not path.is_file():
+        return None
+    db = None
+    try:
+        db = _connect(path, write=False)
+        row = db.execute("SELECT value FROM meta WHERE key = 'descriptor'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise LibraryError(f"{path}: unreadable library database ({exc})") from None
+    finally:
+        _close(db, None)
+    return None if row is None else str(row[0])
+
+
 def _connect(path: Path, write: bool) -> sqlite3.Connection:
     """The library database. Readers open it read-only; where its folder cannot be written (a
     read-only mount, where WAL mode cannot make its shared-memory file) as immutable, which is

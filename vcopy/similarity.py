@@ -69,11 +69,10 @@ def similarity_map(
 ) -> np.ndarray:
     """S[i, j] = <q_i, r_j> - background[i]: query frames along rows, reference frames along columns.
     For the views of query frames ([V, N, dim], background [V, N]) a cell is the best view's."""
-    query_vectors = np.asarray(query_vectors, dtype=np.float32)
+    views = np.asarray(query_vectors, dtype=np.float32).reshape(-1, *np.shape(query_vectors)[-2:])
+    backgrounds = np.asarray(background).reshape(len(views), -1)
     reference_vectors = np.asarray(reference_vectors, dtype=np.float32)
-    if query_vectors.ndim == 2:
-        return query_vectors @ reference_vectors.T - background[:, None]
-    contrast = query_vectors[0] @ reference_vectors.T - background[0][:, None]
-    for view, view_background in zip(query_vectors[1:], background[1:], strict=True):
+    contrast = views[0] @ reference_vectors.T - backgrounds[0][:, None]
+    for view, view_background in zip(views[1:], backgrounds[1:], strict=True):
         np.maximum(contrast, view @ reference_vectors.T - view_background[:, None], out=contrast)
     return contrast

@@ -52,8 +52,8 @@ LAYOUT_DIMS = 64  # cut to this many (the strongest whitened) dimensions per cel
 
 # name -> "module:class"
 DESCRIPTORS: dict[str, str] = {
-    "sscd_distilled": "vcopy.features.sscd:SscdDescriptor",
-    "sscd": "vcopy.features.sscd:SscdDescriptor",
+    "sscd_distilled": "vcopy.features.sscd:sscd_distilled",
+    "sscd": "vcopy.features.sscd:sscd",
     "efficientnet_lite0": "vcopy.features.efficientnet:EfficientNetDescriptor",
 }
 DEFAULT_DESCRIPTOR = "sscd_distilled"
@@ -77,15 +77,18 @@ class Descriptor(Protocol):
     ) -> tuple[np.ndarray, TextFeatures | None]: ...
 
 
+def descriptor_kind(name: str) -> str:
+    """The registry name of a descriptor's full name (``sscd_distilled/288px+…`` -> ``sscd_distilled``)."""
+    return name.split("/", 1)[0]
+
+
 def create_descriptor(name: str = DEFAULT_DESCRIPTOR, device: str = "cpu") -> Descriptor:
     """Build a descriptor by its registry name (or by the full name a library records)."""
-    kind = name.split("/", 1)[0]
+    kind = descriptor_kind(name)
     if kind not in DESCRIPTORS:
         raise VcopyError(f"unknown descriptor {name!r}; this vcopy has {', '.join(sorted(DESCRIPTORS))}")
-    module, _, class_name = DESCRIPTORS[kind].partition(":")
-    factory = getattr(importlib.import_module(module), class_name)
-    options = {"kind": kind} if kind.startswith("sscd") else {}
-    descriptor: Descriptor = factory(device=device, **options)
+    module, _, factory_name = DESCRIPTORS[kind].partition(":")
+    descriptor: Descriptor = getattr(importlib.import_module(module), factory_name)(device=device)
     if "/" in name and descriptor.name != name:
         raise VcopyError(f"descriptor {name} is not installed (this vcopy has {descriptor.name})")
     return descriptor
@@ -177,9 +180,9 @@ def encode_videos(
             chunk_vectors, chunk_text = descriptor.encode_with_text(event.frames, text)
             vectors.append(chunk_vectors)
             if views:
-                view_vectors.append(
-                    np.stack([descriptor.encode(f) for f in view_frames(event.frames, views)])
-                )
+                framed = view_frames(event.frames, views)
+                encoded = descriptor.encode(np.concatenate(framed))  # one call for every view
+                view_vectors.append(encoded.reshape(len(framed), len(event.frames), -1))
             if chunk_text is not None:
                 frame_text.append(chunk_text)
             times.append(event.timestamps_s)

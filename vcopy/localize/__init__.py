@@ -6,6 +6,7 @@ import importlib
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
+from vcopy.features import descriptor_kind
 from vcopy.localize.base import Localizer, Segment
 
 # name -> "module:class"; a localizer's module (numba, torch) is imported only when it is built, so
@@ -37,8 +38,7 @@ def create_localizer(name: str, spd_weights: Path | None = None, descriptor: str
         from vcopy.localize.spd import shipped_weights_path
 
         return factory(weights_path=Path(spd_weights) if spd_weights else shipped_weights_path(descriptor))
-    kind = descriptor.split("/", 1)[0] if descriptor else None
-    fitted = MATCH_THRESHOLDS.get(kind or "", {})
+    fitted = MATCH_THRESHOLDS.get(descriptor_kind(descriptor), {}) if descriptor else {}
     return factory(match_threshold=fitted[name]) if name in fitted else factory()
 
 

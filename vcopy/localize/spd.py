@@ -34,6 +34,7 @@ from torchvision.ops import batched_nms
 
 from vcopy.checks import bounded_float, bounded_int
 from vcopy.errors import VcopyError, read_torch_file
+from vcopy.features import descriptor_kind
 from vcopy.localize.base import MapInput, Segment, box_segment, suppress_overlaps
 from vcopy.video import sha256_file
 
@@ -277,7 +278,7 @@ def shipped_weights_path(descriptor: str | None = None) -> Path:
     from importlib.resources import files
 
     shipped = files("vcopy.weights")
-    kind = descriptor.split("/", 1)[0] if descriptor else None
+    kind = descriptor_kind(descriptor) if descriptor else None
     if kind is not None and shipped.joinpath(f"spd-{kind}.pt").is_file():
         return Path(str(shipped.joinpath(f"spd-{kind}.pt")))
     return Path(str(shipped.joinpath(SHIPPED_WEIGHTS)))
