@@ -279,6 +279,19 @@ def test_usage_errors_and_a_missing_library_are_answered_before_any_heavy_import
         assert "Traceback" not in proc.stderr, proc.stderr
 
 
+def test_a_default_query_runs_without_torch(corpus: Corpus, library: Path, tmp_path: Path) -> None:
+    """SSCD and SPD both run with ONNX Runtime: a query pays neither torch's import nor its memory."""
+    report = tmp_path / "r.json"
+    args = ("query", corpus.copy, "--library", library, "--json", report)
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_HEAVY_IMPORT, *map(str, args)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(report.read_text())["queries"][0]["matches"], "the copy was not found"
+
+
 def test_pairs_below_min_score_are_reported_but_are_not_matches(corpus: Corpus, library: Path) -> None:
     proc, report = _query_json(library, corpus.copy, extra=("--min-score", "1.5", "--fail-on-match"))
     assert proc.returncode == 0, proc.stderr  # nothing reaches 1.5: no match, no exit 3

@@ -43,7 +43,7 @@ def _one_line_error(proc: subprocess.CompletedProcess, code: int, *words: str) -
 
 
 def _crafted_spd_weights(path: Path) -> Path:
-    weights = torch.load(shipped_weights_path(), weights_only=True)
+    weights = torch.load(shipped_weights_path().with_suffix(".pt"), weights_only=True)
     weights["model_config"]["activation"] = ACTIVATION_PAYLOAD
     torch.save(weights, path)
     return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import vcopy
 from vcopy.errors import VcopyError
+from vcopy.files import write_atomically
 
 if TYPE_CHECKING:  # reports are also written by commands that never load the copy finder
     from vcopy.localize.base import BoundaryRanges, Segment
@@ -177,13 +177,9 @@ def write_report(report: dict[str, Any], destination: str) -> None:
         sys.stdout.flush()
         return
     path = Path(destination)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_atomically(path, text.encode())
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise VcopyError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
 
 

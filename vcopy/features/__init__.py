@@ -126,6 +126,12 @@ class TextFeatures:
             FrameClasses.concatenate([p.classes for p in parts]), np.concatenate([p.layouts for p in parts])
         )
 
+    def take(self, rows: np.ndarray) -> TextFeatures:
+        """The features of frames ``rows`` (indices into this one's frames)."""
+        return TextFeatures(
+            FrameClasses(self.classes.ids[rows], self.classes.probabilities[rows]), self.layouts[rows]
+        )
+
 
 @dataclass(frozen=True)
 class EncodedVideo:

@@ -15,15 +15,14 @@ embeddings of unrelated frames against which query frames are normalised.
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vcopy.errors import VcopyError
 from vcopy.features import TextFeatures
+from vcopy.runtime import onnx_session
 from vcopy.video import sha256_file
 
 if TYPE_CHECKING:
@@ -32,6 +31,9 @@ if TYPE_CHECKING:
 FRAME_SIZE = 288
 SHIPPED_BACKGROUND = Path("<shipped>")  # sentinel: use background_path(kind)
 BATCH_SIZE = 32
+# text features (EfficientNet-Lite0, 3x the SSCD cost per frame) come from every TEXT_FRAME_STRIDE-th
+# frame and stand for the frames after it too: measured in README (Text search, index throughput)
+TEXT_FRAME_STRIDE = 2
 _ONNX_INPUT = "image"
 
 
@@ -74,21 +76,9 @@ class SscdDescriptor:
     ) -> None:
         """``background`` is a background-set file (default: the shipped one); ``None`` gives a
         descriptor with no background, which is what a background set is made with."""
-        import onnxruntime as ort
-
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise VcopyError(
-                    f"device {device}: this ONNX Runtime has no CUDA support (pip install onnxruntime-gpu)"
-                )
-            providers.insert(0, "CUDAExecutionProvider")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
-        options.log_severity_level = 3
         self.kind = kind
         self.model_path = model_path(kind)
-        self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
+        self.session = onnx_session(self.model_path, device, threads)
         self.frame_size = FRAME_SIZE
         self.dim = int(self.session.get_outputs()[0].shape[1])
         self.background_path = background_path(kind) if background is SHIPPED_BACKGROUND else background
@@ -130,7 +120,7 @@ class SscdDescriptor:
         self, frames: np.ndarray, text: bool = True
     ) -> tuple[np.ndarray, TextFeatures | None]:
         """Frame vectors and, with ``text``, what text search keeps of each frame (from
-        EfficientNet-Lite0, loaded on first use)."""
+        EfficientNet-Lite0, loaded on first use, on every ``TEXT_FRAME_STRIDE``-th frame)."""
         vectors = self.encode(frames)
         if not text:
             return vectors, None
@@ -138,4 +128,6 @@ class SscdDescriptor:
             from vcopy.features.efficientnet import EfficientNetDescriptor
 
             self._text_model = EfficientNetDescriptor(device=self._device)
-        return vectors, self._text_model.encode_with_text(frames, text=True)[1]
+        described = self._text_model.encode_with_text(frames[::TEXT_FRAME_STRIDE], text=True)[1]
+        assert described is not None
+        return vectors, described.take(np.arange(len(frames)) // TEXT_FRAME_STRIDE)

@@ -36,18 +36,23 @@ from vcopy.errors import VcopyError
 from vcopy.evaluate import Prediction, Scores, TrueQuery, load_ground_truth, score
 from vcopy.features import DEFAULT_DESCRIPTOR, Descriptor, FailedVideo, create_descriptor, encode_videos
 from vcopy.features.views import DEFAULT_VIEWS
+from vcopy.files import atomic_path, write_atomically
 from vcopy.localize.base import Segment
 from vcopy.localize.spd import (
     BACKGROUND_CONTRAST,
     CONTRAST_RANGE,
-    WEIGHTS_FORMAT,
     Rendering,
     SimilarityPatternDetector,
-    build_model,
     canvas_width,
+    render_maps,
+)
+from vcopy.localize.spd_model import (
+    WEIGHTS_FORMAT,
+    TorchNetwork,
+    build_model,
+    export_onnx,
     load_weights,
     model_config,
-    render_maps,
 )
 from vcopy.query import QueryConfig
 from vcopy.similarity import background_similarity, similarity_map
@@ -163,9 +168,8 @@ def encode_dataset(
         entry = missing[item.path]
         if isinstance(item, FailedVideo):
             raise VcopyError(f"{item.path}: {item.reason}")
-        tmp = cache(entry).with_suffix(".tmp.npz")
-        np.savez(tmp, vectors=item.all_views, times_s=item.timestamps_s)
-        tmp.replace(cache(entry))
+        with atomic_path(cache(entry)) as tmp:
+            np.savez(tmp, vectors=item.all_views, times_s=item.timestamps_s)
         if on_video is not None:
             on_video(entry["path"])
     loaded = {}
@@ -403,7 +407,7 @@ def _batch(sampler: MapSampler, config: TrainConfig) -> tuple[torch.Tensor, dict
     samples = [sampler.sample() for _ in range(config.batch_size)]
     widths = sorted(canvas_width(m.shape, config.input_size, config.max_aspect) for m, _ in samples)
     plans = [Rendering.plan(m.shape, config.input_size, widths[len(widths) // 2]) for m, _ in samples]
-    images = render_maps([m for m, _ in samples], plans).to(config.device)
+    images = torch.from_numpy(render_maps([m for m, _ in samples], plans)).to(config.device)
     boxes = [
         np.array([plan.box_xywh((b[0], b[1]), (b[2], b[3])) for b in frame_boxes], dtype=np.float32).reshape(
             -1, 4
@@ -475,9 +479,8 @@ def _weights(
 
 
 def _save(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def train_spd(
@@ -491,8 +494,9 @@ def train_spd(
     on_epoch: Callable[[EpochLog], None] | None = None,
 ) -> Path:
     """Train SPD on the train split of the dataset at ``gt_path``; returns the path of the best
-    weights (``out_dir/spd.pt``). ``out_dir`` also gets ``last.pt`` (checkpoint, for ``resume``),
-    ``train-log.jsonl`` (one line per epoch) and the feature cache."""
+    weights (``out_dir/spd.pt``; ``spd.onnx`` beside it is the same network as inference runs it).
+    ``out_dir`` also gets ``last.pt`` (checkpoint, for ``resume``), ``train-log.jsonl`` (one line
+    per epoch) and the feature cache."""
     last, best, log_path = out_dir / "last.pt", out_dir / "spd.pt", out_dir / "train-log.jsonl"
     resumed = load_weights(last) if resume and last.is_file() else None  # checked before any work
     if resumed is not None and _same_run(resumed.get("train_config")) != _same_run(_config_record(config)):
@@ -540,9 +544,8 @@ def train_spd(
     else:
         log_path.unlink(missing_ok=True)
         checkpoint(0, 0.5)  # the untrained start: a valid checkpoint to resume from
-    detector = SimilarityPatternDetector(
-        weights_path=last, device=config.device, fused=False
-    )  # validates each epoch
+    detector = SimilarityPatternDetector(weights_path=last)  # validates each epoch, with the live model:
+    detector.network = TorchNetwork(model, config.device)
     thresholds = np.round(np.arange(0.05, 0.96, 0.05), 2)
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
@@ -561,13 +564,13 @@ def train_spd(
             sums += np.array([float(v) for v in items.values()])
             if on_step is not None:
                 on_step(epoch * config.steps_per_epoch + step + 1, total)
-        detector.model.load_state_dict(model.state_dict())
         threshold, val = validate(detector, data, held_out_truth, thresholds)
         validation = {k: v for k, v in asdict(val).items() if isinstance(v, float)}
         if val.segment_f1 > best_f1:
             best_f1 = val.segment_f1
             record = {**provenance(epoch + 1), "validation": validation}
             _save(_weights(model, config, descriptor.name, threshold, record), best)
+            write_atomically(best.with_suffix(".onnx"), export_onnx(best))
         checkpoint(epoch + 1, threshold)
         entry = EpochLog(
             epoch + 1,

@@ -32,6 +32,7 @@ import numpy as np
 
 from vcopy import __version__, synth
 from vcopy.errors import VcopyError
+from vcopy.files import write_atomically
 from vcopy.synth import edits, ffmpeg_edits
 from vcopy.synth.edits import Edit
 from vcopy.video import die_with_parent, sha256_file
@@ -431,9 +432,7 @@ def generate(out_dir: Path, size: str = "default", seed: int = 0, workers: int |
         "references": references,
         "queries": queries,
     }
-    tmp = gt_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(ground_truth, indent=1))
-    tmp.replace(gt_path)
+    write_atomically(gt_path, json.dumps(ground_truth, indent=1).encode())
     return gt_path
 
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from vcopy.checks import bounded_int, known_keys, plain_bool
 from vcopy.errors import VcopyError, read_torch_file
+from vcopy.files import atomic_path
 
 WEIGHTS_FORMAT = "vcopy.text-model/1"
 
@@ -178,9 +179,8 @@ def save_model(model: VideoTextModel, path: Path, record: dict[str, Any]) -> Non
         "state_dict": model.state_dict(),
         **record,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_model(path: Path) -> tuple[VideoTextModel, dict[str, Any]]:

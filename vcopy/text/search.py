@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from vcopy.errors import VcopyError
+from vcopy.files import atomic_path
 from vcopy.library import Library
 from vcopy.text.encoder import TextEncoder
 from vcopy.text.model import load_model
@@ -172,9 +173,8 @@ def sync_text_index(library: Library, space: TextSpace) -> tuple[Any, TextIndexS
         index.add_with_ids(np.stack(new_vectors).astype(np.float32), np.array(new_ids, dtype=np.int64))
     if (len(gone) or new_ids) and os.access(library.root, os.W_OK):
         index_path.parent.mkdir(exist_ok=True)
-        tmp = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
-        faiss.write_index(index, str(tmp))
-        tmp.replace(index_path)
+        with atomic_path(index_path) as tmp:
+            faiss.write_index(index, str(tmp))
         info = {"space": space.name, "videos": int(index.ntotal), "library_state": library.state_id}
         info_path.write_text(json.dumps(info, indent=2) + "\n")
     return index, TextIndexSync(len(new_ids), len(gone), without)

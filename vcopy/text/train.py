@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from vcopy.checks import bounded_float, bounded_int, known_keys, load_training_state
 from vcopy.errors import VcopyError, read_torch_file
 from vcopy.features import DEFAULT_DESCRIPTOR
+from vcopy.files import atomic_path
 from vcopy.library import Library
 from vcopy.text import losses
 from vcopy.text.captions import Caption
@@ -478,9 +479,8 @@ def train_text(
             "settings": settings,
             "best": asdict(best_metrics),
         }
-        tmp = last.with_name(".last.pt.tmp")
-        torch.save(state, tmp)
-        tmp.replace(last)
+        with atomic_path(last) as tmp:
+            torch.save(state, tmp)
         entry = TextEpochLog(
             epoch + 1, trainer.step, round(time.perf_counter() - started, 2), loss, _metrics_record(metrics)
         )

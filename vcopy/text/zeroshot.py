@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vcopy.features import FrameClasses
+from vcopy.files import atomic_path
 from vcopy.library import Library
 from vcopy.text.encoder import TextEncoder
 
@@ -50,13 +51,12 @@ def _read_cache(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
 
 def _write_cache(path: Path, embeddings: np.ndarray) -> None:
     """Keep the class embeddings for later runs, where the library folder can be written."""
-    tmp = path.with_name(f".{path.name}.tmp.npy")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(tmp, embeddings)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            np.save(tmp, embeddings)
     except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only library: computed again next time
+        pass  # a read-only library: computed again next time
 
 
 class ZeroShotSpace:
