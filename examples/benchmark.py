@@ -37,7 +37,8 @@ from vcopy.features import (
     create_descriptor,
     encode_videos,
 )
-from vcopy.library import IndexSummary, Library
+from vcopy.indexing import IndexSummary, index_videos
+from vcopy.library import Library
 from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
 from vcopy.localize.base import MapInput
 from vcopy.query import CopyFinder, QueryConfig, QueryResult, SimilarityMap
@@ -93,7 +94,7 @@ def build_library(root: Path, references: list[Path], descriptor: Descriptor) ->
     with Library.open(
         root, write=True, descriptor=descriptor, sampling=SamplingConfig(frame_size=descriptor.frame_size)
     ) as library:
-        return library.add(references, descriptor)
+        return index_videos(library, references, descriptor)
 
 
 def run_split(
@@ -230,7 +231,7 @@ def main() -> None:
     scores: dict[tuple[str, str], Scores] = {}
     runs: dict[str, SplitRun] = {}
     with Library.open(work / "library") as library:
-        n_vectors = library.index.ntotal
+        n_vectors = library.vector_count
         for split in splits:
             runs[split] = run_split(library, descriptor, split_paths(gt, split, "queries"), names, thresholds)
             for n, path in write_reports(work, split, runs[split]).items():

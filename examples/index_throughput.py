@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vcopy import synth
 from vcopy.features import DESCRIPTORS, EncodedVideo, create_descriptor, encode_videos, video_duration_s
+from vcopy.indexing import index_videos
 from vcopy.library import Library
 from vcopy.video import SamplingConfig
 
@@ -56,7 +57,7 @@ def main() -> None:
         descriptor = create_descriptor(name)
         sampling = SamplingConfig(frame_size=descriptor.frame_size)
         with Library.open(root, write=True, descriptor=descriptor, sampling=sampling) as library:
-            summary = library.add(videos, descriptor)
+            summary = index_videos(library, videos, descriptor)
         wall = time.perf_counter() - started
         started = time.perf_counter()
         described = [v for v in encode_videos(videos, descriptor, sampling) if isinstance(v, EncodedVideo)]

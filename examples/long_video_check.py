@@ -19,6 +19,7 @@ import numpy as np
 
 from vcopy import synth
 from vcopy.features import create_descriptor
+from vcopy.indexing import index_videos
 from vcopy.library import Library
 from vcopy.query import CopyFinder, QueryConfig
 from vcopy.synth import edits
@@ -68,7 +69,7 @@ def main() -> None:
         descriptor=descriptor,
         sampling=SamplingConfig(frame_size=descriptor.frame_size),
     ) as library:
-        library.add([ref_path], descriptor)
+        index_videos(library, [ref_path], descriptor)
     with Library.open(work / "library") as library:
         finder = CopyFinder(
             library, descriptor, QueryConfig(localizer=args.localizer, spd_weights=args.spd_weights)

@@ -72,7 +72,7 @@ def main() -> None:
             batch = [
                 fake_video(rng, i, args.frames, descriptor.dim) for i in range(lo, min(lo + 500, args.videos))
             ]
-            library._commit(batch)
+            library.commit(batch, [float(len(v.timestamps_s)) for v in batch])
     print(
         f"library: {args.videos} videos x {args.frames} frames, "
         f"built in {time.perf_counter() - started:.0f} s"

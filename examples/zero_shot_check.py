@@ -21,6 +21,7 @@ import numpy as np
 
 from vcopy import synth
 from vcopy.features import create_descriptor
+from vcopy.indexing import index_videos
 from vcopy.library import Library
 from vcopy.synth.captioned import make_real_photo_set
 from vcopy.text.metrics import ranks, retrieval_metrics
@@ -50,7 +51,7 @@ def main() -> None:
         descriptor=descriptor,
         sampling=SamplingConfig(frame_size=descriptor.frame_size),
     ) as library:
-        library.add([videos], descriptor)
+        index_videos(library, [videos], descriptor)
     with Library.open(args.work_dir / "library") as library:
         searcher = TextSearcher(library)
         started = time.perf_counter()

@@ -304,6 +304,7 @@ def index_command(
     Exit codes: 0 all indexed or skipped; 1 some files failed; 2 usage error; 5 the library could
     not be opened (locked by another writer, unreadable).
     """
+    from vcopy.indexing import index_videos
     from vcopy.library import Library
     from vcopy.video import SamplingConfig, find_videos
 
@@ -324,7 +325,8 @@ def index_command(
             _note(f"note: library samples {library.sampling.sample_fps:g} frames/s; using that")
         with _progress() as progress:
             task = progress.add_task("indexing", total=total, current="")
-            summary = library.add(
+            summary = index_videos(
+                library,
                 paths,
                 descriptor,
                 prune=prune,
@@ -788,6 +790,137 @@ def _scores_table(title: str, groups: dict) -> Table:
             ),
         )
     return table
+
+
+@cli.group("library")
+def library_group() -> None:
+    """Look after a library: what it holds, removing videos, checking and rebuilding its files."""
+
+
+_library_argument = click.argument("library_path", metavar="LIBRARY", type=click.Path(path_type=Path))
+
+
+@library_group.command("info")
+@_library_argument
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_friendly_errors
+def library_info_command(library_path: Path, as_json: bool) -> None:
+    """What LIBRARY holds: videos, hours, vectors, bytes on disk, descriptor, index, state id."""
+    import dataclasses
+    import json
+
+    from vcopy.library import Library
+
+    with Library.open(library_path) as library:
+        info = library.info()
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(info), indent=2))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in dataclasses.asdict(info).items():
+        shown = f"{value:.2f}" if isinstance(value, float) and key == "hours" else str(value)
+        table.add_row(key.replace("_", " "), printable(shown))
+    Console(markup=False, highlight=False).print(table)
+
+
+@library_group.command("ls")
+@_library_argument
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per video) instead of a table.")
+@_friendly_errors
+def library_ls_command(library_path: Path, as_json: bool) -> None:
+    """The videos in LIBRARY: path, duration, frames, indexed file's SHA-256."""
+    import dataclasses
+    import json
+
+    from vcopy.library import Library
+
+    with Library.open(library_path) as library:
+        videos = library.videos()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(v) for v in videos], indent=2))
+        return
+    for video in videos:
+        click.echo(
+            f"{printable(video.path)}\t{video.duration_s:.1f} s\t{video.frames} frames\t{video.sha256}"
+        )
+
+
+@library_group.command("rm")
+@_library_argument
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_friendly_errors
+def library_rm_command(library_path: Path, paths: tuple[Path, ...]) -> None:
+    """Remove the videos at PATHS (as indexed: files, or folders for everything under them) from
+    LIBRARY. The files themselves are not touched. Exit code 1 when a PATH names no library video."""
+    from vcopy.library import Library
+
+    with Library.open(library_path, write=True) as library:
+        by_path = {v.path: v.id for v in library.videos()}
+        doomed: dict[str, int] = {}
+        missing = []
+        for path in paths:
+            root = str(path.absolute().resolve()) if path.exists() else str(path.absolute())
+            found = {p: i for p, i in by_path.items() if p == root or p.startswith(root.rstrip("/") + "/")}
+            if not found:
+                missing.append(path)
+            doomed.update(found)
+        library.remove(sorted(doomed.values()))
+    for path in missing:
+        stderr.print(_about(path, "not in the library"), soft_wrap=True)
+    click.echo(f"removed {_count(len(doomed), 'video', 'videos')}")
+    sys.exit(EXIT_SOME_FAILED if missing else EXIT_OK)
+
+
+@library_group.command("verify")
+@_library_argument
+@_friendly_errors
+def library_verify_command(library_path: Path) -> None:
+    """Check every file of LIBRARY against the SHA-256 the library recorded for it. Exit code 5
+    (and one line per problem) when one is missing or damaged."""
+    from vcopy.library import Library
+
+    with Library.open(library_path) as library:
+        problems = library.verify()
+        count = len(library)
+    for problem in problems:
+        stderr.print(Text(printable(problem), style="red"), soft_wrap=True)
+    if problems:
+        sys.exit(EXIT_CANNOT_RUN)
+    click.echo(f"ok: {_count(count, 'video', 'videos')}, every file as recorded")
+
+
+@library_group.command("rebuild-index")
+@_library_argument
+@click.option(
+    "--spec",
+    default=None,
+    help="FAISS index_factory string (Flat, IVF4096,PQ64, IVF1024,Flat, ...; ';nprobe=N' to set "
+    "nprobe) or auto [default: the library's own, auto for a new library].",
+)
+@_friendly_errors
+def library_rebuild_index_command(library_path: Path, spec: str | None) -> None:
+    """Build LIBRARY's approximate index again from its vector files (trained again where the index
+    needs training), e.g. after damage or to change its kind."""
+    from vcopy.ann import check_spec
+    from vcopy.library import Library
+
+    parsed = check_spec(spec) if spec is not None else None
+    with Library.open(library_path, write=True) as library:
+        started = time.perf_counter()
+        ann = library.rebuild_index(parsed)
+        click.echo(f"rebuilt: {ann.spec}, {ann.ntotal} vectors in {time.perf_counter() - started:.1f} s")
+
+
+@library_group.command("upgrade")
+@_library_argument
+@_friendly_errors
+def library_upgrade_command(library_path: Path) -> None:
+    """Convert a library made by an older vcopy to this one's layout, in place (vectors kept)."""
+    from vcopy.library import SCHEMA_VERSION, Library
+
+    with Library.open(library_path, write=True) as library:
+        videos = _count(len(library), "video", "videos")
+        click.echo(f"{printable(library.root)}: library schema {SCHEMA_VERSION}, {videos}")
 
 
 @cli.group("train")

@@ -1,25 +1,31 @@
-"""The feature library: a folder with a FAISS index of frame vectors and a SQLite metadata database.
+"""The feature library: where frame vectors are kept. It only stores; what is computed (decoding,
+the descriptor, text features) is ``vcopy.indexing``'s, and the settings it was computed with are
+recorded here so that ``index`` and ``query`` cannot drift apart.
 
 Layout of ``LIB/``::
 
-    library.sqlite   videos (path, sha256, size, mtime, duration, fps, ...), vectors (id -> video,
-                     timestamp_s), frame_classes (each frame's top ImageNet classes, for zero-shot
-                     text search), frame_layouts (each frame's layout, for trained text search),
-                     failures, meta (descriptor, sampling, state generation)
-    index.faiss      IndexIDMap2 over an inner-product index; ids are rows of ``vectors``
-    write.lock       held (flock) by the one process allowed to write
+    library.sqlite      videos (path, sha256, size, mtime, duration, fps, ..., the times of their
+                        frames, their vector file and its SHA-256), frame_classes and frame_layouts
+                        (what text search reads), failures, meta (descriptor, sampling, index spec,
+                        generation), ann_removed (videos deleted since the index file was written)
+    vectors/<id>.npy    one file per video: its exact frame vectors, float32 [frames, dim], written
+                        once and never rewritten (a re-indexed video gets a new file)
+    ann-<n>.faiss       the approximate-nearest-neighbour index (``vcopy.ann``) as last written: derived
+                        data, rebuilt from the vector files by ``vcopy library rebuild-index``
+    write.lock          held (flock) by the one process allowed to write
 
-Crash safety: vectors are written first (index to a temp file, fsync, atomic rename), then their
-rows are committed in one SQLite transaction. A kill between the two leaves vectors no row points
-to; readers ignore them and the next writer removes them. Deletions go the other way (rows, then
-vectors). So a library opens after a kill at any moment and a re-run of ``index`` completes it.
+Commits: a batch's vector files are written and synced first, then its rows committed in one
+SQLite transaction (the commit point). The index file is not rewritten at every commit: videos
+committed since it was written (``in_ann = 0``) are added to it when a library is opened, and
+videos removed since (``ann_removed``) are taken out; it is written again, under a new name, once
+those pending changes pass ``SNAPSHOT_FRACTION`` of it (at most ``SNAPSHOT_MAX_PENDING`` vectors),
+so a commit costs about the same in a small library and a large one. A kill at any moment leaves
+either the old state or the new one; files no row names are removed by the next writer.
 
-Integrity: the library knows its own shape. Every write of ``index.faiss`` records the file's
-SHA-256 and vector count in ``meta`` (``index_sha256``, ``index_vectors``; the checksum of a file
-about to be written goes first into ``pending_index_sha256``, so a kill between the file and its
-record is told apart from damage). Opening checks the file against them, its type and dimension,
-and that every vector a row lists is in it: a missing, damaged, replaced or inconsistent index is
-a ``LibraryError`` naming the file, and nothing is ever dropped from the library because of it.
+Integrity: every vector file's SHA-256 is recorded with its video and checked whenever it is read;
+the index file's SHA-256 and vector count are recorded and checked when it is opened. A missing,
+damaged or inconsistent part is a ``LibraryError`` naming the file and the command that repairs it,
+and nothing is ever dropped from the library because of it. ``verify`` checks every file.
 """
 
 from __future__ import annotations
@@ -31,34 +37,40 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
+from vcopy.ann import AnnIndex, AnnSpec, split_ids, training_sample, vector_ids
 from vcopy.checks import bounded_float, bounded_int
 from vcopy.errors import LibraryError
+from vcopy.files import write_atomically
+from vcopy.video import SamplingConfig, file_stamp
 
 if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are described: opening is light
-    from vcopy.features import Descriptor, EncodedVideo, FailedVideo, FrameClasses, TextFeatures
-from vcopy.video import SamplingConfig, file_stamp, find_videos
+    from vcopy.features import Descriptor, EncodedVideo, FrameClasses, TextFeatures
 
 # 2 added frame_classes, 3 frame_layouts (float16), 4 holds them as int8, 5 records the index file's
-# checksum and vector count; older libraries are upgraded when opened to write (a version-3 library's
-# float16 layouts are dropped, so its videos are indexed again)
-SCHEMA_VERSION = 5
-_INT8_LAYOUTS_SCHEMA = 4
-_DB, _INDEX, _LOCK = "library.sqlite", "index.faiss", "write.lock"
+# checksum, 6 keeps exact vectors in per-video files apart from an approximate index. Libraries of
+# schema 4 and 5 are upgraded in place by a writer (`vcopy library upgrade`, or `vcopy index`).
+SCHEMA_VERSION = 6
+_OLDEST_UPGRADABLE = 4
+_DB, _LOCK, _VECTORS = "library.sqlite", "write.lock", "vectors"
+_OLD_INDEX = "index.faiss"  # schema <= 5: the only copy of the vectors
 LAYOUT_STEPS = 127  # layouts (parts of unit vectors, so within -1..1) are stored as int8 in these steps
-_VIDEO_COLUMNS = "id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder"  # LibraryVideo
+SNAPSHOT_FRACTION = 0.1  # pending changes that make a writer write the index file again ...
+SNAPSHOT_MAX_PENDING = 50_000  # ... or this many vectors, whichever is fewer
+MAX_FRAMES = 1 << 24  # frames per video (the row part of a vector id)
+_VIDEO_COLUMNS = "id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder, frames"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS videos (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY,  -- never reused (meta next_video_id): ids name vectors in the index file
     path TEXT NOT NULL UNIQUE,
     sha256 TEXT NOT NULL,
     size INTEGER NOT NULL,
@@ -69,14 +81,17 @@ CREATE TABLE IF NOT EXISTS videos (
     height INTEGER NOT NULL,
     rotation_deg INTEGER NOT NULL,
     decoder TEXT NOT NULL,
-    indexed_utc TEXT NOT NULL
+    indexed_utc TEXT NOT NULL,
+    frames INTEGER NOT NULL,
+    timestamps_s BLOB NOT NULL,  -- float64 [frames], in time order
+    vectors_file TEXT NOT NULL,  -- under vectors/
+    vectors_sha256 TEXT NOT NULL,
+    in_ann INTEGER NOT NULL DEFAULT 0  -- 1: its vectors are in the index file
 );
-CREATE TABLE IF NOT EXISTS vectors (
-    id INTEGER PRIMARY KEY,
-    video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
-    timestamp_s REAL NOT NULL
+CREATE TABLE IF NOT EXISTS ann_removed (
+    video_id INTEGER PRIMARY KEY,  -- deleted, its vectors still in the index file
+    frames INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS vectors_by_video ON vectors(video_id);
 CREATE TABLE IF NOT EXISTS frame_classes (
     video_id INTEGER PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
     class_ids BLOB NOT NULL,  -- uint16 [frames, top_k], frames in time order
@@ -110,47 +125,41 @@ class LibraryVideo:
     width: int
     height: int
     decoder: str
+    frames: int
 
 
-@dataclass
-class IndexSummary:
-    """What one ``index`` run did."""
+@dataclass(frozen=True)
+class LibraryInfo:
+    """What ``vcopy library info`` shows."""
 
-    indexed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    pruned: list[str] = field(default_factory=list)
-    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, warning) of indexed videos
-    video_seconds: float = 0.0
-    wall_seconds: float = 0.0
-
-    @property
-    def throughput(self) -> float:
-        """Video seconds indexed per wall-clock second."""
-        return self.video_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+    path: str
+    videos: int
+    hours: float
+    vectors: int
+    bytes_on_disk: int
+    descriptor: str
+    sample_fps: float
+    index_spec: str  # as asked for (``auto`` or a FAISS factory string)
+    index_built: str  # what the index file is
+    index_pending: int  # vectors added or removed since the index file was written
+    state_id: str
+    schema_version: int
 
 
 def _utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _new_index(dim: int) -> faiss.IndexIDMap2:
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-
-
 class Library:
     """A feature library on disk. ``Library.open(path)`` to read, ``Library.open(path, write=True)``
     (a context manager) to add or remove videos."""
 
-    def __init__(
-        self, root: Path, db: sqlite3.Connection, index: Any, lock_fd: int | None, schema: int
-    ) -> None:
+    def __init__(self, root: Path, db: sqlite3.Connection, lock_fd: int | None) -> None:
         self.root = root
         self._db = db
-        self.index = index  # faiss.IndexIDMap2 (the SWIG stubs type it loosely)
-        self._tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        self._layouts_readable = "frame_layouts" in self._tables and schema >= _INT8_LAYOUTS_SCHEMA
         self._lock_fd = lock_fd
+        self.dim = int(self.meta["dim"])
+        self._ann: AnnIndex | None = None
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -163,7 +172,8 @@ class Library:
         sampling: SamplingConfig | None = None,
     ) -> Library:
         """Open a library; with ``write=True`` take its write lock, creating it if needed (which
-        needs the ``descriptor`` and ``sampling`` it will be built with)."""
+        needs the ``descriptor`` and ``sampling`` it will be built with) and upgrading one made by
+        an older vcopy."""
         root = Path(root)
         lock_fd = None
         if write:
@@ -177,36 +187,29 @@ class Library:
         db: sqlite3.Connection | None = None
         try:
             db = _connect(root / _DB, write)
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall()) if _has_meta(db) else {}
             if not meta:
                 if not write or descriptor is None or sampling is None:
                     raise LibraryError(f"{root}: library is empty and has no settings yet")
-                meta = {
-                    "schema_version": str(SCHEMA_VERSION),
-                    "descriptor": descriptor.name,
-                    "dim": str(descriptor.dim),
-                    "sample_fps": repr(sampling.sample_fps),
-                    "frame_size": str(sampling.frame_size),
-                    "generation": "0",
-                    "created_utc": _utc_now(),
-                }
-                with _transaction(db):
-                    db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+                _create(db, descriptor, sampling)
+                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             schema = _checked_settings(root / _DB, meta)
-            if write and schema < SCHEMA_VERSION:  # its tables were just created
-                with _transaction(db):
-                    if schema < _INT8_LAYOUTS_SCHEMA:
-                        db.execute("DELETE FROM frame_layouts")
-                    _set_meta(db, schema_version=str(SCHEMA_VERSION))
-                schema = SCHEMA_VERSION
+            if schema < SCHEMA_VERSION:
+                if not write:
+                    raise LibraryError(
+                        f"{root}: made by an older vcopy (library schema {schema}); upgrade it in place "
+                        f"with `vcopy library upgrade {root}` (or any `vcopy index` into it)"
+                    )
+                _upgrade(root, db, meta, schema)
+            elif write:
+                db.executescript(_SCHEMA)
             if descriptor is not None and meta["descriptor"] != descriptor.name:
                 raise LibraryError(
                     f"{root}: built with descriptor {meta['descriptor']}, not {descriptor.name}"
                 )
-            index, index_sha256 = _read_index(root / _INDEX, meta, _row_count(db))
-            library = cls(root, db, index, lock_fd, schema)
+            library = cls(root, db, lock_fd)
             if write:
-                library._reconcile(index_sha256)
+                library._remove_orphan_files()
         except sqlite3.DatabaseError as exc:
             _close(db, lock_fd)
             raise LibraryError(f"{root / _DB}: unreadable library database ({exc})") from None
@@ -241,81 +244,64 @@ class Library:
     @property
     def state_id(self) -> str:
         """Changes with every committed write: ``g<generation>-v<videos>-n<vectors>``."""
-        generation = self.meta["generation"]
-        n_videos, n_vectors = self._db.execute(
-            "SELECT (SELECT COUNT(*) FROM videos), (SELECT COUNT(*) FROM vectors)"
-        ).fetchone()
-        return f"g{generation}-v{n_videos}-n{n_vectors}"
+        return f"g{self.meta['generation']}-v{len(self)}-n{self.vector_count}"
+
+    @property
+    def vector_count(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(SUM(frames), 0) FROM videos").fetchone()[0])
 
     def videos(self) -> list[LibraryVideo]:
         rows = self._db.execute(f"SELECT {_VIDEO_COLUMNS} FROM videos ORDER BY id").fetchall()
         return [LibraryVideo(*row) for row in rows]
 
     def video(self, video_id: int) -> LibraryVideo:
-        row = self._db.execute(
-            f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE id = ?",
-            (video_id,),
-        ).fetchone()
+        row = self._db.execute(f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE id = ?", (video_id,)).fetchone()
         if row is None:
             raise LibraryError(f"{self.root}: no video with id {video_id}")
         return LibraryVideo(*row)
 
+    def video_by_path(self, path: str) -> LibraryVideo | None:
+        row = self._db.execute(f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE path = ?", (path,)).fetchone()
+        return None if row is None else LibraryVideo(*row)
+
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM videos").fetchone()[0])
 
-    def vector_owners(self, vector_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For FAISS ids: (video id, timestamp s); -1 / nan where an id has no row (an orphan)."""
-        flat = np.unique(vector_ids[vector_ids >= 0])
-        owner = np.full(vector_ids.shape, -1, dtype=np.int64)
-        times = np.full(vector_ids.shape, np.nan)
-        if len(flat) == 0:
-            return owner, times
-        lookup_video: dict[int, int] = {}
-        lookup_time: dict[int, float] = {}
-        for lo in range(0, len(flat), 900):
-            part = flat[lo : lo + 900].tolist()
-            marks = ",".join("?" * len(part))
-            for vid, video_id, ts in self._db.execute(
-                f"SELECT id, video_id, timestamp_s FROM vectors WHERE id IN ({marks})", part
-            ):
-                lookup_video[vid] = video_id
-                lookup_time[vid] = ts
-        for pos, vid in np.ndenumerate(vector_ids):
-            if int(vid) in lookup_video:
-                owner[pos] = lookup_video[int(vid)]
-                times[pos] = lookup_time[int(vid)]
-        return owner, times
+    @property
+    def ann(self) -> AnnIndex:
+        """The approximate index, loaded (and checked) on first use."""
+        if self._ann is None:
+            self._ann = self._open_ann()
+        return self._ann
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The approximate ``k`` nearest library frames of each vector: (similarities, video ids,
+        frame rows), video -1 where there is no hit."""
+        sims, ids = self.ann.search(vectors, k)
+        videos, rows = split_ids(ids)
+        return sims, videos, rows
 
     def frames_of(self, video_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """A video's stored vectors [N, dim] and their timestamps in seconds, in time order."""
-        rows = self._db.execute(
-            "SELECT id, timestamp_s FROM vectors WHERE video_id = ? ORDER BY timestamp_s", (video_id,)
-        ).fetchall()
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        vectors = (
-            np.stack([self.index.reconstruct(int(i)) for i in ids])
-            if len(ids)
-            else np.zeros((0, self.index.d))
-        )
-        return vectors.astype(np.float32), np.array([r[1] for r in rows], dtype=np.float64)
+        """A video's exact vectors [N, dim] and their timestamps in seconds, in time order (its
+        vector file checked against its recorded SHA-256)."""
+        row = self._db.execute(
+            "SELECT vectors_file, vectors_sha256, frames, timestamps_s FROM videos WHERE id = ?", (video_id,)
+        ).fetchone()
+        if row is None:
+            raise LibraryError(f"{self.root}: no video with id {video_id}")
+        vectors = self._read_vectors(row[0], row[1], int(row[2]))
+        return vectors, np.frombuffer(row[3], dtype=np.float64).copy()
 
     def timestamps_of(self, video_id: int) -> np.ndarray:
         """The times (s) of a video's stored frames, in order."""
-        rows = self._db.execute(
-            "SELECT timestamp_s FROM vectors WHERE video_id = ? ORDER BY timestamp_s", (video_id,)
-        ).fetchall()
-        return np.array([r[0] for r in rows], dtype=np.float64)
+        row = self._db.execute("SELECT timestamps_s FROM videos WHERE id = ?", (video_id,)).fetchone()
+        return np.zeros(0) if row is None else np.frombuffer(row[0], dtype=np.float64).copy()
 
     def frame_classes(self, video_id: int) -> FrameClasses | None:
-        """A video's frames' top ImageNet classes, in time order; None when it was indexed without
-        them (by a vcopy older than text search)."""
-        row = (
-            self._db.execute(
-                "SELECT class_ids, probabilities, top_k FROM frame_classes WHERE video_id = ?", (video_id,)
-            ).fetchone()
-            if "frame_classes" in self._tables  # absent from a version-1 library opened read-only
-            else None
-        )
+        """A video's frames' top ImageNet classes, in time order; None when it has none."""
+        row = self._db.execute(
+            "SELECT class_ids, probabilities, top_k FROM frame_classes WHERE video_id = ?", (video_id,)
+        ).fetchone()
         if row is None:
             return None
         k = int(row[2])
@@ -326,176 +312,200 @@ class Library:
         return FrameClasses(ids, probabilities)
 
     def frame_layouts(self, video_id: int) -> np.ndarray | None:
-        """A video's frames' layouts [N, dim] (float32), in time order; None when it was indexed
-        without them (by a vcopy older than layouts)."""
-        row = (
-            self._db.execute(
-                "SELECT layouts, dim FROM frame_layouts WHERE video_id = ?", (video_id,)
-            ).fetchone()
-            if self._layouts_readable  # not from an older library opened read-only
-            else None
-        )
+        """A video's frames' layouts [N, dim] (float32), in time order; None when it has none."""
+        row = self._db.execute(
+            "SELECT layouts, dim FROM frame_layouts WHERE video_id = ?", (video_id,)
+        ).fetchone()
         if row is None:
             return None
         return np.frombuffer(row[0], dtype=np.int8).reshape(-1, int(row[1])).astype(np.float32) / LAYOUT_STEPS
 
-    # -- writing -------------------------------------------------------------------------------
-
-    def add(
-        self,
-        paths: Iterable[Path],
-        descriptor: Descriptor,
-        prune: bool = False,
-        commit_every_s: float = 30.0,
-        stall_timeout_s: float = 120.0,
-        on_video: Callable[[str, str], None] | None = None,
-    ) -> IndexSummary:
-        """Index the videos in ``paths`` (files or folders): new and changed files are (re)indexed,
-        unchanged ones skipped, and with ``prune`` library videos under ``paths`` whose files are gone
-        are removed. ``on_video(path, outcome)`` is told about each file as it is handled
-        (``indexed``, ``skipped`` or ``failed: REASON``), and before that of anything a reader must
-        know about it (``warning: TEXT``). Work done before an exception is committed."""
-        from vcopy.features import FailedVideo, encode_videos, video_duration_s
-
-        self._require_writer()
-        started = time.monotonic()
-        roots = [_absolute(Path(p)) for p in paths]
-        summary = IndexSummary()
-        report = on_video or (lambda path, outcome: None)
-        todo = []
-        for path in find_videos(roots):
-            if not _storable(path):
-                reason = "its name is not valid UTF-8 (rename the file to index it)"
-                summary.failed.append((str(path), reason))
-                report(str(path), f"failed: {reason}")
-            elif self._unchanged(path):
-                summary.skipped.append(str(path))
-                report(str(path), "skipped")
-            else:
-                todo.append(path)
-        if prune:
-            summary.pruned = self._prune(roots)
-        batch: list[EncodedVideo] = []
-        last_commit = time.monotonic()
-        sampling = replace(self.sampling, stall_timeout_s=stall_timeout_s)
-        try:
-            for result in encode_videos(todo, descriptor, sampling, text=True):
-                if isinstance(result, FailedVideo):
-                    summary.failed.append((str(result.path), result.reason))
-                    self._record_failure(result)
-                    report(str(result.path), f"failed: {result.reason}")
-                    continue
-                batch.append(result)
-                summary.indexed.append(str(result.path))
-                summary.video_seconds += video_duration_s(result, self.sampling)
-                for warning in result.warnings:
-                    summary.warnings.append((str(result.path), warning))
-                    report(str(result.path), f"warning: {warning}")
-                report(str(result.path), "indexed")
-                if time.monotonic() - last_commit >= commit_every_s:
-                    done, batch = batch, []
-                    self._commit(done)
-                    last_commit = time.monotonic()
-        finally:
-            self._commit(batch)
-        summary.wall_seconds = time.monotonic() - started
-        return summary
-
-    def _require_writer(self) -> None:
-        if self._lock_fd is None:
-            raise LibraryError(f"{self.root}: opened read-only")
-
-    def _unchanged(self, path: Path) -> bool:
-        """The file is indexed as it is now, with everything this vcopy stores of it (a video
-        indexed by an older vcopy, without what text search reads, is indexed again)."""
-        row = self._db.execute(
-            "SELECT id, size, mtime_ns, sha256 FROM videos WHERE path = ?", (str(path),)
-        ).fetchone()
-        if row is None or not self._has_text_features(row[0]):
-            return False
-        try:
-            st = path.stat()
-        except OSError:
-            return False
-        if (st.st_size, st.st_mtime_ns) == (row[1], row[2]):
-            return True
-        if st.st_size != row[1]:
-            return False
-        try:  # same size, new mtime: the content decides
-            stamp = file_stamp(path)
-        except OSError:
-            return False
-        if stamp.sha256 != row[3]:
-            return False
-        with _transaction(self._db):
-            self._db.execute("UPDATE videos SET mtime_ns = ? WHERE id = ?", (stamp.mtime_ns, row[0]))
-        return True
-
-    def _has_text_features(self, video_id: int) -> bool:
+    def has_text_features(self, video_id: int) -> bool:
         return all(
             self._db.execute(f"SELECT 1 FROM {table} WHERE video_id = ?", (video_id,)).fetchone() is not None
             for table in ("frame_classes", "frame_layouts")
         )
 
-    def _prune(self, roots: list[Path]) -> list[str]:
-        gone = []
-        for video in self.videos():
-            path = Path(video.path)
-            under = any(path == root or root in path.parents for root in roots)
-            if under and not path.exists():
-                gone.append(video)
-        self._remove([v.id for v in gone])
-        return [v.path for v in gone]
+    def info(self) -> LibraryInfo:
+        meta = self.meta
+        hours = (
+            float(self._db.execute("SELECT COALESCE(SUM(duration_s), 0) FROM videos").fetchone()[0]) / 3600
+        )
+        files = [self.root / _DB, *(self.root / _VECTORS).glob("*.npy"), *self.root.glob("ann-*.faiss")]
+        return LibraryInfo(
+            path=str(self.root.resolve()),
+            videos=len(self),
+            hours=hours,
+            vectors=self.vector_count,
+            bytes_on_disk=sum(p.stat().st_size for p in files if p.is_file()),
+            descriptor=meta["descriptor"],
+            sample_fps=float(meta["sample_fps"]),
+            index_spec=meta["ann_spec"],
+            index_built=meta.get("ann_built") or "none yet",
+            index_pending=self._pending_vectors(),
+            state_id=self.state_id,
+            schema_version=int(meta["schema_version"]),
+        )
 
-    def _record_failure(self, failed: FailedVideo) -> None:
-        with _transaction(self._db):
-            self._db.execute(
-                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",
-                (str(failed.path), failed.reason, _utc_now()),
-            )
+    def verify(self) -> list[str]:
+        """Every stored file checked against its recorded SHA-256 and size: one line per problem
+        (none: the library is whole)."""
+        problems = []
+        for file, sha256, frames in self._db.execute(
+            "SELECT vectors_file, vectors_sha256, frames FROM videos"
+        ):
+            try:
+                self._read_vectors(file, sha256, int(frames))
+            except LibraryError as exc:
+                problems.append(str(exc))
+        meta = self.meta
+        if meta.get("ann_file"):
+            try:
+                self._read_ann_file(meta)
+            except LibraryError as exc:
+                problems.append(str(exc))
+        return problems
 
-    def _commit(self, batch: list[EncodedVideo]) -> None:
-        """New vectors (atomic file replace), then in one transaction the new rows replacing any old
-        version of the same files, then the old vectors; see the module docstring."""
-        from vcopy.features import video_duration_s
+    # -- writing -------------------------------------------------------------------------------
 
+    def commit(self, batch: list[EncodedVideo], durations_s: list[float]) -> None:
+        """Store encoded videos (replacing any older version of the same files) in one commit: their
+        vector files first (synced), then their rows; see the module docstring."""
         if not batch:
             return
-        next_id = 1 + max(self._max_row_vector_id(), int(self._index_ids().max(initial=-1)))
-        ids_per_video = []
+        self._require_writer()
+        ann = self.ann  # loaded before the rows change
+        folder = self.root / _VECTORS
+        folder.mkdir(exist_ok=True)
+        files = []
         for video in batch:
-            ids = np.arange(next_id, next_id + len(video.vectors), dtype=np.int64)
-            self.index.add_with_ids(np.ascontiguousarray(video.vectors, dtype=np.float32), ids)
-            ids_per_video.append(ids)
-            next_id += len(ids)
-        index_sha256 = self._save_index()
-        old_vectors: list[int] = []
+            if len(video.vectors) >= MAX_FRAMES:
+                raise LibraryError(
+                    f"{video.path}: {len(video.vectors)} frames; a library video holds fewer than "
+                    f"{MAX_FRAMES}"
+                )
+            files.append(self._write_vectors(video.vectors))
+        old_files: list[str] = []
+        new_ids: list[int] = []
         with _transaction(self._db):
-            for video, ids in zip(batch, ids_per_video, strict=True):
-                old = self._db.execute("SELECT id FROM videos WHERE path = ?", (str(video.path),)).fetchone()
+            next_id = int(self.meta["next_video_id"])
+            for video, (name, sha256), duration_s in zip(batch, files, durations_s, strict=True):
+                old = self.video_by_path(str(video.path))
                 if old is not None:
-                    old_vectors += self._delete_rows(old[0])
-                cur = self._db.execute(
-                    "INSERT INTO videos (path, sha256, size, mtime_ns, duration_s, fps, width, height,"
-                    " rotation_deg, decoder, indexed_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    old_files += self._delete_rows([old.id])
+                self._db.execute(
+                    "INSERT INTO videos (id, path, sha256, size, mtime_ns, duration_s, fps, width, height,"
+                    " rotation_deg, decoder, indexed_utc, frames, timestamps_s, vectors_file, vectors_sha256)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        str(video.path), video.stamp.sha256, video.stamp.size, video.stamp.mtime_ns,
-                        video_duration_s(video, self.sampling), video.info.fps, video.info.width,
-                        video.info.height, video.info.rotation_deg, video.decoder, _utc_now(),
+                        next_id, str(video.path), video.stamp.sha256, video.stamp.size, video.stamp.mtime_ns,
+                        duration_s, video.info.fps, video.info.width, video.info.height,
+                        video.info.rotation_deg, video.decoder, _utc_now(), len(video.vectors),
+                        np.ascontiguousarray(video.timestamps_s, dtype=np.float64).tobytes(), name, sha256,
                     ),
                 )  # fmt: skip
-                self._db.executemany(
-                    "INSERT INTO vectors (id, video_id, timestamp_s) VALUES (?, ?, ?)",
-                    zip(ids.tolist(), [cur.lastrowid] * len(ids), video.timestamps_s.tolist(), strict=True),
-                )
                 if video.text is not None:
-                    self._insert_text(cur.lastrowid, video.text)
+                    self._insert_text(next_id, video.text)
                 self._db.execute("DELETE FROM failures WHERE path = ?", (str(video.path),))
-            self._record_index(index_sha256)
+                new_ids.append(next_id)
+                next_id += 1
+            _set_meta(self._db, next_video_id=str(next_id))
             self._bump_generation()
-        self._drop_vectors(old_vectors)
+        for video_id, video in zip(new_ids, batch, strict=True):
+            ann.add(vector_ids(video_id, len(video.vectors)), video.vectors)
+        self._unlink(old_files)
+        self._maybe_snapshot()
 
-    def _insert_text(self, video_id: int | None, text: TextFeatures) -> None:
+    def remove(self, video_ids: list[int]) -> None:
+        """Delete videos: their rows (committed), then their vector files."""
+        if not video_ids:
+            return
+        self._require_writer()
+        self.ann  # noqa: B018  # loaded before the rows change
+        with _transaction(self._db):
+            files = self._delete_rows(video_ids)
+            self._bump_generation()
+        self._unlink(files)
+        self._maybe_snapshot()
+
+    def record_failure(self, path: Path, reason: str) -> None:
+        self._require_writer()
+        with _transaction(self._db):
+            self._db.execute(
+                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?)", (str(path), reason, _utc_now())
+            )
+
+    def unchanged(self, path: Path) -> bool:
+        """The file is indexed as it is now, with everything this vcopy stores of it (a video
+        indexed without what text search reads is indexed again)."""
+        video = self.video_by_path(str(path))
+        if video is None or not self.has_text_features(video.id):
+            return False
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        if (st.st_size, st.st_mtime_ns) == (video.size, video.mtime_ns):
+            return True
+        if st.st_size != video.size:
+            return False
+        try:  # same size, new mtime: the content decides
+            stamp = file_stamp(path)
+        except OSError:
+            return False
+        if stamp.sha256 != video.sha256:
+            return False
+        if self._lock_fd is not None:
+            with _transaction(self._db):
+                self._db.execute("UPDATE videos SET mtime_ns = ? WHERE id = ?", (stamp.mtime_ns, video.id))
+        return True
+
+    def rebuild_index(self, spec: AnnSpec | None = None) -> AnnIndex:
+        """Build the index again from the vector files (trained again where it needs training),
+        with ``spec`` (recorded) or the library's own, and write it."""
+        self._require_writer()
+        if spec is not None:
+            with _transaction(self._db):
+                _set_meta(self._db, ann_spec=str(spec))
+        requested = AnnSpec.parse(self.meta["ann_spec"])
+        concrete = requested.resolved(self.dim, self.vector_count)
+        self._ann = self._build_ann(concrete)
+        self._snapshot()
+        return self.ann
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _require_writer(self) -> None:
+        if self._lock_fd is None:
+            raise LibraryError(f"{self.root}: opened read-only")
+
+    def _write_vectors(self, vectors: np.ndarray) -> tuple[str, str]:
+        """A new vector file (synced); its name and SHA-256."""
+        buffer = _npy_bytes(np.ascontiguousarray(vectors, dtype=np.float32))
+        name = f"{uuid.uuid4().hex}.npy"
+        write_atomically(self.root / _VECTORS / name, buffer, durable=True)
+        return name, hashlib.sha256(buffer).hexdigest()
+
+    def _read_vectors(self, name: str, sha256: str, frames: int) -> np.ndarray:
+        path = self.root / _VECTORS / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise LibraryError(f"{path}: missing (a library video's vectors); {_REINDEX}") from None
+        except OSError as exc:
+            raise LibraryError(f"{path}: unreadable ({exc.strerror or exc})") from None
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise LibraryError(
+                f"{path}: damaged (its SHA-256 is not the one the library recorded); {_REINDEX}"
+            )
+        vectors = np.load(_BytesReader(data), allow_pickle=False)
+        if vectors.shape != (frames, self.dim) or vectors.dtype != np.float32:
+            raise LibraryError(
+                f"{path}: holds {vectors.shape} {vectors.dtype}, not {frames} x {self.dim} float32"
+            )
+        return vectors
+
+    def _insert_text(self, video_id: int, text: TextFeatures) -> None:
         classes = text.classes
         self._db.execute(
             "INSERT INTO frame_classes VALUES (?, ?, ?, ?)",
@@ -511,85 +521,205 @@ class Library:
             (video_id, _quantized_layouts(text.layouts).tobytes(), text.layouts.shape[1]),
         )
 
-    def _remove(self, video_ids: list[int]) -> None:
-        """Delete rows (committed), then the vectors they pointed to."""
-        if not video_ids:
-            return
-        vector_ids: list[int] = []
-        with _transaction(self._db):
-            for video_id in video_ids:
-                vector_ids += self._delete_rows(video_id)
-            self._bump_generation()
-        self._drop_vectors(vector_ids)
+    def _delete_rows(self, video_ids: list[int]) -> list[str]:
+        """Delete videos' rows (inside a transaction) and take their vectors out of the in-memory
+        index; returns their vector files."""
+        files = []
+        for video_id in video_ids:
+            row = self._db.execute(
+                "SELECT vectors_file, frames, in_ann FROM videos WHERE id = ?", (video_id,)
+            ).fetchone()
+            if row is None:
+                continue
+            files.append(row[0])
+            if row[2]:
+                self._db.execute("INSERT OR REPLACE INTO ann_removed VALUES (?, ?)", (video_id, row[1]))
+            self._db.execute("DELETE FROM frame_classes WHERE video_id = ?", (video_id,))
+            self._db.execute("DELETE FROM frame_layouts WHERE video_id = ?", (video_id,))
+            self._db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
+            self.ann.remove_video(video_id, int(row[1]))
+        return files
 
-    def _delete_rows(self, video_id: int) -> list[int]:
-        """Delete a video's rows (inside a transaction); returns its vector ids."""
-        vector_ids = [
-            r[0] for r in self._db.execute("SELECT id FROM vectors WHERE video_id = ?", (video_id,))
-        ]
-        self._db.execute("DELETE FROM vectors WHERE video_id = ?", (video_id,))
-        self._db.execute("DELETE FROM frame_classes WHERE video_id = ?", (video_id,))
-        self._db.execute("DELETE FROM frame_layouts WHERE video_id = ?", (video_id,))
-        self._db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
-        return vector_ids
-
-    def _drop_vectors(self, vector_ids: list[int] | np.ndarray) -> None:
-        if len(vector_ids):
-            self.index.remove_ids(np.asarray(vector_ids, dtype=np.int64))
-            index_sha256 = self._save_index()
-            with _transaction(self._db):
-                self._record_index(index_sha256)
-
-    def _index_ids(self) -> np.ndarray:
-        if self.index.ntotal == 0:
-            return np.zeros(0, dtype=np.int64)
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
-
-    def _max_row_vector_id(self) -> int:
-        return int(self._db.execute("SELECT COALESCE(MAX(id), -1) FROM vectors").fetchone()[0])
+    def _unlink(self, files: Iterable[str]) -> None:
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / _VECTORS / name).unlink()
 
     def _bump_generation(self) -> None:
         self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
 
-    def _reconcile(self, index_sha256: str) -> None:
-        """Repair what a kill can leave: drop orphan vectors (written, their rows never committed)
-        and record an index file whose record a kill cut short. Vectors that rows list but the
-        index lacks are damage, never repaired by forgetting their videos: an error."""
-        valid = np.array([r[0] for r in self._db.execute("SELECT id FROM vectors")], dtype=np.int64)
-        stored = self._index_ids()
-        missing = np.setdiff1d(valid, stored)
-        if len(missing):
+    def _remove_orphan_files(self) -> None:
+        """Vector and index files no row names: what a kill between a file and its commit leaves."""
+        named = {r[0] for r in self._db.execute("SELECT vectors_file FROM videos")}
+        folder = self.root / _VECTORS
+        if folder.is_dir():
+            self._unlink(p.name for p in folder.iterdir() if p.name not in named)
+        current = self.meta.get("ann_file")
+        for path in self.root.glob("ann-*.faiss"):
+            if path.name != current:
+                path.unlink(missing_ok=True)
+        for path in self.root.glob(".*.tmp*"):
+            path.unlink(missing_ok=True)
+
+    def _pending_vectors(self) -> int:
+        added = self._db.execute("SELECT COALESCE(SUM(frames), 0) FROM videos WHERE in_ann = 0").fetchone()[0]
+        removed = self._db.execute("SELECT COALESCE(SUM(frames), 0) FROM ann_removed").fetchone()[0]
+        return int(added) + int(removed)
+
+    def _open_ann(self) -> AnnIndex:
+        """The index file with what was committed since it was written applied: removed videos out,
+        added ones in (from their vector files)."""
+        meta = self.meta
+        if not meta.get("ann_file"):
+            if int(self._db.execute("SELECT COUNT(*) FROM videos WHERE in_ann = 1").fetchone()[0]):
+                raise LibraryError(
+                    f"{self.root}: the library has no index file but lists videos in one; {_REBUILD}"
+                )
+            ann = AnnIndex.trained(AnnSpec("Flat"), self.dim, np.zeros((0, self.dim), np.float32))
+        else:
+            ann = self._read_ann_file(meta)
+        for video_id, frames in self._db.execute("SELECT video_id, frames FROM ann_removed").fetchall():
+            ann.remove_video(int(video_id), int(frames))
+        pending = self._db.execute(
+            "SELECT id, vectors_file, vectors_sha256, frames FROM videos WHERE in_ann = 0 ORDER BY id"
+        ).fetchall()
+        for video_id, name, sha256, frames in pending:
+            ann.add(vector_ids(video_id, frames), self._read_vectors(name, sha256, frames))
+        return ann
+
+    def _read_ann_file(self, meta: dict[str, str]) -> AnnIndex:
+        path = self.root / meta["ann_file"]
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except FileNotFoundError:
+            fresh = self.meta  # a writer may just have replaced it
+            if fresh.get("ann_file") != meta.get("ann_file") and fresh.get("ann_file"):
+                return self._read_ann_file(fresh)
+            raise LibraryError(f"{path}: missing (the library's index file); {_REBUILD}") from None
+        except OSError as exc:
+            raise LibraryError(f"{path}: unreadable ({exc.strerror or exc})") from None
+        if hashlib.sha256(data.data).hexdigest() != meta.get("ann_sha256"):
             raise LibraryError(
-                f"{self.root / _INDEX}: {len(missing)} vectors that the library lists are missing from it; "
-                f"{_REPAIR}"
+                f"{path}: damaged or replaced (its SHA-256 is not the one the library recorded); {_REBUILD}"
             )
-        orphans = np.setdiff1d(stored, valid)
-        if len(orphans):
-            self._drop_vectors(orphans)
-        elif self.meta.get("index_sha256") != index_sha256:  # upgraded, or a kill before the record
-            with _transaction(self._db):
-                self._record_index(index_sha256)
+        try:
+            ann = AnnIndex.deserialize(data, AnnSpec.parse(meta["ann_built"]), self.dim)
+        except (RuntimeError, ValueError) as exc:
+            raise LibraryError(f"{path}: unusable index file ({faiss_reason(exc)}); {_REBUILD}") from None
+        if ann.ntotal != int(meta.get("ann_vectors", -1)):
+            raise LibraryError(
+                f"{path}: holds {ann.ntotal} vectors, the library recorded {meta.get('ann_vectors')}; "
+                f"{_REBUILD}"
+            )
+        return ann
 
-    def _save_index(self) -> str:
-        """Write the index file (its checksum recorded as pending first); returns its SHA-256."""
-        data = faiss.serialize_index(self.index)
-        sha256 = hashlib.sha256(data.data).hexdigest()
+    def _build_ann(self, spec: AnnSpec) -> AnnIndex:
+        """A new index of concrete ``spec`` over every stored vector (trained on a sample of them)."""
+        rows = self._db.execute(
+            "SELECT id, vectors_file, vectors_sha256, frames FROM videos ORDER BY id"
+        ).fetchall()
+        need = training_sample(self.vector_count, spec)
+        sample = np.zeros((0, self.dim), np.float32)
+        if need:
+            rng = np.random.default_rng(0)
+            picked, have = [], 0
+            for i in rng.permutation(len(rows)):
+                video_id, name, sha256, frames = rows[i]
+                picked.append(self._read_vectors(name, sha256, frames))
+                have += frames
+                if have >= need:
+                    break
+            sample = np.concatenate(picked)[:need] if picked else sample
+            lists = _ivf_lists(spec)
+            if len(sample) < lists:
+                raise LibraryError(
+                    f"{self.root}: index {spec} needs at least {lists} vectors to train; the library "
+                    f"has {len(sample)}"
+                )
+        ann = AnnIndex.trained(spec, self.dim, sample)
+        for video_id, name, sha256, frames in rows:
+            ann.add(vector_ids(video_id, frames), self._read_vectors(name, sha256, frames))
+        return ann
+
+    def _maybe_snapshot(self) -> None:
+        """Write the index file again once the changes since it was written are many enough (and
+        move an ``auto`` library to the index its size calls for)."""
+        meta = self.meta
+        total = self.vector_count
+        concrete = AnnSpec.parse(meta["ann_spec"]).resolved(self.dim, total)
+        if self.ann.spec.factory == "Flat" and concrete.factory != "Flat":
+            self._ann = self._build_ann(concrete)  # auto: the library outgrew a Flat index (once)
+            self._snapshot()
+            return
+        pending = self._pending_vectors()
+        if pending and pending >= min(SNAPSHOT_FRACTION * max(total, 1), SNAPSHOT_MAX_PENDING):
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        """Write the in-memory index under a new name, then record it (and which videos it holds)
+        in one transaction, then remove the old file."""
+        generation = int(self.meta["generation"])
+        name = f"ann-{generation}-{uuid.uuid4().hex[:8]}.faiss"
+        data = self.ann.serialize()
+        write_atomically(self.root / name, data.tobytes(), durable=True)
+        old = self.meta.get("ann_file")
         with _transaction(self._db):
-            _set_meta(self._db, pending_index_sha256=sha256)
-        _write_atomically(data, self.root / _INDEX)
-        return sha256
+            _set_meta(
+                self._db,
+                ann_file=name,
+                ann_sha256=hashlib.sha256(data.data).hexdigest(),
+                ann_vectors=str(self.ann.ntotal),
+                ann_built=str(self.ann.spec),
+            )
+            self._db.execute("UPDATE videos SET in_ann = 1 WHERE in_ann = 0")
+            self._db.execute("DELETE FROM ann_removed")
+        if old and old != name:
+            (self.root / old).unlink(missing_ok=True)
 
-    def _record_index(self, sha256: str) -> None:
-        """Record the index file's checksum and vector count (inside a transaction)."""
-        _set_meta(
-            self._db, index_sha256=sha256, index_vectors=str(self.index.ntotal), pending_index_sha256=""
-        )
 
-
-_REPAIR = (
-    "restore the library folder from a backup, or index the videos again into a new library "
-    "(`vcopy index VIDEOS --library NEW`)"
+_REINDEX = (
+    "remove the video (`vcopy library rm PATH`) and index it again, or restore the library from a backup"
 )
+_REBUILD = "rebuild it from the vector files with `vcopy library rebuild-index LIB`"
+
+
+class _BytesReader:
+    """A file-like view of bytes for ``np.load`` (no copy into a BytesIO)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._view, self._at = memoryview(data), 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._view) if n < 0 else min(len(self._view), self._at + n)
+        out = self._view[self._at : end].tobytes()
+        self._at = end
+        return out
+
+    def readinto(self, buffer: memoryview) -> int:
+        n = min(len(buffer), len(self._view) - self._at)
+        buffer[:n] = self._view[self._at : self._at + n]
+        self._at += n
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._at = offset if whence == 0 else (self._at + offset if whence == 1 else len(self._view) + offset)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _ivf_lists(spec: AnnSpec) -> int:
+    match = re.match(r"IVF(\d+)", spec.factory)
+    return int(match[1]) if match else 0
 
 
 def recorded_descriptor(root: Path) -> str | None:
@@ -601,12 +731,115 @@ def recorded_descriptor(root: Path) -> str | None:
     db = None
     try:
         db = _connect(path, write=False)
-        row = db.execute("SELECT value FROM meta WHERE key = 'descriptor'").fetchone()
+        row = (
+            db.execute("SELECT value FROM meta WHERE key = 'descriptor'").fetchone()
+            if _has_meta(db)
+            else None
+        )
     except sqlite3.DatabaseError as exc:
         raise LibraryError(f"{path}: unreadable library database ({exc})") from None
     finally:
         _close(db, None)
     return None if row is None else str(row[0])
+
+
+def _has_meta(db: sqlite3.Connection) -> bool:
+    return (
+        db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        is not None
+    )
+
+
+def _create(db: sqlite3.Connection, descriptor: Descriptor, sampling: SamplingConfig) -> None:
+    db.executescript(_SCHEMA)
+    meta = {
+        "schema_version": str(SCHEMA_VERSION),
+        "descriptor": descriptor.name,
+        "dim": str(descriptor.dim),
+        "sample_fps": repr(sampling.sample_fps),
+        "frame_size": str(sampling.frame_size),
+        "generation": "0",
+        "next_video_id": "1",
+        "ann_spec": "auto",
+        "created_utc": _utc_now(),
+    }
+    with _transaction(db):
+        db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+
+
+def _upgrade(root: Path, db: sqlite3.Connection, meta: dict[str, str], schema: int) -> None:
+    """Convert a schema 4/5 library in place: its FAISS file (the only copy of its vectors, checked
+    against its record) becomes one vector file per video, its per-vector rows a column of frame
+    times; the old index file is removed once the new rows are committed."""
+    import faiss
+
+    if schema < _OLDEST_UPGRADABLE:
+        raise LibraryError(
+            f"{root}: library schema {schema} is too old to upgrade; index the videos again into a new "
+            "library"
+        )
+    old_index = root / _OLD_INDEX
+    videos = db.execute("SELECT id, path FROM videos ORDER BY id").fetchall()
+    index = None
+    if videos:
+        try:
+            data = np.fromfile(old_index, dtype=np.uint8)
+        except OSError as exc:
+            raise LibraryError(
+                f"{old_index}: unreadable ({exc.strerror or exc}); the library cannot be upgraded"
+            ) from None
+        recorded = meta.get("index_sha256")
+        if recorded and hashlib.sha256(data.data).hexdigest() not in (
+            recorded,
+            meta.get("pending_index_sha256"),
+        ):
+            raise LibraryError(f"{old_index}: damaged (its SHA-256 is not the one the library recorded)")
+        try:
+            index = faiss.deserialize_index(data)
+        except RuntimeError as exc:
+            raise LibraryError(f"{old_index}: unreadable FAISS index ({faiss_reason(exc)})") from None
+    folder = root / _VECTORS
+    folder.mkdir(exist_ok=True)
+    converted = []
+    for video_id, path in videos:
+        rows = db.execute(
+            "SELECT id, timestamp_s FROM vectors WHERE video_id = ? ORDER BY timestamp_s", (video_id,)
+        ).fetchall()
+        assert index is not None  # there are videos
+        try:
+            vectors = np.stack([index.reconstruct(int(r[0])) for r in rows]).astype(np.float32)
+        except (RuntimeError, ValueError) as exc:
+            raise LibraryError(
+                f"{old_index}: vectors of {path} are missing from it ({faiss_reason(exc)})"
+            ) from None
+        buffer = _npy_bytes(vectors)
+        name = f"{uuid.uuid4().hex}.npy"
+        write_atomically(folder / name, buffer, durable=True)
+        times = np.array([r[1] for r in rows], dtype=np.float64)
+        converted.append((video_id, len(rows), times.tobytes(), name, hashlib.sha256(buffer).hexdigest()))
+    with _transaction(db):
+        for column, kind in (
+            ("frames", "INTEGER NOT NULL DEFAULT 0"),
+            ("timestamps_s", "BLOB NOT NULL DEFAULT x''"),
+            ("vectors_file", "TEXT NOT NULL DEFAULT ''"),
+            ("vectors_sha256", "TEXT NOT NULL DEFAULT ''"),
+            ("in_ann", "INTEGER NOT NULL DEFAULT 0"),
+        ):
+            db.execute(f"ALTER TABLE videos ADD COLUMN {column} {kind}")
+        db.executemany(
+            "UPDATE videos SET frames = ?, timestamps_s = ?, vectors_file = ?, vectors_sha256 = ?"
+            " WHERE id = ?",
+            [(n, t, f, s, v) for v, n, t, f, s in converted],
+        )
+        db.execute("DROP TABLE IF EXISTS vectors")
+        if schema < 4:
+            db.execute("DELETE FROM frame_layouts")
+        db.execute("DELETE FROM meta WHERE key IN ('index_sha256', 'index_vectors', 'pending_index_sha256')")
+        next_id = int(db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM videos").fetchone()[0])
+        _set_meta(db, schema_version=str(SCHEMA_VERSION), next_video_id=str(next_id), ann_spec="auto")
+    db.executescript(_SCHEMA)  # the tables this schema added
+    old_index.unlink(missing_ok=True)
+    meta.update(dict(db.execute("SELECT key, value FROM meta").fetchall()))
 
 
 def _connect(path: Path, write: bool) -> sqlite3.Connection:
@@ -616,7 +849,6 @@ def _connect(path: Path, write: bool) -> sqlite3.Connection:
     if write:
         db = sqlite3.connect(path, isolation_level=None, timeout=30)
         db.execute("PRAGMA journal_mode = WAL")
-        db.executescript(_SCHEMA)
     else:
         uri = path.absolute().as_uri()
         try:
@@ -627,7 +859,7 @@ def _connect(path: Path, write: bool) -> sqlite3.Connection:
             if wal.is_file() and wal.stat().st_size > 0:
                 raise LibraryError(
                     f"{wal}: the library is read-only and holds writes not yet merged into {path.name}; "
-                    "open it once where it can be written (e.g. `vcopy library` or `vcopy index` there)"
+                    "open it once where it can be written (e.g. `vcopy library info` or `vcopy index` there)"
                 ) from None
             db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, timeout=30)
     db.execute("PRAGMA foreign_keys = ON")
@@ -650,6 +882,11 @@ def _checked_settings(db_path: Path, meta: dict[str, str]) -> int:
         bounded_int(int(meta["frame_size"]), "frame_size", 16, 4096)
         bounded_int(int(meta["dim"]), "dim", 1, 1 << 16)
         bounded_int(int(meta["generation"]), "generation", 0, 1 << 62)
+        if schema >= SCHEMA_VERSION:
+            bounded_int(int(meta["next_video_id"]), "next_video_id", 1, 1 << 38)
+            AnnSpec.parse(meta["ann_spec"])
+            if meta.get("ann_built"):
+                AnnSpec.parse(meta["ann_built"])
     except KeyError as exc:
         raise LibraryError(f"{db_path}: the library has no setting {exc}") from None
     except ValueError as exc:
@@ -659,30 +896,8 @@ def _checked_settings(db_path: Path, meta: dict[str, str]) -> int:
     return schema
 
 
-def _row_count(db: sqlite3.Connection) -> int:
-    return int(db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
-
-
 def _set_meta(db: sqlite3.Connection, **values: str) -> None:
     db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
-
-
-def _absolute(path: Path) -> Path:
-    """``path`` resolved, or only made absolute where it cannot be (a symlink loop: the file is
-    then named and skipped when it is read)."""
-    try:
-        return path.resolve()
-    except (RuntimeError, OSError):
-        return path.absolute()
-
-
-def _storable(path: Path) -> bool:
-    """Whether the library database can hold the path (SQLite text is UTF-8)."""
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _quantized_layouts(layouts: np.ndarray) -> np.ndarray:
@@ -719,59 +934,8 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _read_index(path: Path, meta: dict[str, str], rows: int) -> tuple[Any, str]:
-    """The index file and its SHA-256, checked against what the library recorded of it (its
-    checksum, or the one of a write a kill cut short), its type and dimension, and the ``rows``
-    vectors the library lists. A library with no index file yet gets an empty index ("")."""
-    dim, recorded = int(meta["dim"]), meta.get("index_sha256")
-    if not path.exists():
-        if recorded or rows:
-            raise LibraryError(
-                f"{path}: missing (the library lists {max(rows, int(meta.get('index_vectors', 0)))} "
-                f"vectors in it); {_REPAIR}"
-            )
-        return _new_index(dim), ""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise LibraryError(f"{path}: unreadable ({exc.strerror or exc})") from None
-    sha256 = hashlib.sha256(data.data).hexdigest()
-    if recorded is not None and sha256 not in (recorded, meta.get("pending_index_sha256")):
-        raise LibraryError(
-            f"{path}: damaged or replaced (its SHA-256 is not the one the library recorded); {_REPAIR}"
-        )
-    try:
-        index = faiss.deserialize_index(data)  # SWIG hands back the concrete type
-    except RuntimeError as exc:
-        raise LibraryError(f"{path}: unreadable FAISS index ({faiss_reason(exc)})") from None
-    if not isinstance(index, faiss.IndexIDMap2) or not isinstance(
-        faiss.downcast_index(index.index), faiss.IndexFlatIP
-    ):
-        raise LibraryError(f"{path}: not the kind of index a vcopy library keeps ({type(index).__name__})")
-    if index.d != dim:
-        raise LibraryError(f"{path}: index has dimension {index.d}, library says {dim}")
-    if index.ntotal < rows:
-        raise LibraryError(f"{path}: holds {index.ntotal} vectors, the library lists {rows}; {_REPAIR}")
-    return index, sha256
-
-
 def faiss_reason(exc: BaseException) -> str:
     """A FAISS error's message without the C++ function signature and source line."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     match = re.match(r"Error in .*? at \S+:\d+: (.*)", text)
     return (match[1] if match else text)[:200]
-
-
-def _write_atomically(data: np.ndarray, path: Path) -> None:
-    """Replace a file atomically: temp file, fsync, rename, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data.tobytes())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

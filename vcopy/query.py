@@ -21,7 +21,7 @@ from vcopy.features.views import DEFAULT_VIEWS
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer, localizer_settings
 from vcopy.localize.base import BoundaryRanges, boundary_ranges
-from vcopy.similarity import background_similarity, retrieve, similarity_map
+from vcopy.similarity import background_similarity, exact_score, retrieve, similarity_map
 from vcopy.video import find_videos
 
 
@@ -33,7 +33,8 @@ class QueryConfig:
     spd_weights: Path | None = None  # SPD weights file; None: the shipped ones
     knn: int = 64  # library frames retrieved per query frame
     background_rank: int = 30  # the background-set neighbour whose similarity is a frame's background
-    candidates: int = 10  # library videos that get a similarity map
+    candidates: int = 10  # library videos that get localized
+    shortlist: int = 30  # videos the index proposes; their exact maps pick the candidates
     min_score: float | None = None  # a match scores at least this; None: the localizer's calibrated threshold
     views: tuple[str, ...] = DEFAULT_VIEWS  # query views (vcopy.features.views): a frame counts as its best
     stall_timeout_s: float = 120.0  # a decoder silent this long is killed
@@ -108,6 +109,7 @@ class CopyFinder:
                 f"not {self.descriptor.name}"
             )
         self.sampling = replace(library.sampling, stall_timeout_s=self.config.stall_timeout_s)
+        library.ann  # noqa: B018  # a missing or damaged index is an error before any decoding
 
     @property
     def min_score(self) -> float:
@@ -143,16 +145,20 @@ class CopyFinder:
                 yield self._match(result)
 
     def similarity_maps(self, video: EncodedVideo) -> list[SimilarityMap]:
-        """Contrast maps of the query against its top candidate references, best candidate first."""
+        """Contrast maps of the query against its top candidate references, best candidate first:
+        the index proposes a shortlist, whose exact maps (from the stored vectors) re-rank it."""
         cfg = self.config
         views = video.all_views
         background = background_similarity(views, self.background_set, cfg.background_rank)
+        shortlist = retrieve(self.library, views, background, cfg.knn, max(cfg.shortlist, cfg.candidates))
         maps = []
-        for candidate in retrieve(self.library, views, background, cfg.knn, cfg.candidates):
+        for candidate in shortlist:
             ref_vectors, ref_times = self.library.frames_of(candidate.video_id)
             contrast = similarity_map(views, ref_vectors, background)
             maps.append(SimilarityMap(candidate.video_id, contrast, ref_times))
-        return maps
+        scores = [exact_score(m.contrast) for m in maps]
+        order = sorted(range(len(maps)), key=lambda i: -scores[i])[: cfg.candidates]
+        return [maps[i] for i in order]
 
     def localize(self, video: EncodedVideo, maps: list[SimilarityMap]) -> QueryResult:
         """Run the localizer on the maps (one batch). A reference with a segment scoring at least

@@ -1,4 +1,5 @@
-"""Candidate retrieval (k-NN votes over the library) and query x reference similarity maps.
+"""Candidate retrieval (k-NN votes over the library's approximate index, re-ranked on exact
+vectors) and query x reference similarity maps.
 
 Maps are contrast maps: each query frame's similarities minus its background similarity, the
 similarity of its ``rank``-th nearest frame in a fixed background set of unrelated footage (shipped
@@ -36,24 +37,35 @@ def background_similarity(vectors: np.ndarray, background_set: np.ndarray, rank:
 def retrieve(
     library: Library, query_vectors: np.ndarray, background: np.ndarray, knn: int, top: int
 ) -> list[Candidate]:
-    """Search each query frame's ``knn`` nearest library frames; a video scores the sum, over query
-    frames, of its best contrast (similarity minus the frame's ``background``) among them, and the
-    ``top`` best-scoring videos are returned, best first. Views of frames ([V, N, dim], background
-    [V, N]) count as their frame: its best view counts."""
+    """Search each query frame's ``knn`` nearest library frames in the library's approximate index;
+    a video scores the sum, over query frames, of its best contrast (similarity minus the frame's
+    ``background``) among them, and the ``top`` best-scoring videos are returned, best first. Views
+    of frames ([V, N, dim], background [V, N]) count as their frame: its best view counts."""
     query_vectors = np.asarray(query_vectors, dtype=np.float32)
     n_frames = query_vectors.shape[-2]
-    if library.index.ntotal == 0 or n_frames == 0:
+    if n_frames == 0:
         return []
-    k = min(knn, library.index.ntotal)
     flat = np.ascontiguousarray(query_vectors.reshape(-1, query_vectors.shape[-1]))
-    sims, ids = library.index.search(flat, k)
+    sims, owners, _ = library.search(flat, knn)
+    if sims.shape[1] == 0:
+        return []
     sims = sims - np.asarray(background).reshape(-1)[:, None]
-    owners, _ = library.vector_owners(ids)
     valid = (owners >= 0) & (sims > 0)
     frame_of_row = np.arange(len(flat)) % n_frames
     frames = np.broadcast_to(frame_of_row[:, None], owners.shape)[valid]
-    videos, frame_sims = owners[valid], sims[valid]
-    # best similarity per (video, query frame), then summed per video
+    return _ranked(owners[valid], frames, sims[valid], top)
+
+
+def exact_score(contrast: np.ndarray) -> float:
+    """A candidate's score on its exact contrast map: the sum over query frames of their best
+    positive contrast to the reference (what ``retrieve`` estimates from the index's hits)."""
+    if contrast.size == 0:
+        return 0.0
+    return float(np.maximum(contrast.max(axis=1), 0).sum())
+
+
+def _ranked(videos: np.ndarray, frames: np.ndarray, frame_sims: np.ndarray, top: int) -> list[Candidate]:
+    """Best similarity per (video, query frame), summed per video; the ``top`` videos, best first."""
     order = np.lexsort((-frame_sims, frames, videos))
     pairs = np.stack([videos[order], frames[order]], axis=1)
     first = np.ones(len(order), dtype=bool)

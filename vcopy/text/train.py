@@ -34,6 +34,7 @@ from vcopy.checks import bounded_float, bounded_int, known_keys, load_training_s
 from vcopy.errors import VcopyError, read_torch_file
 from vcopy.features import DEFAULT_DESCRIPTOR
 from vcopy.files import atomic_path
+from vcopy.indexing import index_videos
 from vcopy.library import Library
 from vcopy.text import losses
 from vcopy.text.captions import Caption
@@ -556,7 +557,7 @@ def prepare_data(
     descriptor = create_descriptor(config.descriptor, device=config.device)
     sampling = SamplingConfig(frame_size=descriptor.frame_size)
     with Library.open(library_root, write=True, descriptor=descriptor, sampling=sampling) as library:
-        summary = library.add(sorted(set(found.values())), descriptor, on_video=on_video)
+        summary = index_videos(library, sorted(set(found.values())), descriptor, on_video=on_video)
         encoder = TextEncoder(device=config.device)
         data = load_captioned_data(library, found, captions, encoder, config)
     return PreparedData(data, missing, summary.failed, descriptor.name, encoder.sha256)

@@ -1,0 +1,130 @@
+"""Indexing: videos decoded and described (``vcopy.features``), then stored in a library
+(``vcopy.library``), with the library's recorded settings so that what is stored and what a query
+computes cannot drift apart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vcopy.errors import LibraryError
+from vcopy.library import Library
+from vcopy.video import find_videos
+
+if TYPE_CHECKING:
+    from vcopy.features import Descriptor, EncodedVideo
+
+
+@dataclass
+class IndexSummary:
+    """What one ``index`` run did."""
+
+    indexed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, warning) of indexed videos
+    video_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        """Video seconds indexed per wall-clock second."""
+        return self.video_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+def index_videos(
+    library: Library,
+    paths: Iterable[Path],
+    descriptor: Descriptor,
+    prune: bool = False,
+    commit_every_s: float = 30.0,
+    stall_timeout_s: float = 120.0,
+    on_video: Callable[[str, str], None] | None = None,
+) -> IndexSummary:
+    """Index the videos in ``paths`` (files or folders) into ``library`` (opened to write): new and
+    changed files are (re)indexed, unchanged ones skipped, and with ``prune`` library videos under
+    ``paths`` whose files are gone are removed. ``on_video(path, outcome)`` is told about each file
+    as it is handled (``indexed``, ``skipped`` or ``failed: REASON``), and before that of anything
+    a reader must know about it (``warning: TEXT``). Work done before an exception is committed."""
+    from vcopy.features import FailedVideo, encode_videos, video_duration_s
+
+    if library.meta["descriptor"] != descriptor.name:
+        raise LibraryError(
+            f"{library.root}: built with descriptor {library.meta['descriptor']}, not {descriptor.name}"
+        )
+    started = time.monotonic()
+    roots = [_absolute(Path(p)) for p in paths]
+    summary = IndexSummary()
+    report = on_video or (lambda path, outcome: None)
+    todo = []
+    for path in find_videos(roots):
+        if not _storable(path):
+            reason = "its name is not valid UTF-8 (rename the file to index it)"
+            summary.failed.append((str(path), reason))
+            report(str(path), f"failed: {reason}")
+        elif library.unchanged(path):
+            summary.skipped.append(str(path))
+            report(str(path), "skipped")
+        else:
+            todo.append(path)
+    if prune:
+        gone = [v for v in library.videos() if _under(Path(v.path), roots) and not Path(v.path).exists()]
+        library.remove([v.id for v in gone])
+        summary.pruned = [v.path for v in gone]
+    batch: list[EncodedVideo] = []
+    sampling = library.sampling
+
+    def commit() -> None:
+        library.commit(batch, [video_duration_s(v, sampling) for v in batch])
+        batch.clear()
+
+    last_commit = time.monotonic()
+    try:
+        for result in encode_videos(
+            todo, descriptor, replace(sampling, stall_timeout_s=stall_timeout_s), text=True
+        ):
+            if isinstance(result, FailedVideo):
+                summary.failed.append((str(result.path), result.reason))
+                library.record_failure(result.path, result.reason)
+                report(str(result.path), f"failed: {result.reason}")
+                continue
+            batch.append(result)
+            summary.indexed.append(str(result.path))
+            summary.video_seconds += video_duration_s(result, sampling)
+            for warning in result.warnings:
+                summary.warnings.append((str(result.path), warning))
+                report(str(result.path), f"warning: {warning}")
+            report(str(result.path), "indexed")
+            if time.monotonic() - last_commit >= commit_every_s:
+                commit()
+                last_commit = time.monotonic()
+    finally:
+        commit()
+    summary.wall_seconds = time.monotonic() - started
+    return summary
+
+
+def _under(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` resolved, or only made absolute where it cannot be (a symlink loop: the file is
+    then named and skipped when it is read)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return path.absolute()
+
+
+def _storable(path: Path) -> bool:
+    """Whether the library database can hold the path (SQLite text is UTF-8)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
