@@ -18,37 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vcopy.features import (
-    LAYOUT_DIMS,
-    LAYOUT_GRID,
-    EncodedVideo,
-    FrameClasses,
-    TextFeatures,
-    create_descriptor,
-)
+from vcopy.features import create_descriptor
 from vcopy.library import Library
+from vcopy.synth.vectors import random_video
 from vcopy.text.search import TextSearcher
-from vcopy.video import FileStamp, SamplingConfig, VideoInfo
+from vcopy.video import SamplingConfig
 
 QUERIES = ["a dog running on a beach", "a cup of coffee", "a red car on a road", "people in a kitchen"]
-
-
-def fake_video(rng: np.random.Generator, i: int, n_frames: int, dim: int) -> EncodedVideo:
-    vectors = rng.normal(size=(n_frames, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    probabilities = rng.dirichlet(np.full(1000, 0.02), n_frames).astype(np.float32)
-    return EncodedVideo(
-        path=Path(f"/videos/v{i:06d}.mp4"),
-        info=VideoInfo(float(n_frames), 25.0, 320, 240, 0, n_frames * 25),
-        stamp=FileStamp(1, i, f"{i:064x}"),
-        decoder="synthetic",
-        vectors=vectors,
-        timestamps_s=np.arange(n_frames, dtype=np.float64),
-        text=TextFeatures(
-            FrameClasses.top(probabilities),
-            rng.normal(size=(n_frames, LAYOUT_GRID**2 * LAYOUT_DIMS)).astype(np.float32),
-        ),
-    )
 
 
 def main() -> None:
@@ -69,9 +45,8 @@ def main() -> None:
         root, write=True, descriptor=descriptor, sampling=SamplingConfig(frame_size=descriptor.frame_size)
     ) as library:
         for lo in range(0, args.videos, 500):
-            batch = [
-                fake_video(rng, i, args.frames, descriptor.dim) for i in range(lo, min(lo + 500, args.videos))
-            ]
+            numbers = range(lo, min(lo + 500, args.videos))
+            batch = [random_video(rng, i, args.frames, descriptor.dim) for i in numbers]
             library.commit(batch, [float(len(v.timestamps_s)) for v in batch])
     print(
         f"library: {args.videos} videos x {args.frames} frames, "

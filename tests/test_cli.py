@@ -179,7 +179,11 @@ def test_bad_inputs_never_damage_the_library(corpus: Corpus, tmp_path: Path) -> 
     assert "indexed 3, skipped 0, failed 5" in proc.stdout
     with Library.open(lib) as library:
         assert len(library) == 3
-        assert library.ann.ntotal == library.vector_count == sum(len(library.frames_of(v.id)[1]) for v in library.videos())
+        assert (
+            library.ann.ntotal
+            == library.vector_count
+            == sum(len(library.frames_of(v.id)[1]) for v in library.videos())
+        )
 
 
 def test_unreadable_files(corpus: Corpus, library: Path, tmp_path: Path) -> None:
@@ -243,7 +247,11 @@ def test_sigkill_mid_index_leaves_a_library_that_opens(corpus: Corpus, tmp_path:
     assert finish.returncode == 0, finish.stderr
     with Library.open(lib) as library:
         assert len(library) == 8
-        assert library.ann.ntotal == library.vector_count == sum(len(library.frames_of(v.id)[1]) for v in library.videos())
+        assert (
+            library.ann.ntotal
+            == library.vector_count
+            == sum(len(library.frames_of(v.id)[1]) for v in library.videos())
+        )
 
 
 _NO_HEAVY_IMPORT = """

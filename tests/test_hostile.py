@@ -166,71 +166,106 @@ def _library_copy(library: Path, tmp_path: Path) -> Path:
 
 def _videos_and_rows(lib: Path) -> tuple[int, int]:
     with sqlite3.connect(lib / "library.sqlite") as db:
-        return db.execute("SELECT (SELECT COUNT(*) FROM videos), (SELECT COUNT(*) FROM vectors)").fetchone()
+        return db.execute("SELECT COUNT(*), COALESCE(SUM(frames), 0) FROM videos").fetchone()
 
 
-def _damage(lib: Path, how: str) -> None:
-    path = lib / "index.faiss"
-    if how == "deleted":
-        path.unlink()
-    elif how == "one video's vectors randomised":
-        index = faiss.read_index(str(path))
-        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-        vectors = np.stack([index.reconstruct(int(i)) for i in ids])
-        vectors[:10] = np.random.default_rng(0).standard_normal(vectors[:10].shape)
-        fresh = faiss.IndexIDMap2(faiss.IndexFlatIP(index.d))
-        fresh.add_with_ids(vectors.astype(np.float32), ids)
-        faiss.write_index(fresh, str(path))
-    elif how == "another kind of index":
-        other = faiss.IndexFlatL2(faiss.read_index(str(path)).d)
-        faiss.write_index(other, str(path))
+def _index_file(lib: Path) -> Path:
+    [path] = lib.glob("ann-*.faiss")
+    return path
 
 
-@pytest.mark.parametrize("how", ["deleted", "one video's vectors randomised", "another kind of index"])
-def test_a_damaged_index_is_an_error_and_nothing_is_dropped(
+def _vector_file(lib: Path, reference: Path) -> Path:
+    with sqlite3.connect(lib / "library.sqlite") as db:
+        [name] = db.execute("SELECT vectors_file FROM videos WHERE path = ?", (str(reference),)).fetchone()
+    return lib / "vectors" / name
+
+
+def _garble(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["deleted", "garbled", "another kind of index"])
+def test_a_damaged_index_file_is_an_error_until_it_is_rebuilt(
     how: str, corpus: Corpus, library: Path, tmp_path: Path
 ) -> None:
     lib = _library_copy(library, tmp_path)
     before = _videos_and_rows(lib)
-    _damage(lib, how)
+    path = _index_file(lib)
+    if how == "deleted":
+        path.unlink()
+    elif how == "garbled":
+        _garble(path)
+    else:
+        faiss.write_index(faiss.IndexFlatL2(512), str(path))
     query = run_vcopy("query", corpus.copy, "--library", lib)
-    _one_line_error(query, 5, "index.faiss")
-    index = run_vcopy("index", corpus.refs, "--library", lib)
-    _one_line_error(index, 5, "index.faiss", "new library")
+    _one_line_error(query, 5, path.name, "rebuild-index")
+    assert _videos_and_rows(lib) == before
+    rebuilt = run_vcopy("library", "rebuild-index", lib)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    report = _query_json_of(lib, corpus.copy)
+    assert Path(report["queries"][0]["matches"][0]["reference"]["path"]) == corpus.copied_reference
     assert _videos_and_rows(lib) == before
 
 
-def test_an_older_library_is_checked_by_its_rows_then_gets_its_checksum(
-    corpus: Corpus, library: Path, tmp_path: Path
+@pytest.mark.parametrize("how", ["deleted", "garbled"])
+def test_a_damaged_vector_file_is_named_and_never_searched(
+    how: str, corpus: Corpus, library: Path, tmp_path: Path
 ) -> None:
     lib = _library_copy(library, tmp_path)
-    with sqlite3.connect(lib / "library.sqlite") as db:  # as vcopy's schema 4 left it: no record
-        db.execute("DELETE FROM meta WHERE key LIKE '%index_%'")
-        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
-    with Library.open(lib) as opened:
-        assert len(opened) == 3
-    with Library.open(lib, write=True) as opened:  # upgraded: the checksum is recorded
-        assert opened.meta["index_sha256"] and opened.meta["schema_version"] == "5"
+    before = _videos_and_rows(lib)
+    path = _vector_file(lib, corpus.copied_reference)
+    path.unlink() if how == "deleted" else _garble(path)
+    query = run_vcopy("query", corpus.copy, "--library", lib)  # the copied reference is a candidate
+    _one_line_error(query, 5, path.name, "index it again")
+    verify = run_vcopy("library", "verify", lib)
+    assert verify.returncode == 5 and path.name in verify.stderr and verify.stderr.count("\n") == 1
+    assert _videos_and_rows(lib) == before
+    assert run_vcopy("library", "rm", lib, corpus.copied_reference).returncode == 0  # the repair
+    assert run_vcopy("index", corpus.refs, "--library", lib).returncode == 0
+    assert run_vcopy("library", "verify", lib).returncode == 0
+    assert _videos_and_rows(lib) == before
+
+
+def _query_json_of(lib: Path, *videos: Path) -> dict:
+    proc = run_vcopy("query", *videos, "--library", lib, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_library_of_vcopy_0_2_is_upgraded_in_place(corpus: Corpus, tmp_path: Path) -> None:
+    lib = tmp_path / "v5"
+    shutil.copytree(Path(__file__).parent / "data" / "library-v5", lib)
+    old = faiss.read_index(str(lib / "index.faiss"))
     with sqlite3.connect(lib / "library.sqlite") as db:
-        db.execute("DELETE FROM meta WHERE key LIKE '%index_%'")
-    (lib / "index.faiss").write_bytes((lib / "index.faiss").read_bytes()[:200])  # garbled, no record
-    proc = run_vcopy("index", corpus.refs, "--library", lib)
-    _one_line_error(proc, 5, "index.faiss")
-    assert "faiss::" not in proc.stderr and "Error in" not in proc.stderr  # no C++ signatures
-    assert _videos_and_rows(lib)[0] == 3
+        rows = db.execute("SELECT id, video_id FROM vectors ORDER BY video_id, timestamp_s").fetchall()
+    refused = run_vcopy("query", corpus.copy, "--library", lib)
+    _one_line_error(refused, 5, "older vcopy", "vcopy library upgrade")
+    upgraded = run_vcopy("library", "upgrade", lib)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert not (lib / "index.faiss").exists()
+    with Library.open(lib) as library:
+        assert library.meta["schema_version"] == "6" and len(library) == 2
+        for video in library.videos():
+            vectors, times = library.frames_of(video.id)
+            expected = np.stack([old.reconstruct(v) for v, owner in rows if owner == video.id])
+            np.testing.assert_array_equal(vectors, expected)
+            assert list(times) == [0, 1, 2, 3, 4, 5]
+    report = _query_json_of(lib, corpus.unrelated)  # an upgraded library answers queries
+    assert report["queries"][0]["matches"] == []
 
 
-def test_a_kill_between_the_index_file_and_its_record_is_not_damage(library: Path, tmp_path: Path) -> None:
+def test_files_a_kill_leaves_behind_are_ignored_then_removed(library: Path, tmp_path: Path) -> None:
     lib = _library_copy(library, tmp_path)
-    with Library.open(lib, write=True) as opened:  # a vector written, then killed before its rows
-        opened.index.add_with_ids(np.ones((1, opened.index.d), dtype=np.float32), np.array([10**6]))
-        opened._save_index()
+    orphans = [lib / "vectors" / "0123456789abcdef.npy", lib / "ann-99-deadbeef.faiss"]
+    for path in orphans:  # written, then killed before the commit that would name them
+        path.write_bytes(b"half a file")
     with Library.open(lib) as opened:
-        assert opened.index.ntotal == _videos_and_rows(lib)[1] + 1  # readers ignore the orphan
-    with Library.open(lib, write=True) as opened:
-        assert opened.index.ntotal == _videos_and_rows(lib)[1]  # the next writer drops it
-    with Library.open(lib) as opened:
-        assert opened.meta["pending_index_sha256"] == ""
+        assert opened.ann.ntotal == _videos_and_rows(lib)[1] and not opened.verify()
+    with Library.open(lib, write=True):
+        pass
+    assert not any(p.exists() for p in orphans)
 
 
 def test_a_library_path_that_is_a_file_is_one_line(corpus: Corpus, tmp_path: Path) -> None:
@@ -312,7 +347,7 @@ def test_a_read_only_library_can_be_read(corpus: Corpus, library: Path, tmp_path
     assert len(json.loads(proc.stdout)["queries"][0]["results"]) == 3
     proc = _read_only(lib, "index", corpus.refs, "--library", lib)
     _one_line_error(proc, 5, "lib")
-    assert sorted(p.name for p in lib.iterdir()) == ["index.faiss", "library.sqlite"]
+    assert sorted(p.name for p in lib.iterdir()) == [_index_file(lib).name, "library.sqlite", "vectors"]
 
 
 # -- loops, FIFOs, truncated files ----------------------------------------------------------------

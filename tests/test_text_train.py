@@ -216,10 +216,10 @@ def test_train_text_end_to_end_resume_and_search(captioned: Path) -> None:
     weights = torch.load(out / "text-model.pt", weights_only=False)
     assert weights["config"]["layout_dim"] == LAYOUT_GRID**2 * LAYOUT_DIMS  # reads layouts by default
 
-    older = captioned / "older-library"  # as a vcopy that held layouts as float16 left it
+    older = captioned / "older-library"  # as a vcopy from before layouts left its videos
     shutil.copytree(out / "library", older, ignore=shutil.ignore_patterns("text", "write.lock"))
     with sqlite3.connect(older / "library.sqlite") as db:
-        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        db.execute("DELETE FROM frame_layouts")
     search_older = ["search-text", "three red cats", "--library", older, "--model", out / "text-model.pt"]
     proc = run_vcopy(*search_older, "--json", "-")
     assert proc.returncode == 0, proc.stderr

@@ -1,3 +1,3 @@
 """vcopy: find copies of videos, and which seconds of each were copied."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

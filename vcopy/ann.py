@@ -28,8 +28,6 @@ from typing import Any
 import faiss
 import numpy as np
 
-from vcopy.errors import VcopyError
-
 ROW_BITS = 24  # frames per video < 2**24 (16.7 M: 155 h at 30 sampled frames/s)
 ROW_MASK = (1 << ROW_BITS) - 1
 AUTO_IVF_VECTORS = 300_000  # an "auto" library moves from Flat to IVF-PQ here (about 83 h at 1 frame/s)
@@ -108,8 +106,15 @@ def _pq_subquantizers(factory: str) -> int:
     return int(match[1]) if match else 1
 
 
+def gpus() -> int:
+    """GPUs FAISS can use here (0 with faiss-cpu, or with faiss-gpu and no GPU visible)."""
+    return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+
+
 class AnnIndex:
-    """An index of library vectors (``add`` / ``remove`` / ``search`` / ``serialize``)."""
+    """An index of library vectors (``add`` / ``remove`` / ``search`` / ``serialize``). With
+    faiss-gpu and a visible GPU (``vcopy[gpu]``), training and search run on the GPUs (the index
+    itself, what is written and what ids are removed from, stays on the CPU)."""
 
     def __init__(self, index: Any, spec: AnnSpec) -> None:
         self.index = index
@@ -117,13 +122,20 @@ class AnnIndex:
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None and spec.nprobe is not None:
             ivf.nprobe = spec.nprobe
+        self._on_gpus: Any = None  # a GPU copy for search, made on first search, dropped on change
 
     @classmethod
     def trained(cls, spec: AnnSpec, dim: int, sample: np.ndarray) -> AnnIndex:
         """An empty index of concrete ``spec``, trained on ``sample`` where it needs training."""
         index = spec.build(dim)
         if not index.is_trained:
-            index.train(np.ascontiguousarray(sample, dtype=np.float32))
+            sample = np.ascontiguousarray(sample, dtype=np.float32)
+            if gpus():
+                trained = faiss.index_cpu_to_all_gpus(index)
+                trained.train(sample)
+                index = faiss.index_gpu_to_cpu(trained)
+            else:
+                index.train(sample)
         return cls(index, spec)
 
     @classmethod
@@ -145,17 +157,24 @@ class AnnIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+            self._on_gpus = None
 
     def remove_video(self, video_id: int, n: int) -> int:
         """Remove a video's ``n`` vectors; returns how many were there."""
         first = int(vector_ids(video_id, 1)[0])
+        self._on_gpus = None
         return int(self.index.remove_ids(faiss.IDSelectorRange(first, first + n)))
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(similarities, ids) of each vector's ``k`` nearest; ids -1 where there are fewer."""
         if self.ntotal == 0:
             return np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
-        sims, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, self.ntotal))
+        searcher = self.index
+        if gpus() and k <= 2048:  # FAISS's GPU k-NN limit
+            if self._on_gpus is None:
+                self._on_gpus = faiss.index_cpu_to_all_gpus(self.index)
+            searcher = self._on_gpus
+        sims, ids = searcher.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, self.ntotal))
         return sims, ids
 
     def serialize(self) -> np.ndarray:
@@ -168,11 +187,3 @@ def training_sample(n_vectors: int, spec: AnnSpec) -> int:
     lists = int(match[1]) if match else 0
     need = max(lists * TRAINING_SAMPLES_PER_LIST, 256 * 40 if "PQ" in spec.factory else 0)
     return min(n_vectors, MAX_TRAINING_VECTORS, need) if need else 0
-
-
-def check_spec(text: str) -> AnnSpec:
-    """A spec from the command line; a VcopyError names what is wrong."""
-    try:
-        return AnnSpec.parse(text)
-    except ValueError as exc:
-        raise VcopyError(f"index spec {text!r}: {exc}") from None

@@ -901,10 +901,13 @@ def library_verify_command(library_path: Path) -> None:
 def library_rebuild_index_command(library_path: Path, spec: str | None) -> None:
     """Build LIBRARY's approximate index again from its vector files (trained again where the index
     needs training), e.g. after damage or to change its kind."""
-    from vcopy.ann import check_spec
+    from vcopy.ann import AnnSpec
     from vcopy.library import Library
 
-    parsed = check_spec(spec) if spec is not None else None
+    try:
+        parsed = AnnSpec.parse(spec) if spec is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(f"{printable(spec)!r}: {printable(exc)}", param_hint="--spec") from None
     with Library.open(library_path, write=True) as library:
         started = time.perf_counter()
         ann = library.rebuild_index(parsed)

@@ -832,8 +832,6 @@ def _upgrade(root: Path, db: sqlite3.Connection, meta: dict[str, str], schema: i
             [(n, t, f, s, v) for v, n, t, f, s in converted],
         )
         db.execute("DROP TABLE IF EXISTS vectors")
-        if schema < 4:
-            db.execute("DELETE FROM frame_layouts")
         db.execute("DELETE FROM meta WHERE key IN ('index_sha256', 'index_vectors', 'pending_index_sha256')")
         next_id = int(db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM videos").fetchone()[0])
         _set_meta(db, schema_version=str(SCHEMA_VERSION), next_video_id=str(next_id), ann_spec="auto")

@@ -1,0 +1,141 @@
+"""How the library scales: libraries of 10 h, 100 h and 1,000 h at 1 frame/s, filled through the
+real commit path with 10-minute videos of random 512-d vectors (nothing is decoded), then per size:
+
+- fill time per video-hour, and the commit time of one more 10-minute video (median of ``--commits``);
+- bytes on disk; open time and RSS after open (a fresh process that opens the library and loads
+  its index, as `vcopy query` does);
+- retrieval + similarity maps for a 60-s and a 10-minute query (the query path of `vcopy query`
+  after decoding: index search with the default views, exact re-ranking of the shortlist on the
+  stored vectors, the maps of the candidates), median of 5.
+
+    python examples/library_scale.py WORK_DIR [--hours 10,100,1000] [--commits 10]
+
+Each library is WORK_DIR/lib-<hours>h (kept; filled again only when missing). The 100,000 h row of
+the README is projected from these per-vector costs (see there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from vcopy.features.sscd import background_path, load_background
+from vcopy.library import Library
+from vcopy.query import QueryConfig
+from vcopy.similarity import background_similarity, exact_score, retrieve, similarity_map
+from vcopy.synth.vectors import random_video
+from vcopy.video import SamplingConfig
+
+DIM = 512
+VIDEO_FRAMES = 600  # 10 minutes at 1 frame/s
+BATCH = 10  # videos per commit while filling
+
+_OPEN = """
+import resource, sys, time
+started = time.perf_counter()
+from vcopy.library import Library
+library = Library.open(sys.argv[1])
+library.ann.ntotal
+print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def fill(root: Path, hours: int) -> float:
+    """Fill a library of ``hours`` video-hours; returns wall seconds (0 when it was already full)."""
+    videos = hours * 6
+    descriptor = SimpleNamespace(name="synthetic/512d", dim=DIM)
+    rng = np.random.default_rng(hours)
+    started = time.perf_counter()
+    with Library.open(root, write=True, descriptor=descriptor, sampling=SamplingConfig()) as library:  # type: ignore[arg-type]
+        have = len(library)
+        for lo in range(have, videos, BATCH):
+            batch = [
+                random_video(rng, i, VIDEO_FRAMES, DIM, text=False)
+                for i in range(lo, min(lo + BATCH, videos))
+            ]
+            library.commit(batch, [float(VIDEO_FRAMES)] * len(batch))
+    return time.perf_counter() - started if have < videos else 0.0
+
+
+def commit_seconds(root: Path, commits: int) -> float:
+    """Median time to commit one more 10-minute video (then removed again, unmeasured)."""
+    rng = np.random.default_rng(999)
+    times = []
+    with Library.open(root, write=True) as library:
+        library.ann.ntotal  # noqa: B018  # opening is not part of a commit
+        for i in range(commits):
+            video = random_video(rng, 10_000_000 + i, VIDEO_FRAMES, DIM, text=False)
+            started = time.perf_counter()
+            library.commit([video], [float(VIDEO_FRAMES)])
+            times.append(time.perf_counter() - started)
+        added = [library.video_by_path(f"/videos/v{10_000_000 + i:07d}.mp4") for i in range(commits)]
+        library.remove([v.id for v in added if v is not None])
+    return float(np.median(times))
+
+
+def query_seconds(library: Library, seconds: int, background_set: np.ndarray) -> float:
+    """Median wall time of retrieval + exact re-ranking + maps for a query of ``seconds`` frames
+    (three views, as the default views make) copied from a library video, with noise."""
+    config = QueryConfig()
+    rng = np.random.default_rng(seconds)
+    source, _ = library.frames_of(library.videos()[len(library) // 2].id)
+    frames = np.resize(source, (seconds, DIM)) + rng.normal(0, 0.02, (seconds, DIM)).astype(np.float32)
+    views = np.stack([frames, np.roll(frames, 1, axis=1), frames[:, ::-1]])
+    views /= np.linalg.norm(views, axis=2, keepdims=True)
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        background = background_similarity(views, background_set, config.background_rank)
+        shortlist = retrieve(library, views, background, config.knn, config.shortlist)
+        scores = []
+        for candidate in shortlist:
+            vectors, _ = library.frames_of(candidate.video_id)
+            scores.append(exact_score(similarity_map(views, vectors, background)))
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("work_dir", type=Path)
+    parser.add_argument("--hours", default="10,100,1000")
+    parser.add_argument("--commits", type=int, default=10)
+    args = parser.parse_args()
+    background_set = load_background(background_path("sscd_distilled"))
+    print(
+        "| library | vectors | index | fill s per video-hour | commit s (one 10-min video) | bytes on disk "
+        "| open s | RSS after open MB | 60-s query s | 10-min query s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for hours in (int(h) for h in args.hours.split(",")):
+        root = args.work_dir / f"lib-{hours}h"
+        filled_s = fill(root, hours)
+        commit_s = commit_seconds(root, args.commits)
+        opened = subprocess.run(
+            [sys.executable, "-c", _OPEN, str(root)], capture_output=True, text=True, check=True
+        )
+        open_s, rss_mb = (float(v) for v in opened.stdout.split())
+        with Library.open(root) as library:
+            info = library.info()
+            q60 = query_seconds(library, 60, background_set)
+            q600 = query_seconds(library, 600, background_set)
+        fill_text = f"{filled_s / hours:.2f}" if filled_s else "(kept)"
+        print(
+            f"| {hours} h | {info.vectors:,} | {info.index_built} | {fill_text} | {commit_s:.3f} "
+            f"| {info.bytes_on_disk / 1e9:.2f} GB | {open_s:.2f} | {rss_mb:.0f} | {q60:.3f} | {q600:.3f} |",
+            flush=True,
+        )
+    print(f"\n(this process: max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()

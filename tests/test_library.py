@@ -1,0 +1,145 @@
+"""The store: exact vector files, the approximate index written as snapshots plus pending changes,
+`auto` moving to IVF-PQ, and `vcopy library` (filled through the real commit path with random
+vectors: nothing here is decoded)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import run_vcopy
+
+from vcopy import ann
+from vcopy.ann import AnnSpec
+from vcopy.library import Library
+from vcopy.synth.vectors import random_video
+from vcopy.video import SamplingConfig
+
+DIM = 64
+
+
+def _library(root: Path, videos: int, frames: int = 60, seed: int = 0) -> list:
+    """A library of ``videos`` random videos, committed ten at a time; returns them."""
+    rng = np.random.default_rng(seed)
+    made = [random_video(rng, i, frames, DIM, text=False) for i in range(videos)]
+    descriptor = SimpleNamespace(name="synthetic/64d", dim=DIM)
+    with Library.open(root, write=True, descriptor=descriptor, sampling=SamplingConfig()) as library:  # type: ignore[arg-type]
+        for lo in range(0, videos, 10):
+            batch = made[lo : lo + 10]
+            library.commit(batch, [float(len(v.vectors)) for v in batch])
+    return made
+
+
+def _index_file(root: Path) -> str:
+    with sqlite3.connect(root / "library.sqlite") as db:
+        return db.execute("SELECT value FROM meta WHERE key = 'ann_file'").fetchone()[0]
+
+
+def _owner(library: Library, vector: np.ndarray) -> int:
+    _, videos, _ = library.search(vector[None], 1)
+    return int(videos[0, 0])
+
+
+def test_small_commits_do_not_rewrite_the_index_file_and_readers_see_them(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    _library(root, 20)
+    first = _index_file(root)
+    rng = np.random.default_rng(1)
+    descriptor = SimpleNamespace(name="synthetic/64d", dim=DIM)
+    with Library.open(root, write=True, descriptor=descriptor) as library:  # type: ignore[arg-type]
+        extra = random_video(rng, 100, 60, DIM, text=False)
+        library.commit([extra], [60.0])  # 60 of 1260 vectors pending: under a tenth
+        assert _index_file(root) == first
+        with Library.open(root) as reader:  # the index file plus what was committed since
+            assert reader.ann.ntotal == reader.vector_count == 1260
+            new_id = reader.video_by_path(str(extra.path)).id  # type: ignore[union-attr]
+            assert _owner(reader, extra.vectors[7]) == new_id
+            vectors, times = reader.frames_of(new_id)
+            np.testing.assert_array_equal(vectors, extra.vectors)
+            assert list(times[:3]) == [0, 1, 2]
+        more = [random_video(rng, 200 + i, 60, DIM, text=False) for i in range(2)]
+        library.commit(more, [60.0, 60.0])  # 180 pending: over a tenth, the index file is written
+        assert _index_file(root) != first
+        assert not (root / first).exists()
+        with Library.open(root) as reader:
+            assert reader.info().index_pending == 0 and reader.ann.ntotal == 1380
+
+
+def test_a_removed_video_leaves_the_search_at_once(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    made = _library(root, 20)
+    with Library.open(root, write=True) as library:
+        gone = library.video_by_path(str(made[3].path))
+        assert gone is not None and _owner(library, made[3].vectors[0]) == gone.id
+        library.remove([gone.id])
+        assert _owner(library, made[3].vectors[0]) != gone.id
+    with Library.open(root) as reader:
+        assert _owner(reader, made[3].vectors[0]) != gone.id
+        assert reader.ann.ntotal == reader.vector_count == 19 * 60
+        assert len(list((root / "vectors").iterdir())) == 19
+
+
+def test_auto_moves_a_growing_library_to_ivf_pq_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ann, "AUTO_IVF_VECTORS", 2_000)
+    monkeypatch.setattr(ann, "TRAINING_SAMPLES_PER_LIST", 10)
+    root = tmp_path / "lib"
+    made = _library(root, 60)  # 3,600 vectors
+    with Library.open(root) as library:
+        info = library.info()
+        assert info.index_spec == "auto" and info.index_built.startswith("IVF") and ",PQ8" in info.index_built
+        hits = [_owner(library, v.vectors[5]) for v in made]
+        assert hits == [library.video_by_path(str(v.path)).id for v in made]  # type: ignore[union-attr]
+
+
+def test_the_library_command(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    made = _library(root, 12)
+    proc = run_vcopy("library", "info", root, "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert (info["videos"], info["vectors"], info["index_built"]) == (12, 720, "Flat")
+    assert info["hours"] == pytest.approx(720 / 3600) and info["bytes_on_disk"] > 720 * DIM * 4
+    listed = json.loads(run_vcopy("library", "ls", root, "--json").stdout)
+    assert [v["path"] for v in listed] == [str(v.path) for v in made]
+    proc = run_vcopy("library", "rm", root, made[0].path, tmp_path / "not-there.mp4")
+    assert proc.returncode == 1 and "removed 1 video" in proc.stdout and "not in the library" in proc.stderr
+    proc = run_vcopy("library", "rebuild-index", root, "--spec", "IVF4,Flat;nprobe=4")
+    assert proc.returncode == 0 and "IVF4,Flat;nprobe=4, 660 vectors" in proc.stdout, proc.stderr
+    with Library.open(root) as library:
+        assert library.info().index_built == "IVF4,Flat;nprobe=4"
+        assert _owner(library, made[5].vectors[0]) == library.video_by_path(str(made[5].path)).id  # type: ignore[union-attr]
+    assert run_vcopy("library", "verify", root).returncode == 0
+    bad = run_vcopy("library", "rebuild-index", root, "--spec", "NotAnIndex")
+    assert bad.returncode == 2 and "--spec" in bad.stderr
+    assert run_vcopy("library", "info", tmp_path / "nowhere").returncode == 5
+
+
+def test_index_specs_are_checked() -> None:
+    assert str(AnnSpec.parse("IVF64,PQ8;nprobe=16")) == "IVF64,PQ8;nprobe=16"
+    assert AnnSpec.parse("auto").resolved(512, 1_000) == AnnSpec("Flat")
+    big = AnnSpec.parse("auto").resolved(512, 3_600_000)
+    assert big.factory == "IVF8192,PQ64" and big.nprobe == ann.AUTO_NPROBE
+    for bad in ("", "Flat;k=3", "HNSW32", "IVF64,PQ8;nprobe=0"):
+        with pytest.raises(ValueError):
+            AnnSpec.parse(bad)
+
+
+@pytest.mark.skipif(ann.gpus() == 0, reason="faiss-gpu with a visible GPU (vcopy[gpu]) is not here")
+def test_gpu_search_and_training_give_the_cpu_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "lib"
+    made = _library(root, 30)
+    with Library.open(root, write=True) as library:
+        library.rebuild_index(AnnSpec.parse("IVF16,Flat;nprobe=16"))  # trained on the GPU
+        queries = np.stack([v.vectors[3] for v in made])
+        on_gpu = library.search(queries, 5)
+        monkeypatch.setattr(ann, "gpus", lambda: 0)
+        library._ann = None  # reloaded, searched on the CPU
+        on_cpu = library.search(queries, 5)
+    np.testing.assert_array_equal(on_gpu[1], on_cpu[1])
+    np.testing.assert_allclose(on_gpu[0], on_cpu[0], atol=1e-4)
