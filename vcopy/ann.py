@@ -34,6 +34,9 @@ AUTO_IVF_VECTORS = 300_000  # an "auto" library moves from Flat to IVF-PQ here (
 AUTO_NPROBE = 48
 TRAINING_SAMPLES_PER_LIST = 40  # FAISS warns below 39 training vectors per inverted list
 MAX_TRAINING_VECTORS = 200_000
+# exact (flat) distances by matrix product from this many query vectors up: FAISS 1.15 ships 128,000,
+# which leaves a query's few hundred vectors to a loop 3-4x slower than BLAS here (README, Library scale)
+faiss.cvar.distance_compute_blas_threshold = 20
 
 
 def vector_ids(video_id: int, n: int) -> np.ndarray:

@@ -56,6 +56,7 @@ def index_videos(
         raise LibraryError(
             f"{library.root}: built with descriptor {library.meta['descriptor']}, not {descriptor.name}"
         )
+    library.load_index()  # a missing or damaged index file is an error before any decoding
     started = time.monotonic()
     roots = [_absolute(Path(p)) for p in paths]
     summary = IndexSummary()

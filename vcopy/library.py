@@ -270,6 +270,11 @@ class Library:
     @property
     def ann(self) -> AnnIndex:
         """The approximate index, loaded (and checked) on first use."""
+        return self.load_index()
+
+    def load_index(self) -> AnnIndex:
+        """The approximate index, loaded and checked now if it is not yet: a missing or damaged
+        index file is a ``LibraryError`` here, before any work that needs it."""
         if self._ann is None:
             self._ann = self._open_ann()
         return self._ann
@@ -421,7 +426,7 @@ class Library:
         if not video_ids:
             return
         self._require_writer()
-        self.ann  # noqa: B018  # loaded before the rows change
+        self.load_index()  # before the rows change
         with _transaction(self._db):
             files = self._delete_rows(video_ids)
             self._bump_generation()

@@ -109,7 +109,7 @@ class CopyFinder:
                 f"not {self.descriptor.name}"
             )
         self.sampling = replace(library.sampling, stall_timeout_s=self.config.stall_timeout_s)
-        library.ann  # noqa: B018  # a missing or damaged index is an error before any decoding
+        library.load_index()  # a missing or damaged index is an error before any decoding
 
     @property
     def min_score(self) -> float:
