@@ -108,7 +108,7 @@ def _progress() -> Progress:
 
 
 def _video_reporter(progress: Progress, task: TaskID) -> Callable[[str, str], None]:
-    """An ``on_video(path, outcome)`` for ``Library.add``: advances ``task`` and prints failures
+    """An ``on_video(path, outcome)`` for ``index_videos``: advances ``task`` and prints failures
     and warnings."""
 
     def on_video(path: str, outcome: str) -> None:
