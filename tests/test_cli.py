@@ -17,8 +17,9 @@ from conftest import COPY_QUERY_S, COPY_REFERENCE_S, Corpus, alive, descendants,
 
 from vcopy import synth
 from vcopy.features import EncodedVideo, create_descriptor, encode_videos
-from vcopy.library import LAYOUT_STEPS, Library
+from vcopy.library import Library
 from vcopy.report import load_schema
+from vcopy.text.store import LAYOUT_STEPS, frame_layouts
 
 
 def _query_json(
@@ -55,7 +56,7 @@ def test_finds_the_copy_and_its_boundaries(corpus: Corpus, library: Path) -> Non
 def test_library_keeps_each_frames_layout_to_within_its_int8_step(library: Path) -> None:
     lib = Library.open(library)
     video = next(v for v in lib.videos() if Path(v.path).name == "r0.mp4")
-    stored = lib.frame_layouts(video.id)
+    stored = frame_layouts(lib, video.id)
     [encoded] = encode_videos(
         [Path(video.path)], create_descriptor(lib.meta["descriptor"]), lib.sampling, text=True
     )

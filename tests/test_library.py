@@ -143,3 +143,23 @@ def test_gpu_search_and_training_give_the_cpu_results(
         on_cpu = library.search(queries, 5)
     np.testing.assert_array_equal(on_gpu[1], on_cpu[1])
     np.testing.assert_allclose(on_gpu[0], on_cpu[0], atol=1e-4)
+
+
+def test_text_search_keeps_its_tables_through_the_store(tmp_path: Path) -> None:
+    from vcopy.text.store import frame_classes, frame_layouts  # registers its tables
+
+    rng = np.random.default_rng(3)
+    video = random_video(rng, 1, 30, DIM, text=True)
+    descriptor = SimpleNamespace(name="synthetic/64d", dim=DIM)
+    with Library.open(
+        tmp_path / "lib", write=True, descriptor=descriptor, sampling=SamplingConfig()
+    ) as library:  # type: ignore[arg-type]
+        library.commit([video], [30.0])
+        [stored] = library.videos()
+        assert library.complete(stored.id)
+        classes, layouts = frame_classes(library, stored.id), frame_layouts(library, stored.id)
+        assert classes is not None and layouts is not None and video.text is not None
+        np.testing.assert_array_equal(classes.ids, video.text.classes.ids)
+        assert layouts.shape == video.text.layouts.shape
+        library.remove([stored.id])
+        assert frame_classes(library, stored.id) is None and frame_layouts(library, stored.id) is None

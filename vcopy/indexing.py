@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from vcopy.errors import LibraryError
 from vcopy.library import Library
+from vcopy.text import store as _text_store  # noqa: F401  # registers text search tables
 from vcopy.video import find_videos
 
 if TYPE_CHECKING:

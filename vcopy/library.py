@@ -5,9 +5,10 @@ recorded here so that ``index`` and ``query`` cannot drift apart.
 Layout of ``LIB/``::
 
     library.sqlite      videos (path, sha256, size, mtime, duration, fps, ..., the times of their
-                        frames, their vector file and its SHA-256), frame_classes and frame_layouts
-                        (what text search reads), failures, meta (descriptor, sampling, index spec,
-                        generation), ann_removed (videos deleted since the index file was written)
+                        frames, their vector file and its SHA-256), failures, meta (descriptor,
+                        sampling, index spec, generation), ann_removed (videos deleted since the
+                        index file was written), and the tables other modules register for each
+                        video (``register_tables``: text search's frame_classes, frame_layouts)
     vectors/<id>.npy    one file per video: its exact frame vectors, float32 [frames, dim], written
                         once and never rewritten (a re-indexed video gets a new file)
     ann-<n>.faiss       the approximate-nearest-neighbour index (``vcopy.ann``) as last written: derived
@@ -38,7 +39,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,7 +53,7 @@ from vcopy.files import write_atomically
 from vcopy.video import SamplingConfig, file_stamp
 
 if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are described: opening is light
-    from vcopy.features import Descriptor, EncodedVideo, FrameClasses, TextFeatures
+    from vcopy.features import Descriptor, EncodedVideo
 
 # 2 added frame_classes, 3 frame_layouts (float16), 4 holds them as int8, 5 records the index file's
 # checksum, 6 keeps exact vectors in per-video files apart from an approximate index. Libraries of
@@ -61,7 +62,6 @@ SCHEMA_VERSION = 6
 _OLDEST_UPGRADABLE = 4
 _DB, _LOCK, _VECTORS = "library.sqlite", "write.lock", "vectors"
 _OLD_INDEX = "index.faiss"  # schema <= 5: the only copy of the vectors
-LAYOUT_STEPS = 127  # layouts (parts of unit vectors, so within -1..1) are stored as int8 in these steps
 SNAPSHOT_FRACTION = 0.1  # pending changes that make a writer write the index file again ...
 SNAPSHOT_MAX_PENDING = 50_000  # ... or this many vectors, whichever is fewer
 MAX_FRAMES = 1 << 24  # frames per video (the row part of a vector id)
@@ -91,17 +91,6 @@ CREATE TABLE IF NOT EXISTS videos (
 CREATE TABLE IF NOT EXISTS ann_removed (
     video_id INTEGER PRIMARY KEY,  -- deleted, its vectors still in the index file
     frames INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS frame_classes (
-    video_id INTEGER PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
-    class_ids BLOB NOT NULL,  -- uint16 [frames, top_k], frames in time order
-    probabilities BLOB NOT NULL,  -- float16 [frames, top_k]
-    top_k INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS frame_layouts (
-    video_id INTEGER PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
-    layouts BLOB NOT NULL,  -- int8 [frames, dim] = round(layout * LAYOUT_STEPS), frames in time order
-    dim INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS failures (
     path TEXT PRIMARY KEY,
@@ -144,6 +133,30 @@ class LibraryInfo:
     index_pending: int  # vectors added or removed since the index file was written
     state_id: str
     schema_version: int
+
+
+@dataclass(frozen=True)
+class VideoTables:
+    """Tables another part of vcopy keeps for each library video (text search's, for one):
+    created with the library's own, written in the transaction that commits a video, deleted with
+    it. Each table has a ``video_id INTEGER PRIMARY KEY REFERENCES videos(id)`` column."""
+
+    name: str
+    schema: str  # CREATE TABLE IF NOT EXISTS ...
+    tables: tuple[str, ...]
+    insert: Callable[[sqlite3.Connection, int, EncodedVideo], None]  # rows of a video being committed
+
+
+_VIDEO_TABLES: dict[str, VideoTables] = {}
+
+
+def register_tables(tables: VideoTables) -> None:
+    """Keep ``tables`` in every library opened to write from now on."""
+    _VIDEO_TABLES[tables.name] = tables
+
+
+def _create_tables(db: sqlite3.Connection) -> None:
+    db.executescript(_SCHEMA + "".join(t.schema for t in _VIDEO_TABLES.values()))
 
 
 def _utc_now() -> str:
@@ -202,7 +215,7 @@ class Library:
                     )
                 _upgrade(root, db, meta, schema)
             elif write:
-                db.executescript(_SCHEMA)
+                _create_tables(db)
             if descriptor is not None and meta["descriptor"] != descriptor.name:
                 raise LibraryError(
                     f"{root}: built with descriptor {meta['descriptor']}, not {descriptor.name}"
@@ -302,33 +315,26 @@ class Library:
         row = self._db.execute("SELECT timestamps_s FROM videos WHERE id = ?", (video_id,)).fetchone()
         return np.zeros(0) if row is None else np.frombuffer(row[0], dtype=np.float64).copy()
 
-    def frame_classes(self, video_id: int) -> FrameClasses | None:
-        """A video's frames' top ImageNet classes, in time order; None when it has none."""
-        row = self._db.execute(
-            "SELECT class_ids, probabilities, top_k FROM frame_classes WHERE video_id = ?", (video_id,)
-        ).fetchone()
-        if row is None:
+    def video_row(self, table: str, columns: str, video_id: int) -> tuple | None:
+        """A video's row in a registered table (``register_tables``); None when it has none, or
+        when this library has no such table yet (made before the table was registered)."""
+        if table not in {t for tables in _VIDEO_TABLES.values() for t in tables.tables}:
+            raise ValueError(f"{table} is not a registered table")
+        try:
+            row = self._db.execute(
+                f"SELECT {columns} FROM {table} WHERE video_id = ?", (video_id,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # no such table in a library opened read-only
             return None
-        k = int(row[2])
-        ids = np.frombuffer(row[0], dtype=np.uint16).reshape(-1, k).astype(np.int64)
-        probabilities = np.frombuffer(row[1], dtype=np.float16).reshape(-1, k).astype(np.float32)
-        from vcopy.features import FrameClasses
+        return None if row is None else tuple(row)
 
-        return FrameClasses(ids, probabilities)
-
-    def frame_layouts(self, video_id: int) -> np.ndarray | None:
-        """A video's frames' layouts [N, dim] (float32), in time order; None when it has none."""
-        row = self._db.execute(
-            "SELECT layouts, dim FROM frame_layouts WHERE video_id = ?", (video_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        return np.frombuffer(row[0], dtype=np.int8).reshape(-1, int(row[1])).astype(np.float32) / LAYOUT_STEPS
-
-    def has_text_features(self, video_id: int) -> bool:
+    def complete(self, video_id: int) -> bool:
+        """Whether the video has its rows in every registered table (one indexed by a vcopy that did
+        not keep them is indexed again)."""
         return all(
-            self._db.execute(f"SELECT 1 FROM {table} WHERE video_id = ?", (video_id,)).fetchone() is not None
-            for table in ("frame_classes", "frame_layouts")
+            self.video_row(table, "1", video_id) is not None
+            for tables in _VIDEO_TABLES.values()
+            for table in tables.tables
         )
 
     def info(self) -> LibraryInfo:
@@ -409,8 +415,8 @@ class Library:
                         np.ascontiguousarray(video.timestamps_s, dtype=np.float64).tobytes(), name, sha256,
                     ),
                 )  # fmt: skip
-                if video.text is not None:
-                    self._insert_text(next_id, video.text)
+                for tables in _VIDEO_TABLES.values():
+                    tables.insert(self._db, next_id, video)
                 self._db.execute("DELETE FROM failures WHERE path = ?", (str(video.path),))
                 new_ids.append(next_id)
                 next_id += 1
@@ -444,7 +450,7 @@ class Library:
         """The file is indexed as it is now, with everything this vcopy stores of it (a video
         indexed without what text search reads is indexed again)."""
         video = self.video_by_path(str(path))
-        if video is None or not self.has_text_features(video.id):
+        if video is None or not self.complete(video.id):
             return False
         try:
             st = path.stat()
@@ -510,22 +516,6 @@ class Library:
             )
         return vectors
 
-    def _insert_text(self, video_id: int, text: TextFeatures) -> None:
-        classes = text.classes
-        self._db.execute(
-            "INSERT INTO frame_classes VALUES (?, ?, ?, ?)",
-            (
-                video_id,
-                classes.ids.astype(np.uint16).tobytes(),
-                classes.probabilities.astype(np.float16).tobytes(),
-                classes.ids.shape[1],
-            ),
-        )
-        self._db.execute(
-            "INSERT INTO frame_layouts VALUES (?, ?, ?)",
-            (video_id, _quantized_layouts(text.layouts).tobytes(), text.layouts.shape[1]),
-        )
-
     def _delete_rows(self, video_ids: list[int]) -> list[str]:
         """Delete videos' rows (inside a transaction) and take their vectors out of the in-memory
         index; returns their vector files."""
@@ -539,8 +529,8 @@ class Library:
             files.append(row[0])
             if row[2]:
                 self._db.execute("INSERT OR REPLACE INTO ann_removed VALUES (?, ?)", (video_id, row[1]))
-            self._db.execute("DELETE FROM frame_classes WHERE video_id = ?", (video_id,))
-            self._db.execute("DELETE FROM frame_layouts WHERE video_id = ?", (video_id,))
+            for table in (t for tables in _VIDEO_TABLES.values() for t in tables.tables):
+                self._db.execute(f"DELETE FROM {table} WHERE video_id = ?", (video_id,))
             self._db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
             self.ann.remove_video(video_id, int(row[1]))
         return files
@@ -756,7 +746,7 @@ def _has_meta(db: sqlite3.Connection) -> bool:
 
 
 def _create(db: sqlite3.Connection, descriptor: Descriptor, sampling: SamplingConfig) -> None:
-    db.executescript(_SCHEMA)
+    _create_tables(db)
     meta = {
         "schema_version": str(SCHEMA_VERSION),
         "descriptor": descriptor.name,
@@ -840,7 +830,7 @@ def _upgrade(root: Path, db: sqlite3.Connection, meta: dict[str, str], schema: i
         db.execute("DELETE FROM meta WHERE key IN ('index_sha256', 'index_vectors', 'pending_index_sha256')")
         next_id = int(db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM videos").fetchone()[0])
         _set_meta(db, schema_version=str(SCHEMA_VERSION), next_video_id=str(next_id), ann_spec="auto")
-    db.executescript(_SCHEMA)  # the tables this schema added
+    _create_tables(db)  # the tables this schema added
     old_index.unlink(missing_ok=True)
     meta.update(dict(db.execute("SELECT key, value FROM meta").fetchall()))
 
@@ -901,11 +891,6 @@ def _checked_settings(db_path: Path, meta: dict[str, str]) -> int:
 
 def _set_meta(db: sqlite3.Connection, **values: str) -> None:
     db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
-
-
-def _quantized_layouts(layouts: np.ndarray) -> np.ndarray:
-    """Layouts as int8 steps of 1 / ``LAYOUT_STEPS`` (on the ablation set, no worse than float16)."""
-    return np.clip(np.round(layouts * LAYOUT_STEPS), -LAYOUT_STEPS, LAYOUT_STEPS).astype(np.int8)
 
 
 def _take_lock(root: Path) -> int:

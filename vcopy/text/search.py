@@ -29,6 +29,7 @@ from vcopy.files import atomic_path
 from vcopy.library import Library
 from vcopy.text.encoder import TextEncoder
 from vcopy.text.model import load_model
+from vcopy.text.store import frame_layouts
 from vcopy.text.zeroshot import ZeroShotSpace, video_vector
 from vcopy.video import sha256_file
 
@@ -118,7 +119,7 @@ class TrainedSpace:
         """The text-space vectors of a library video's frames; None when it was indexed without
         its classes or (for a model that reads them) its layouts."""
         zero_shot = self.zero_shot.library_frames(library, video_id)
-        layouts = library.frame_layouts(video_id) if self.model.config.layout_dim else None
+        layouts = frame_layouts(library, video_id) if self.model.config.layout_dim else None
         if zero_shot is None or (self.model.config.layout_dim and layouts is None):
             return None
         descriptors, _ = library.frames_of(video_id)

@@ -42,6 +42,7 @@ from vcopy.text.encoder import TextEncoder
 from vcopy.text.metrics import RetrievalMetrics, retrieval_metrics
 from vcopy.text.model import ModelConfig, TokenImportance, VideoTextModel, masked_mean, save_model
 from vcopy.text.search import zero_shot_space
+from vcopy.text.store import frame_layouts
 
 # Words that carry little of what is visible (articles, prepositions, pronouns, auxiliaries,
 # conjunctions): DMAE's offline part-of-speech heuristic gives them FUNCTION_WORD_WEIGHT.
@@ -193,8 +194,8 @@ def load_captioned_data(
     for video_id, path in video_paths.items():
         video = by_path.get(str(path.resolve()))
         frame_vectors = None if video is None else space.library_frames(library, video.id)
-        frame_layouts = None if video is None else library.frame_layouts(video.id)
-        if video is None or frame_vectors is None or frame_layouts is None:
+        stored_layouts = None if video is None else frame_layouts(library, video.id)
+        if video is None or frame_vectors is None or stored_layouts is None:
             continue
         vectors, _ = library.frames_of(video.id)
         keep = np.unique(
@@ -202,7 +203,7 @@ def load_captioned_data(
         )
         video_rows[video_id] = len(descriptors)
         descriptors.append(vectors[keep])
-        layouts.append(frame_layouts[keep])
+        layouts.append(stored_layouts[keep])
         zeroshot.append(frame_vectors[keep])
     kept = [c for c in captions if c.video in video_rows]
     if len(video_rows) < 4:

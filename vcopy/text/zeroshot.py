@@ -17,6 +17,7 @@ from vcopy.features import FrameClasses
 from vcopy.files import atomic_path
 from vcopy.library import Library
 from vcopy.text.encoder import TextEncoder
+from vcopy.text.store import frame_classes
 
 CLASS_PROMPT = "a photo of a {}"
 
@@ -91,5 +92,5 @@ class ZeroShotSpace:
 
     def library_frames(self, library: Library, video_id: int) -> np.ndarray | None:
         """The text-space vectors of a library video's frames; None when it has no stored classes."""
-        classes = library.frame_classes(video_id)
+        classes = frame_classes(library, video_id)
         return None if classes is None or len(classes.ids) == 0 else self.frame_vectors(classes)
