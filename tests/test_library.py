@@ -163,3 +163,15 @@ def test_text_search_keeps_its_tables_through_the_store(tmp_path: Path) -> None:
         assert layouts.shape == video.text.layouts.shape
         library.remove([stored.id])
         assert frame_classes(library, stored.id) is None and frame_layouts(library, stored.id) is None
+
+
+def test_a_library_records_the_pipeline_its_frames_are_computed_with(tmp_path: Path) -> None:
+    from vcopy.errors import VcopyError
+    from vcopy.pipeline import Pipeline, PipelineSpec
+
+    _library(tmp_path / "lib", 1)
+    with Library.open(tmp_path / "lib") as library:
+        spec = library.pipeline_spec
+    assert spec == PipelineSpec("synthetic/64d", 1.0, 224, text_features=True)
+    with pytest.raises(VcopyError, match="needs descriptor synthetic/64d"):
+        Pipeline(spec, SimpleNamespace(name="sscd_distilled/288px", frame_size=288))  # type: ignore[arg-type]

@@ -1,17 +1,17 @@
-"""Indexing: videos decoded and described (``vcopy.features``), then stored in a library
-(``vcopy.library``), with the library's recorded settings so that what is stored and what a query
-computes cannot drift apart."""
+"""Indexing: videos decoded and described by the library's own pipeline (``vcopy.pipeline``, from
+the spec the library records), then stored in it (``vcopy.library``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vcopy.errors import LibraryError
 from vcopy.library import Library
+from vcopy.pipeline import Pipeline
 from vcopy.text import store as _text_store  # noqa: F401  # registers text search tables
 from vcopy.video import find_videos
 
@@ -51,12 +51,13 @@ def index_videos(
     ``paths`` whose files are gone are removed. ``on_video(path, outcome)`` is told about each file
     as it is handled (``indexed``, ``skipped`` or ``failed: REASON``), and before that of anything
     a reader must know about it (``warning: TEXT``). Work done before an exception is committed."""
-    from vcopy.features import FailedVideo, encode_videos, video_duration_s
+    from vcopy.features import FailedVideo, video_duration_s
 
     if library.meta["descriptor"] != descriptor.name:
         raise LibraryError(
             f"{library.root}: built with descriptor {library.meta['descriptor']}, not {descriptor.name}"
         )
+    pipeline = Pipeline(library.pipeline_spec, descriptor)
     library.load_index()  # a missing or damaged index file is an error before any decoding
     started = time.monotonic()
     roots = [_absolute(Path(p)) for p in paths]
@@ -86,9 +87,7 @@ def index_videos(
 
     last_commit = time.monotonic()
     try:
-        for result in encode_videos(
-            todo, descriptor, replace(sampling, stall_timeout_s=stall_timeout_s), text=True
-        ):
+        for result in pipeline.encode(todo, stall_timeout_s):
             if isinstance(result, FailedVideo):
                 summary.failed.append((str(result.path), result.reason))
                 library.record_failure(result.path, result.reason)

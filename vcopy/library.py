@@ -50,6 +50,7 @@ from vcopy.ann import AnnIndex, AnnSpec, split_ids, training_sample, vector_ids
 from vcopy.checks import bounded_float, bounded_int
 from vcopy.errors import LibraryError
 from vcopy.files import write_atomically
+from vcopy.pipeline import PipelineSpec
 from vcopy.video import SamplingConfig, file_stamp
 
 if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are described: opening is light
@@ -250,9 +251,19 @@ class Library:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
     @property
-    def sampling(self) -> SamplingConfig:
+    def pipeline_spec(self) -> PipelineSpec:
+        """What this library's frames are computed with (``vcopy.pipeline``)."""
         meta = self.meta
-        return SamplingConfig(sample_fps=float(meta["sample_fps"]), frame_size=int(meta["frame_size"]))
+        return PipelineSpec(
+            descriptor=meta["descriptor"],
+            sample_fps=float(meta["sample_fps"]),
+            frame_size=int(meta["frame_size"]),
+            text_features=meta.get("text_features", "1") == "1",
+        )
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return self.pipeline_spec.sampling
 
     @property
     def state_id(self) -> str:
@@ -753,6 +764,7 @@ def _create(db: sqlite3.Connection, descriptor: Descriptor, sampling: SamplingCo
         "dim": str(descriptor.dim),
         "sample_fps": repr(sampling.sample_fps),
         "frame_size": str(sampling.frame_size),
+        "text_features": "1",
         "generation": "0",
         "next_video_id": "1",
         "ann_spec": "auto",

@@ -13,14 +13,13 @@ from vcopy.features import (
     Descriptor,
     EncodedVideo,
     FailedVideo,
-    create_descriptor,
-    encode_videos,
     video_duration_s,
 )
 from vcopy.features.views import DEFAULT_VIEWS
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer, localizer_settings
 from vcopy.localize.base import BoundaryRanges, boundary_ranges
+from vcopy.pipeline import Pipeline
 from vcopy.similarity import background_similarity, exact_score, retrieve, similarity_map
 from vcopy.video import find_videos
 
@@ -91,11 +90,11 @@ class CopyFinder:
     ) -> None:
         self.library = library
         self.config = config or QueryConfig()
-        self.descriptor = descriptor or create_descriptor(library.meta["descriptor"])
-        if library.meta["descriptor"] != self.descriptor.name:
-            raise VcopyError(
-                f"library uses descriptor {library.meta['descriptor']}, not {self.descriptor.name}"
-            )
+        spec = library.pipeline_spec
+        if descriptor is not None and descriptor.name != spec.descriptor:
+            raise VcopyError(f"library uses descriptor {spec.descriptor}, not {descriptor.name}")
+        self.pipeline = Pipeline(spec, descriptor) if descriptor is not None else Pipeline.build(spec)
+        self.descriptor = self.pipeline.descriptor
         if len(self.descriptor.background) == 0:
             raise VcopyError("matching needs a descriptor with a background set (it normalises scores)")
         self.background_set = self.descriptor.background
@@ -138,7 +137,10 @@ class CopyFinder:
     def query_many(self, paths: Iterable[Path]) -> Generator[QueryResult, None, None]:
         """One result per video file under ``paths`` (folders are searched), in order."""
         videos = find_videos(Path(p) for p in paths)
-        for result in encode_videos(videos, self.descriptor, self.sampling, views=self.config.views):
+        encoded = self.pipeline.encode(
+            videos, self.config.stall_timeout_s, library=False, views=self.config.views
+        )
+        for result in encoded:
             if isinstance(result, FailedVideo):
                 yield QueryResult(path=result.path, error=result.reason)
             else:

@@ -1,0 +1,68 @@
+"""The pipeline: what a library's frames are computed with (sampling, the descriptor, what else
+each frame keeps), as one object. Its spec is what the library records (``vcopy.library``), so
+that indexing and querying a library compute frames the same way and cannot drift apart; the
+models are built from it by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vcopy.errors import VcopyError
+from vcopy.video import SamplingConfig
+
+if TYPE_CHECKING:
+    from vcopy.features import Descriptor, EncodedVideo, FailedVideo
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """What frames are computed with; recorded in every library."""
+
+    descriptor: str  # the descriptor's full name: registry name, settings, weights' checksum
+    sample_fps: float  # frames sampled per second of video
+    frame_size: int  # frames are decoded at this many pixels square
+    text_features: bool = True  # each library frame's ImageNet classes and layout, for text search
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(sample_fps=self.sample_fps, frame_size=self.frame_size)
+
+
+class Pipeline:
+    """A spec with its models built: encodes library videos and suspect videos alike."""
+
+    def __init__(self, spec: PipelineSpec, descriptor: Descriptor) -> None:
+        if descriptor.name != spec.descriptor:
+            raise VcopyError(f"the pipeline needs descriptor {spec.descriptor}, not {descriptor.name}")
+        if descriptor.frame_size != spec.frame_size:
+            raise VcopyError(
+                f"descriptor {descriptor.name} takes {descriptor.frame_size}-px frames, not {spec.frame_size}"
+            )
+        self.spec = spec
+        self.descriptor = descriptor
+
+    @classmethod
+    def build(cls, spec: PipelineSpec, device: str = "cpu") -> Pipeline:
+        """The pipeline of ``spec``, its descriptor built by name (``vcopy.features``)."""
+        from vcopy.features import create_descriptor
+
+        return cls(spec, create_descriptor(spec.descriptor, device=device))
+
+    def encode(
+        self,
+        paths: Iterable[Path],
+        stall_timeout_s: float = 120.0,
+        library: bool = True,
+        views: tuple[str, ...] = (),
+    ) -> Iterator[EncodedVideo | FailedVideo]:
+        """Decode and describe each video: as a library video (with the text features the spec
+        asks for) or, with ``library`` False, as a suspect (with the query ``views`` asked for)."""
+        from vcopy.features import encode_videos
+
+        sampling = replace(self.spec.sampling, stall_timeout_s=stall_timeout_s)
+        text = self.spec.text_features and library
+        return encode_videos(paths, self.descriptor, sampling, text=text, views=() if library else views)
