@@ -24,9 +24,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vcopy.errors import VcopyError
-from vcopy.features import Descriptor, EncodedVideo, FailedVideo, encode_videos
+from vcopy.features import Descriptor, EncodedVideo, FailedVideo
 from vcopy.library import Library
 from vcopy.localize.spd import CONTRAST_RANGE
+from vcopy.pipeline import Pipeline
 from vcopy.report import timecode
 from vcopy.similarity import background_similarity, similarity_map
 from vcopy.video import frames_at, probe, sha256_file
@@ -109,6 +110,7 @@ class EvidenceWriter:
             )
         self.library = library
         self.descriptor = descriptor
+        self.pipeline = Pipeline(library.pipeline_spec, descriptor)  # as the query was encoded
         self.background_set = descriptor.background
         self.background_rank = background_rank
         self.views = views  # the query views the report was made with
@@ -135,7 +137,7 @@ class EvidenceWriter:
 
     def _encode(self, paths: list[Path]) -> list[EncodedVideo]:
         found = []
-        for result in encode_videos(paths, self.descriptor, self.library.sampling, views=self.views):
+        for result in self.pipeline.encode(paths, library=False, views=self.views):
             if not isinstance(result, FailedVideo):
                 found.append(result)
         return found
