@@ -175,3 +175,18 @@ def test_a_library_records_the_pipeline_its_frames_are_computed_with(tmp_path: P
     assert spec == PipelineSpec("synthetic/64d", 1.0, 224, text_features=True)
     with pytest.raises(VcopyError, match="needs descriptor synthetic/64d"):
         Pipeline(spec, SimpleNamespace(name="sscd_distilled/288px", frame_size=288))  # type: ignore[arg-type]
+
+
+def test_library_commands_that_fail_change_nothing(tmp_path: Path) -> None:
+    nowhere = tmp_path / "nowhere"
+    for args in (("rm", nowhere, "x.mp4"), ("rebuild-index", nowhere), ("upgrade", nowhere)):
+        proc = run_vcopy("library", *args)
+        assert proc.returncode == 5 and "not a vcopy library" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert not nowhere.exists()  # nothing was created where there was no library
+    root = tmp_path / "lib"
+    _library(root, 2)
+    proc = run_vcopy("library", "rebuild-index", root, "--spec", "IVF4096,PQ8")  # too few vectors to train
+    assert proc.returncode == 5 and "needs at least 4096 vectors" in proc.stderr
+    info = json.loads(run_vcopy("library", "info", root, "--json").stdout)
+    assert (info["index_spec"], info["index_built"]) == ("auto", "Flat")  # the failed build recorded nothing

@@ -77,6 +77,12 @@ class AnnSpec:
             spec.build(8 * max(1, _pq_subquantizers(factory)))  # FAISS refuses what it cannot build
         return spec
 
+    @property
+    def lists(self) -> int:
+        """Inverted lists of an IVF spec (0 for others)."""
+        match = re.match(r"IVF(\d+)", self.factory)
+        return int(match[1]) if match else 0
+
     def __str__(self) -> str:
         return self.factory + (f";nprobe={self.nprobe}" if self.nprobe is not None else "")
 
@@ -186,7 +192,5 @@ class AnnIndex:
 
 def training_sample(n_vectors: int, spec: AnnSpec) -> int:
     """How many library vectors train an index of ``spec`` (0: it needs none)."""
-    match = re.match(r"IVF(\d+)", spec.factory)
-    lists = int(match[1]) if match else 0
-    need = max(lists * TRAINING_SAMPLES_PER_LIST, 256 * 40 if "PQ" in spec.factory else 0)
+    need = max(spec.lists * TRAINING_SAMPLES_PER_LIST, 256 * 40 if "PQ" in spec.factory else 0)
     return min(n_vectors, MAX_TRAINING_VECTORS, need) if need else 0

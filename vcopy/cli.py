@@ -798,23 +798,34 @@ def library_group() -> None:
 
 
 _library_argument = click.argument("library_path", metavar="LIBRARY", type=click.Path(path_type=Path))
+_json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def _echo_json(records: Any) -> None:
+    """Dataclasses (or lists of them) as indented JSON on stdout."""
+    import dataclasses
+    import json
+
+    plain = (
+        [dataclasses.asdict(r) for r in records] if isinstance(records, list) else dataclasses.asdict(records)
+    )
+    click.echo(json.dumps(plain, indent=2))
 
 
 @library_group.command("info")
 @_library_argument
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_json_flag
 @_friendly_errors
 def library_info_command(library_path: Path, as_json: bool) -> None:
     """What LIBRARY holds: videos, hours, vectors, bytes on disk, descriptor, index, state id."""
     import dataclasses
-    import json
 
     from vcopy.library import Library
 
     with Library.open(library_path) as library:
         info = library.info()
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(info), indent=2))
+        _echo_json(info)
         return
     table = Table(show_header=False, box=None)
     for key, value in dataclasses.asdict(info).items():
@@ -825,19 +836,16 @@ def library_info_command(library_path: Path, as_json: bool) -> None:
 
 @library_group.command("ls")
 @_library_argument
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per video) instead of a table.")
+@_json_flag
 @_friendly_errors
 def library_ls_command(library_path: Path, as_json: bool) -> None:
     """The videos in LIBRARY: path, duration, frames, indexed file's SHA-256."""
-    import dataclasses
-    import json
-
     from vcopy.library import Library
 
     with Library.open(library_path) as library:
         videos = library.videos()
     if as_json:
-        click.echo(json.dumps([dataclasses.asdict(v) for v in videos], indent=2))
+        _echo_json(videos)
         return
     for video in videos:
         click.echo(
@@ -907,7 +915,7 @@ def library_rebuild_index_command(library_path: Path, spec: str | None) -> None:
     try:
         parsed = AnnSpec.parse(spec) if spec is not None else None
     except ValueError as exc:
-        raise click.BadParameter(f"{printable(spec)!r}: {printable(exc)}", param_hint="--spec") from None
+        raise click.BadParameter(printable(exc), param_hint="--spec") from None
     with Library.open(library_path, write=True) as library:
         started = time.perf_counter()
         ann = library.rebuild_index(parsed)

@@ -104,13 +104,9 @@ class EvidenceWriter:
     ) -> None:
         if len(descriptor.background) == 0:
             raise VcopyError("evidence maps need a descriptor with a background set (it normalises them)")
-        if library.meta["descriptor"] != descriptor.name:
-            raise VcopyError(
-                f"{library.root}: built with descriptor {library.meta['descriptor']}, not {descriptor.name}"
-            )
         self.library = library
         self.descriptor = descriptor
-        self.pipeline = Pipeline(library.pipeline_spec, descriptor)  # as the query was encoded
+        self.pipeline = Pipeline.of_library(library, descriptor)  # as the query was encoded
         self.background_set = descriptor.background
         self.background_rank = background_rank
         self.views = views  # the query views the report was made with

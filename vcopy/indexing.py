@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vcopy.errors import LibraryError
 from vcopy.library import Library
 from vcopy.pipeline import Pipeline
 from vcopy.text import store as _text_store  # noqa: F401  # registers text search tables
@@ -53,11 +52,7 @@ def index_videos(
     a reader must know about it (``warning: TEXT``). Work done before an exception is committed."""
     from vcopy.features import FailedVideo, video_duration_s
 
-    if library.meta["descriptor"] != descriptor.name:
-        raise LibraryError(
-            f"{library.root}: built with descriptor {library.meta['descriptor']}, not {descriptor.name}"
-        )
-    pipeline = Pipeline(library.pipeline_spec, descriptor)
+    pipeline = Pipeline.of_library(library, descriptor)
     library.load_index()  # a missing or damaged index file is an error before any decoding
     started = time.monotonic()
     roots = [_absolute(Path(p)) for p in paths]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import re
 import sqlite3
@@ -174,6 +175,7 @@ class Library:
         self._lock_fd = lock_fd
         self.dim = int(self.meta["dim"])
         self._ann: AnnIndex | None = None
+        self._verified: set[str] = set()  # vector files whose checksum this process has checked
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -190,6 +192,8 @@ class Library:
         an older vcopy."""
         root = Path(root)
         lock_fd = None
+        if write and descriptor is None and not (root / _DB).is_file():  # nothing to create it with
+            raise LibraryError(f"{root}: not a vcopy library (no {_DB}); create one with `vcopy index`")
         if write:
             try:
                 root.mkdir(parents=True, exist_ok=True)
@@ -372,6 +376,7 @@ class Library:
     def verify(self) -> list[str]:
         """Every stored file checked against its recorded SHA-256 and size: one line per problem
         (none: the library is whole)."""
+        self._verified.clear()  # every file hashed again
         problems = []
         for file, sha256, frames in self._db.execute(
             "SELECT vectors_file, vectors_sha256, frames FROM videos"
@@ -406,7 +411,7 @@ class Library:
                     f"{video.path}: {len(video.vectors)} frames; a library video holds fewer than "
                     f"{MAX_FRAMES}"
                 )
-            files.append(self._write_vectors(video.vectors))
+            files.append(_write_vector_file(folder, video.vectors))
         old_files: list[str] = []
         new_ids: list[int] = []
         with _transaction(self._db):
@@ -484,15 +489,12 @@ class Library:
 
     def rebuild_index(self, spec: AnnSpec | None = None) -> AnnIndex:
         """Build the index again from the vector files (trained again where it needs training),
-        with ``spec`` (recorded) or the library's own, and write it."""
+        with ``spec`` or the library's own, and write it; ``spec`` is recorded with the new index
+        file (a build that fails changes nothing)."""
         self._require_writer()
-        if spec is not None:
-            with _transaction(self._db):
-                _set_meta(self._db, ann_spec=str(spec))
-        requested = AnnSpec.parse(self.meta["ann_spec"])
-        concrete = requested.resolved(self.dim, self.vector_count)
-        self._ann = self._build_ann(concrete)
-        self._snapshot()
+        requested = spec if spec is not None else AnnSpec.parse(self.meta["ann_spec"])
+        self._ann = self._build_ann(requested.resolved(self.dim, self.vector_count))
+        self._snapshot(ann_spec=str(requested))
         return self.ann
 
     # -- internals -----------------------------------------------------------------------------
@@ -501,14 +503,10 @@ class Library:
         if self._lock_fd is None:
             raise LibraryError(f"{self.root}: opened read-only")
 
-    def _write_vectors(self, vectors: np.ndarray) -> tuple[str, str]:
-        """A new vector file (synced); its name and SHA-256."""
-        buffer = _npy_bytes(np.ascontiguousarray(vectors, dtype=np.float32))
-        name = f"{uuid.uuid4().hex}.npy"
-        write_atomically(self.root / _VECTORS / name, buffer, durable=True)
-        return name, hashlib.sha256(buffer).hexdigest()
-
     def _read_vectors(self, name: str, sha256: str, frames: int) -> np.ndarray:
+        """A vector file, checked against its recorded SHA-256 the first time this process reads it
+        (vector files are written once and never changed: a query batch that reads the same
+        reference again does not hash it again; ``verify`` always does)."""
         path = self.root / _VECTORS / name
         try:
             data = path.read_bytes()
@@ -516,11 +514,13 @@ class Library:
             raise LibraryError(f"{path}: missing (a library video's vectors); {_REINDEX}") from None
         except OSError as exc:
             raise LibraryError(f"{path}: unreadable ({exc.strerror or exc})") from None
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise LibraryError(
-                f"{path}: damaged (its SHA-256 is not the one the library recorded); {_REINDEX}"
-            )
-        vectors = np.load(_BytesReader(data), allow_pickle=False)
+        if name not in self._verified:
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise LibraryError(
+                    f"{path}: damaged (its SHA-256 is not the one the library recorded); {_REINDEX}"
+                )
+            self._verified.add(name)
+        vectors = np.load(io.BytesIO(data), allow_pickle=False)
         if vectors.shape != (frames, self.dim) or vectors.dtype != np.float32:
             raise LibraryError(
                 f"{path}: holds {vectors.shape} {vectors.dtype}, not {frames} x {self.dim} float32"
@@ -636,7 +636,7 @@ class Library:
                 if have >= need:
                     break
             sample = np.concatenate(picked)[:need] if picked else sample
-            lists = _ivf_lists(spec)
+            lists = spec.lists
             if len(sample) < lists:
                 raise LibraryError(
                     f"{self.root}: index {spec} needs at least {lists} vectors to train; the library "
@@ -661,9 +661,9 @@ class Library:
         if pending and pending >= min(SNAPSHOT_FRACTION * max(total, 1), SNAPSHOT_MAX_PENDING):
             self._snapshot()
 
-    def _snapshot(self) -> None:
-        """Write the in-memory index under a new name, then record it (and which videos it holds)
-        in one transaction, then remove the old file."""
+    def _snapshot(self, **settings: str) -> None:
+        """Write the in-memory index under a new name, then record it (and which videos it holds,
+        and any ``settings`` that go with it) in one transaction, then remove the old file."""
         generation = int(self.meta["generation"])
         name = f"ann-{generation}-{uuid.uuid4().hex[:8]}.faiss"
         data = self.ann.serialize()
@@ -676,6 +676,7 @@ class Library:
                 ann_sha256=hashlib.sha256(data.data).hexdigest(),
                 ann_vectors=str(self.ann.ntotal),
                 ann_built=str(self.ann.spec),
+                **settings,
             )
             self._db.execute("UPDATE videos SET in_ann = 1 WHERE in_ann = 0")
             self._db.execute("DELETE FROM ann_removed")
@@ -689,43 +690,13 @@ _REINDEX = (
 _REBUILD = "rebuild it from the vector files with `vcopy library rebuild-index LIB`"
 
 
-class _BytesReader:
-    """A file-like view of bytes for ``np.load`` (no copy into a BytesIO)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._view, self._at = memoryview(data), 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._view) if n < 0 else min(len(self._view), self._at + n)
-        out = self._view[self._at : end].tobytes()
-        self._at = end
-        return out
-
-    def readinto(self, buffer: memoryview) -> int:
-        n = min(len(buffer), len(self._view) - self._at)
-        buffer[:n] = self._view[self._at : self._at + n]
-        self._at += n
-        return n
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self._at = offset if whence == 0 else (self._at + offset if whence == 1 else len(self._view) + offset)
-        return self._at
-
-    def tell(self) -> int:
-        return self._at
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
+def _write_vector_file(folder: Path, vectors: np.ndarray) -> tuple[str, str]:
+    """A new vector file in ``folder`` (synced to disk); its name and SHA-256."""
     buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _ivf_lists(spec: AnnSpec) -> int:
-    match = re.match(r"IVF(\d+)", spec.factory)
-    return int(match[1]) if match else 0
+    np.save(buffer, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+    name = f"{uuid.uuid4().hex}.npy"
+    write_atomically(folder / name, buffer.getvalue(), durable=True)
+    return name, hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
 def recorded_descriptor(root: Path) -> str | None:
@@ -819,11 +790,9 @@ def _upgrade(root: Path, db: sqlite3.Connection, meta: dict[str, str], schema: i
             raise LibraryError(
                 f"{old_index}: vectors of {path} are missing from it ({faiss_reason(exc)})"
             ) from None
-        buffer = _npy_bytes(vectors)
-        name = f"{uuid.uuid4().hex}.npy"
-        write_atomically(folder / name, buffer, durable=True)
+        name, sha256 = _write_vector_file(folder, vectors)
         times = np.array([r[1] for r in rows], dtype=np.float64)
-        converted.append((video_id, len(rows), times.tobytes(), name, hashlib.sha256(buffer).hexdigest()))
+        converted.append((video_id, len(rows), times.tobytes(), name, sha256))
     with _transaction(db):
         for column, kind in (
             ("frames", "INTEGER NOT NULL DEFAULT 0"),

@@ -11,11 +11,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vcopy.errors import VcopyError
+from vcopy.errors import LibraryError, VcopyError
 from vcopy.video import SamplingConfig
 
 if TYPE_CHECKING:
     from vcopy.features import Descriptor, EncodedVideo, FailedVideo
+    from vcopy.library import Library
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,19 @@ class Pipeline:
         from vcopy.features import create_descriptor
 
         return cls(spec, create_descriptor(spec.descriptor, device=device))
+
+    @classmethod
+    def of_library(cls, library: Library, descriptor: Descriptor | None = None) -> Pipeline:
+        """The pipeline ``library`` records, with ``descriptor`` (one built already, e.g. on a GPU)
+        or its own built by name; a descriptor of another name is a ``LibraryError`` naming it."""
+        spec = library.pipeline_spec
+        if descriptor is None:
+            return cls.build(spec)
+        if descriptor.name != spec.descriptor:
+            raise LibraryError(
+                f"{library.root}: built with descriptor {spec.descriptor}, not {descriptor.name}"
+            )
+        return cls(spec, descriptor)
 
     def encode(
         self,

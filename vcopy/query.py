@@ -90,10 +90,7 @@ class CopyFinder:
     ) -> None:
         self.library = library
         self.config = config or QueryConfig()
-        spec = library.pipeline_spec
-        if descriptor is not None and descriptor.name != spec.descriptor:
-            raise VcopyError(f"library uses descriptor {spec.descriptor}, not {descriptor.name}")
-        self.pipeline = Pipeline(spec, descriptor) if descriptor is not None else Pipeline.build(spec)
+        self.pipeline = Pipeline.of_library(library, descriptor)
         self.descriptor = self.pipeline.descriptor
         if len(self.descriptor.background) == 0:
             raise VcopyError("matching needs a descriptor with a background set (it normalises scores)")
