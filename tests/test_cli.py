@@ -102,8 +102,8 @@ def test_output_formats_and_verbosity(corpus: Corpus, library: Path) -> None:
     assert row["query_start_timecode"].startswith("00:00:0") and len(row["query_start_timecode"]) == 12
     assert as_csv.stderr == ""  # -q: no progress, no notes
 
-    as_json = run_vcopy(
-        "-v", "query", corpus.copy, corpus.unrelated, "--library", library, "--format", "json"
+    as_json = run_vcopy(  # -v after the subcommand works as before it
+        "query", corpus.copy, corpus.unrelated, "--library", library, "--format", "json", "-v"
     )
     report = json.loads(as_json.stdout)
     jsonschema.validate(report, load_schema())
@@ -279,6 +279,7 @@ def test_usage_errors_and_a_missing_library_are_answered_before_any_heavy_import
         (("query", "x.mp4", "--library", nolib, "--json", tmp_path / "no" / "r.json"), 2),
         (("search-text", "a dog", "--library", nolib), 5),
         (("index", tmp_path, "--library", nolib), 2),
+        (("-q", "query", "x.mp4", "--library", nolib, "-v"), 2),  # contradictory verbosity
     ]
     for args, code in cases:
         proc = subprocess.run(

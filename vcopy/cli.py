@@ -247,16 +247,45 @@ _json_output = click.option(
 )
 
 
-@click.group()
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """``-q`` / ``-v``, before the subcommand (``vcopy -q query``) or after it (``vcopy query -q``)."""
+    global _verbosity
+    if value:
+        level = 0 if param.name == "quiet" else 2
+        if ctx.meta.setdefault("vcopy.verbosity", level) != level:
+            raise click.UsageError("-q and -v contradict each other", ctx)
+        _verbosity = level
+    return value
+
+
+def _verbosity_options() -> list[click.Parameter]:
+    return [
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_set_verbosity,
+            help="Print only results, warnings and errors.",
+        ),
+        click.Option(
+            ["-v", "--verbose"],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_set_verbosity,
+            help="Also name every file and what became of it.",
+        ),
+    ]
+
+
+@click.group(params=_verbosity_options())
 @click.version_option(vcopy.__version__, prog_name="vcopy")
-@click.option("-q", "--quiet", is_flag=True, help="Print only results, warnings and errors.")
-@click.option("-v", "--verbose", is_flag=True, help="Also name every file and what became of it.")
-def cli(quiet: bool, verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Find copies of videos: index a library of your videos, then check suspect videos against it."""
     global _verbosity
-    if quiet and verbose:
-        raise click.UsageError("-q and -v contradict each other")
-    _verbosity = 0 if quiet else 2 if verbose else 1
+    _verbosity = ctx.meta.get("vcopy.verbosity", 1)  # a subcommand's -q / -v may still change it
 
 
 @cli.command("index")
@@ -1212,6 +1241,18 @@ def train_text_command(
         f"R@10 {metrics.r10:.1f} R@sum {metrics.rsum:.1f})",
         soft_wrap=True,
     )
+
+
+def _add_verbosity(group: click.Group) -> None:
+    """Every subcommand takes ``-q`` / ``-v`` too."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _add_verbosity(command)
+        else:
+            command.params.extend(_verbosity_options())
+
+
+_add_verbosity(cli)
 
 
 def main() -> None:
