@@ -89,7 +89,7 @@ def main() -> None:
                     for tie, margin in settings:
                         ranges = boundary_ranges(
                             contrast.contrast,
-                            video.timestamps_s,
+                            contrast.query_timestamps_s,
                             contrast.reference_timestamps_s,
                             segment,
                             tie,

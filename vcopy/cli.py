@@ -181,21 +181,43 @@ def _descriptor_option(help_text: str) -> Callable[[F], F]:
     )
 
 
+def _keyframer_names() -> list[str]:
+    from vcopy.keyframes import KEYFRAMERS
+
+    return sorted(KEYFRAMERS)
+
+
 def _library_descriptor(library_path: Path, requested: str | None) -> str:
     """The registry name of the descriptor to index with: the one an existing library records (a
     different request is a usage error), else ``requested`` or the default."""
     from vcopy.features import DEFAULT_DESCRIPTOR, descriptor_kind
-    from vcopy.library import recorded_descriptor
 
-    recorded = recorded_descriptor(library_path)
+    return _library_setting(library_path, "descriptor", requested, DEFAULT_DESCRIPTOR, descriptor_kind)
+
+
+def _library_keyframes(library_path: Path, requested: str | None) -> str:
+    """The registry name of the key-framer to index with, as ``_library_descriptor`` decides."""
+    from vcopy.keyframes import DEFAULT_KEYFRAMES, keyframer_kind
+
+    return _library_setting(library_path, "keyframes", requested, DEFAULT_KEYFRAMES, keyframer_kind)
+
+
+def _library_setting(
+    library_path: Path, key: str, requested: str | None, default: str, kind: Callable[[str], str]
+) -> str:
+    from vcopy.library import recorded_settings
+
+    recorded = recorded_settings(library_path)
     if recorded is None:
-        return requested or DEFAULT_DESCRIPTOR
-    if requested is not None and descriptor_kind(recorded) != requested:
+        return requested or default
+    built = kind(recorded.get(key, default))
+    if requested is not None and built != requested:
+        what, other = ("key frames", "other key frames") if key == "keyframes" else (key, f"another {key}")
         raise click.UsageError(
-            f"{printable(library_path)} was built with descriptor {descriptor_kind(recorded)}, not "
-            f"{requested}; index into a new library to use another descriptor"
+            f"{printable(library_path)} was built with {what} {built}, not {requested}; index into a "
+            f"new library to use {other}"
         )
-    return descriptor_kind(recorded)
+    return built
 
 
 def _views(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
@@ -300,6 +322,14 @@ def cli(ctx: click.Context) -> None:
 @click.option("--prune", is_flag=True, help="Remove library videos under PATHS whose files no longer exist.")
 @_descriptor_option("Frame descriptor of a new library (an existing one keeps its own).")
 @click.option(
+    "--keyframes",
+    "keyframes_name",
+    default=None,
+    type=click.Choice(_keyframer_names()),
+    help="Which sampled frames a new library keeps: every one (uniform) or learned key frames (ske); "
+    "an existing library keeps its own. [default: uniform]",
+)
+@click.option(
     "--sample-fps",
     default=1.0,
     show_default=True,
@@ -320,6 +350,7 @@ def index_command(
     library_path: Path,
     prune: bool,
     descriptor_name: str | None,
+    keyframes_name: str | None,
     sample_fps: float,
     device: str,
     decode_timeout: float,
@@ -342,14 +373,19 @@ def index_command(
         raise click.UsageError(f"no video files in {_listed(paths)} (nothing to index)")
     _check_device(device)
     descriptor_name = _library_descriptor(library_path, descriptor_name)
+    keyframes_name = _library_keyframes(library_path, keyframes_name)
     from vcopy.features import create_descriptor
+    from vcopy.keyframes import create_keyframer
     from vcopy.text.search import TEXT_DIR, open_text_space, sync_text_index
 
     descriptor = create_descriptor(descriptor_name, device=device)
+    keyframer = create_keyframer(keyframes_name, device=device)
     sampling = SamplingConfig(
         sample_fps=sample_fps, frame_size=descriptor.frame_size, stall_timeout_s=decode_timeout
     )
-    with Library.open(library_path, write=True, descriptor=descriptor, sampling=sampling) as library:
+    with Library.open(
+        library_path, write=True, descriptor=descriptor, sampling=sampling, keyframes=keyframer.name
+    ) as library:
         if float(library.meta["sample_fps"]) != sample_fps:
             _note(f"note: library samples {library.sampling.sample_fps:g} frames/s; using that")
         with _progress() as progress:
@@ -1078,6 +1114,120 @@ def train_spd_command(
             on_epoch=on_epoch,
         )
     stderr.print(f"best weights: {printable(best)}")
+
+
+@train_group.command("copy")
+@click.argument("dataset", type=click.Path(path_type=Path, exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run folder.")
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option("--steps-per-epoch", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--key-rate",
+    default=0.2,
+    show_default=True,
+    type=FiniteFloat(min=0.01, max=1),
+    help="Share of sampled frames to keep as key frames (the budget).",
+)
+@click.option(
+    "--uniform-period",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="One frame in this many is always kept (the uniform mask).",
+)
+@click.option(
+    "--frozen-spd",
+    is_flag=True,
+    help="Train the key frames alone, against the initial SPD weights (SKE as a separate stage).",
+)
+@click.option(
+    "--init-spd",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="SPD weights (.pt) to start from [default: the shipped ones for the descriptor].",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@_descriptor_option("Frame descriptor whose maps the models are trained on.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda).")
+@_friendly_errors
+def train_copy_command(
+    dataset: Path,
+    out_dir: Path,
+    epochs: int,
+    steps_per_epoch: int,
+    batch_size: int,
+    key_rate: float,
+    uniform_period: int,
+    frozen_spd: bool,
+    init_spd: Path | None,
+    seed: int,
+    resume: bool,
+    descriptor_name: str | None,
+    device: str,
+) -> None:
+    """Train learned key frames (SKE) jointly with the SPD copy detector on DATASET, a folder made
+    by examples/make_benchmark.py (only its train split is read).
+
+    Writes OUT/ske.onnx and OUT/spd.onnx (with .pt beside them: the epoch with the best validation
+    segment F1, key frames on both sides), OUT/last.pt (checkpoint for --resume) and
+    OUT/train-log.jsonl (loss, kept share and validation per epoch).
+    """
+    from vcopy.synth.benchmark import GROUND_TRUTH
+
+    gt_path = dataset / GROUND_TRUTH if dataset.is_dir() else dataset
+    if not gt_path.is_file():
+        raise click.BadParameter(f"{gt_path}: no ground truth (make one with examples/make_benchmark.py)")
+    _check_device(device)
+    from vcopy.features import DEFAULT_DESCRIPTOR
+    from vcopy.keyframes.train import CopyEpochLog, CopyTrainConfig, train_copy
+    from vcopy.localize.spd_train import TrainConfig
+
+    config = CopyTrainConfig(
+        spd=TrainConfig(
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            batch_size=batch_size,
+            seed=seed,
+            descriptor=descriptor_name or DEFAULT_DESCRIPTOR,
+            device=device,
+        ),
+        init_spd=init_spd,
+        key_rate=key_rate,
+        uniform_period=uniform_period,
+        frozen_spd=frozen_spd,
+    )
+    with _progress() as progress:
+        encoding = progress.add_task("encoding train split", total=None, current="")
+        training = progress.add_task("training", total=epochs * steps_per_epoch, current="", visible=False)
+
+        def on_video(path: str) -> None:
+            progress.update(encoding, advance=1, current=path)
+
+        def on_step(step: int, total: int) -> None:
+            progress.update(encoding, visible=False)
+            progress.update(training, completed=step, visible=True)
+
+        def on_epoch(log: CopyEpochLog) -> None:
+            v = log.validation
+            _note(
+                f"epoch {log.epoch}: loss {_losses_text(log.loss)}, kept {log.key_rate:.3f} "
+                f"| validation segment F1 {v['segment_f1']:.3f} (P {v['segment_precision']:.3f} "
+                f"R {v['segment_recall']:.3f}), kept {log.validation_key_rate:.3f} of frames, at score >= "
+                f"{log.score_threshold:.2f} | {log.seconds:.0f} s"
+            )
+
+        best = train_copy(
+            gt_path,
+            out_dir,
+            config,
+            resume=resume,
+            command=" ".join(["vcopy", *sys.argv[1:]]),
+            on_video=on_video,
+            on_step=on_step,
+            on_epoch=on_epoch,
+        )
+    stderr.print(f"best weights: {printable(best)} (and {printable(best.parent / 'spd.onnx')})")
 
 
 @train_group.command("text")

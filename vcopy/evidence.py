@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 
 from vcopy.errors import VcopyError
 from vcopy.features import Descriptor, EncodedVideo, FailedVideo
+from vcopy.keyframes import grid_map
 from vcopy.library import Library
 from vcopy.localize.spd import CONTRAST_RANGE
 from vcopy.pipeline import Pipeline
@@ -153,8 +154,13 @@ class EvidenceWriter:
             ref_vectors, ref_times = self.library.frames_of(library_video.id)
             views = video.all_views
             background = background_similarity(views, self.background_set, self.background_rank)
-            contrast = similarity_map(views, ref_vectors, background)
-            image = map_image(contrast, video.timestamps_s, ref_times, match["segments"])
+            contrast, q_times, r_times = grid_map(
+                similarity_map(views, ref_vectors, background),
+                video.timestamps_s,
+                ref_times,
+                self.pipeline.spec.sample_fps,
+            )
+            image = map_image(contrast, q_times, r_times, match["segments"])
             blocks.append(
                 "<h2>Similarity map</h2><p>Query frames run down, reference frames across, one pixel "
                 "block per sampled frame; brighter is more alike than unrelated footage. The red boxes "

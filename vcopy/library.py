@@ -130,6 +130,7 @@ class LibraryInfo:
     bytes_on_disk: int
     descriptor: str
     sample_fps: float
+    keyframes: str  # the key-framer's full name (``vcopy.keyframes``): ``uniform`` keeps every sampled frame
     index_spec: str  # as asked for (``auto`` or a FAISS factory string)
     index_built: str  # what the index file is
     index_pending: int  # vectors added or removed since the index file was written
@@ -186,10 +187,11 @@ class Library:
         write: bool = False,
         descriptor: Descriptor | None = None,
         sampling: SamplingConfig | None = None,
+        keyframes: str | None = None,
     ) -> Library:
         """Open a library; with ``write=True`` take its write lock, creating it if needed (which
-        needs the ``descriptor`` and ``sampling`` it will be built with) and upgrading one made by
-        an older vcopy."""
+        needs the ``descriptor`` and ``sampling`` it will be built with, and the full name of its
+        key-framer, default ``uniform``) and upgrading one made by an older vcopy."""
         root = Path(root)
         lock_fd = None
         if write and descriptor is None and not (root / _DB).is_file():  # nothing to create it with
@@ -209,7 +211,7 @@ class Library:
             if not meta:
                 if not write or descriptor is None or sampling is None:
                     raise LibraryError(f"{root}: library is empty and has no settings yet")
-                _create(db, descriptor, sampling)
+                _create(db, descriptor, sampling, keyframes or "uniform")
                 meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             schema = _checked_settings(root / _DB, meta)
             if schema < SCHEMA_VERSION:
@@ -224,6 +226,10 @@ class Library:
             if descriptor is not None and meta["descriptor"] != descriptor.name:
                 raise LibraryError(
                     f"{root}: built with descriptor {meta['descriptor']}, not {descriptor.name}"
+                )
+            if keyframes is not None and meta.get("keyframes", "uniform") != keyframes:
+                raise LibraryError(
+                    f"{root}: built with key frames {meta.get('keyframes', 'uniform')}, not {keyframes}"
                 )
             library = cls(root, db, lock_fd)
             if write:
@@ -263,6 +269,7 @@ class Library:
             sample_fps=float(meta["sample_fps"]),
             frame_size=int(meta["frame_size"]),
             text_features=meta.get("text_features", "1") == "1",
+            keyframes=meta.get("keyframes", "uniform"),
         )
 
     @property
@@ -366,6 +373,7 @@ class Library:
             bytes_on_disk=sum(p.stat().st_size for p in files if p.is_file()),
             descriptor=meta["descriptor"],
             sample_fps=float(meta["sample_fps"]),
+            keyframes=meta.get("keyframes", "uniform"),
             index_spec=meta["ann_spec"],
             index_built=meta.get("ann_built") or "none yet",
             index_pending=self._pending_vectors(),
@@ -700,7 +708,14 @@ def _write_vector_file(folder: Path, vectors: np.ndarray) -> tuple[str, str]:
 
 
 def recorded_descriptor(root: Path) -> str | None:
-    """The descriptor a library at ``root`` records, read from its database alone (no index is
+    """The descriptor a library at ``root`` records (``recorded_settings``); None where there is no
+    library yet."""
+    settings = recorded_settings(root)
+    return None if settings is None else settings.get("descriptor")
+
+
+def recorded_settings(root: Path) -> dict[str, str] | None:
+    """The settings a library at ``root`` records, read from its database alone (no index is
     loaded); None where there is no library yet."""
     path = Path(root) / _DB
     if not path.is_file():
@@ -708,16 +723,12 @@ def recorded_descriptor(root: Path) -> str | None:
     db = None
     try:
         db = _connect(path, write=False)
-        row = (
-            db.execute("SELECT value FROM meta WHERE key = 'descriptor'").fetchone()
-            if _has_meta(db)
-            else None
-        )
+        rows = db.execute("SELECT key, value FROM meta").fetchall() if _has_meta(db) else []
     except sqlite3.DatabaseError as exc:
         raise LibraryError(f"{path}: unreadable library database ({exc})") from None
     finally:
         _close(db, None)
-    return None if row is None else str(row[0])
+    return {str(k): str(v) for k, v in rows} or None
 
 
 def _has_meta(db: sqlite3.Connection) -> bool:
@@ -727,7 +738,7 @@ def _has_meta(db: sqlite3.Connection) -> bool:
     )
 
 
-def _create(db: sqlite3.Connection, descriptor: Descriptor, sampling: SamplingConfig) -> None:
+def _create(db: sqlite3.Connection, descriptor: Descriptor, sampling: SamplingConfig, keyframes: str) -> None:
     _create_tables(db)
     meta = {
         "schema_version": str(SCHEMA_VERSION),
@@ -736,6 +747,7 @@ def _create(db: sqlite3.Connection, descriptor: Descriptor, sampling: SamplingCo
         "sample_fps": repr(sampling.sample_fps),
         "frame_size": str(sampling.frame_size),
         "text_features": "1",
+        "keyframes": keyframes,
         "generation": "0",
         "next_video_id": "1",
         "ann_spec": "auto",

@@ -1,17 +1,18 @@
-"""The pipeline: what a library's frames are computed with (sampling, the descriptor, what else
-each frame keeps), as one object. Its spec is what the library records (``vcopy.library``), so
-that indexing and querying a library compute frames the same way and cannot drift apart; the
-models are built from it by name.
+"""The pipeline: what a library's frames are computed with (sampling, the descriptor, which frames
+are kept, what else each frame keeps), as one object. Its spec is what the library records
+(``vcopy.library``), so that indexing and querying a library compute frames the same way and
+cannot drift apart; the models are built from it by name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vcopy.errors import LibraryError, VcopyError
+from vcopy.keyframes import DEFAULT_KEYFRAMES, KeyFramer, create_keyframer
 from vcopy.video import SamplingConfig
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ class PipelineSpec:
     sample_fps: float  # frames sampled per second of video
     frame_size: int  # frames are decoded at this many pixels square
     text_features: bool = True  # each library frame's ImageNet classes and layout, for text search
+    keyframes: str = DEFAULT_KEYFRAMES  # which sampled frames are kept: a key-framer's full name
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -36,22 +38,30 @@ class PipelineSpec:
 class Pipeline:
     """A spec with its models built: encodes library videos and suspect videos alike."""
 
-    def __init__(self, spec: PipelineSpec, descriptor: Descriptor) -> None:
+    def __init__(
+        self, spec: PipelineSpec, descriptor: Descriptor, keyframer: KeyFramer | None = None
+    ) -> None:
         if descriptor.name != spec.descriptor:
             raise VcopyError(f"the pipeline needs descriptor {spec.descriptor}, not {descriptor.name}")
         if descriptor.frame_size != spec.frame_size:
             raise VcopyError(
                 f"descriptor {descriptor.name} takes {descriptor.frame_size}-px frames, not {spec.frame_size}"
             )
+        keyframer = keyframer or create_keyframer(spec.keyframes)
+        if keyframer.name != spec.keyframes:
+            raise VcopyError(f"the pipeline needs key frames {spec.keyframes}, not {keyframer.name}")
         self.spec = spec
         self.descriptor = descriptor
+        self.keyframer = keyframer
 
     @classmethod
     def build(cls, spec: PipelineSpec, device: str = "cpu") -> Pipeline:
         """The pipeline of ``spec``, its descriptor built by name (``vcopy.features``)."""
         from vcopy.features import create_descriptor
 
-        return cls(spec, create_descriptor(spec.descriptor, device=device))
+        return cls(
+            spec, create_descriptor(spec.descriptor, device=device), create_keyframer(spec.keyframes, device)
+        )
 
     @classmethod
     def of_library(cls, library: Library, descriptor: Descriptor | None = None) -> Pipeline:
@@ -72,11 +82,30 @@ class Pipeline:
         stall_timeout_s: float = 120.0,
         library: bool = True,
         views: tuple[str, ...] = (),
-    ) -> Iterator[EncodedVideo | FailedVideo]:
-        """Decode and describe each video: as a library video (with the text features the spec
-        asks for) or, with ``library`` False, as a suspect (with the query ``views`` asked for)."""
-        from vcopy.features import encode_videos
+    ) -> Generator[EncodedVideo | FailedVideo, None, None]:
+        """Decode and describe each video: as a library video (its key frames only, with the text
+        features the spec asks for) or, with ``library`` False, as a suspect (every sampled frame,
+        with the query ``views`` asked for: a suspect's frames are not stored)."""
+        from vcopy.features import EncodedVideo, encode_videos
 
         sampling = replace(self.spec.sampling, stall_timeout_s=stall_timeout_s)
         text = self.spec.text_features and library
-        return encode_videos(paths, self.descriptor, sampling, text=text, views=() if library else views)
+        encoded = encode_videos(paths, self.descriptor, sampling, text=text, views=() if library else views)
+        try:
+            for video in encoded:
+                yield self.key_frames(video) if library and isinstance(video, EncodedVideo) else video
+        finally:
+            encoded.close()  # the decoder ends with this generator, not when it is collected
+
+    def key_frames(self, video: EncodedVideo) -> EncodedVideo:
+        """``video`` with only the frames its key-framer keeps (vectors, times, text, views)."""
+        rows = self.keyframer.select(video.vectors)
+        if len(rows) == len(video.vectors):
+            return video
+        return replace(
+            video,
+            vectors=video.vectors[rows],
+            timestamps_s=video.timestamps_s[rows],
+            text=video.text.take(rows) if video.text is not None else None,
+            views=video.views[:, rows] if video.views is not None else None,
+        )

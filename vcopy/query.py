@@ -16,6 +16,7 @@ from vcopy.features import (
     video_duration_s,
 )
 from vcopy.features.views import DEFAULT_VIEWS
+from vcopy.keyframes import grid_map
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer, localizer_settings
 from vcopy.localize.base import BoundaryRanges, boundary_ranges
@@ -41,10 +42,12 @@ class QueryConfig:
 
 @dataclass(frozen=True)
 class SimilarityMap:
-    """A query x reference contrast map: query frames along rows, reference frames along columns."""
+    """A query x reference contrast map: query frames along rows, reference frames along columns,
+    on the full sampling grid (where key frames leave frames out, ``vcopy.keyframes.on_grid``)."""
 
     reference_id: int
     contrast: np.ndarray  # float32 [n_query_frames, n_reference_frames]
+    query_timestamps_s: np.ndarray
     reference_timestamps_s: np.ndarray
 
 
@@ -95,9 +98,8 @@ class CopyFinder:
         if len(self.descriptor.background) == 0:
             raise VcopyError("matching needs a descriptor with a background set (it normalises scores)")
         self.background_set = self.descriptor.background
-        self.localizer: Localizer = create_localizer(
-            self.config.localizer, self.config.spd_weights, self.descriptor.name
-        )
+        spd_weights = self.config.spd_weights or getattr(self.pipeline.keyframer, "spd_weights", None)
+        self.localizer: Localizer = create_localizer(self.config.localizer, spd_weights, self.descriptor.name)
         trained_on = getattr(self.localizer, "descriptor", self.descriptor.name)
         if trained_on != self.descriptor.name:
             raise VcopyError(
@@ -122,6 +124,7 @@ class CopyFinder:
             "localizer_settings": localizer_settings(self.localizer),
             "sampling": asdict(self.sampling),
             "descriptor": self.descriptor.name,
+            "keyframes": self.pipeline.keyframer.name,
         }
 
     def query(self, path: Path) -> QueryResult:
@@ -150,14 +153,18 @@ class CopyFinder:
         views = video.all_views
         background = background_similarity(views, self.background_set, cfg.background_rank)
         shortlist = retrieve(self.library, views, background, cfg.knn, max(cfg.shortlist, cfg.candidates))
-        maps = []
+        maps, scores = [], []
         for candidate in shortlist:
             ref_vectors, ref_times = self.library.frames_of(candidate.video_id)
             contrast = similarity_map(views, ref_vectors, background)
-            maps.append(SimilarityMap(candidate.video_id, contrast, ref_times))
-        scores = [exact_score(m.contrast) for m in maps]
+            maps.append((candidate.video_id, contrast, ref_times))
+            scores.append(exact_score(contrast))
         order = sorted(range(len(maps)), key=lambda i: -scores[i])[: cfg.candidates]
-        return [maps[i] for i in order]
+        fps = self.sampling.sample_fps
+        return [
+            SimilarityMap(video_id, *grid_map(contrast, video.timestamps_s, ref_times, fps))
+            for video_id, contrast, ref_times in (maps[i] for i in order)
+        ]
 
     def localize(self, video: EncodedVideo, maps: list[SimilarityMap]) -> QueryResult:
         """Run the localizer on the maps (one batch). A reference with a segment scoring at least
@@ -167,7 +174,7 @@ class CopyFinder:
         matches: list[Match] = []
         below: list[Match] = []
         found = self.localizer.localize_batch(
-            [(m.contrast, video.timestamps_s, m.reference_timestamps_s) for m in maps]
+            [(m.contrast, m.query_timestamps_s, m.reference_timestamps_s) for m in maps]
         )
         for m, segments in zip(maps, found, strict=True):
             if not segments:
@@ -177,7 +184,7 @@ class CopyFinder:
             strong = [s for s in segments if s.score >= self.min_score]
             kept, into = (strong, matches) if strong else (segments, below)
             ranges = [
-                boundary_ranges(m.contrast, video.timestamps_s, m.reference_timestamps_s, s) for s in kept
+                boundary_ranges(m.contrast, m.query_timestamps_s, m.reference_timestamps_s, s) for s in kept
             ]
             into.append(Match(reference, max(s.score for s in kept), kept, ranges))
         matches.sort(key=lambda m: -m.score)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -168,7 +168,7 @@ def encode_videos(
     sampling: SamplingConfig,
     text: bool = False,
     views: tuple[str, ...] = (),
-) -> Iterator[EncodedVideo | FailedVideo]:
+) -> Generator[EncodedVideo | FailedVideo, None, None]:
     """Decode (in a child process) and describe each video; the two overlap in time. With
     ``text``, what text search keeps of each frame comes too; with ``views``, the vectors of those
     query views (``vcopy.features.views``)."""

@@ -82,7 +82,11 @@ def load_weights(path: Path) -> dict[str, Any]:
     """Read and check an SPD weights file. A weights file is data: its network must be exactly
     vcopy's (``model_config`` of its widths, which the detector then builds from vcopy's own
     config, never from the file's) and every setting in range, before anything is built."""
-    weights = read_torch_file(path, "SPD weights")
+    return checked_weights(read_torch_file(path, "SPD weights"), path)
+
+
+def checked_weights(weights: Any, path: Path) -> dict[str, Any]:
+    """``weights`` read from ``path`` if they are SPD weights as ``load_weights`` accepts them."""
     if not isinstance(weights, dict) or weights.get("format") != WEIGHTS_FORMAT:
         raise VcopyError(f"{path}: not SPD weights (format is not {WEIGHTS_FORMAT})")
     try:

@@ -37,7 +37,8 @@ from vcopy.evaluate import Prediction, Scores, TrueQuery, load_ground_truth, sco
 from vcopy.features import DEFAULT_DESCRIPTOR, Descriptor, FailedVideo, create_descriptor, encode_videos
 from vcopy.features.views import DEFAULT_VIEWS
 from vcopy.files import atomic_path, write_atomically
-from vcopy.localize.base import Segment
+from vcopy.keyframes import grid_map
+from vcopy.localize.base import MapInput, Segment
 from vcopy.localize.spd import (
     BACKGROUND_CONTRAST,
     CONTRAST_RANGE,
@@ -152,10 +153,12 @@ def encode_dataset(
     descriptor: Descriptor,
     views: tuple[str, ...] = (),
     on_video: Callable[[str], None] | None = None,
+    split: str = TRAIN_SPLIT,
+    kinds: tuple[str, ...] = ("references", "queries"),
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(frame vectors [1 + V, N, dim] with ``views``, timestamps in s) of every train-split video
-    by dataset path, cached per file (by sha256, descriptor and views)."""
-    entries = [v for kind in ("references", "queries") for v in truth[kind] if v["split"] == TRAIN_SPLIT]
+    """(frame vectors [1 + V, N, dim] with ``views``, timestamps in s) of every ``split`` video of
+    ``kinds`` by dataset path, cached per file (by sha256, descriptor and views)."""
+    entries = [v for kind in kinds for v in truth[kind] if v["split"] == split]
     cache_dir.mkdir(parents=True, exist_ok=True)
     tag = "-".join([descriptor.name.replace("/", "_"), *views])
 
@@ -272,7 +275,7 @@ def _log_uniform(rng: np.random.Generator, high: int) -> int:
 
 
 def _part(piece: Piece, frames: np.ndarray) -> Piece:
-    """The ``frames`` (a mask) of a piece, under a key that no ground truth names."""
+    """The ``frames`` (a mask or rows) of a piece, under a key that no ground truth names."""
     return Piece("chained", piece.vectors[:, frames], piece.times_s[frames], piece.background[:, frames])
 
 
@@ -295,6 +298,12 @@ class MapSampler:
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """A contrast map and its ground-truth boxes (inclusive first/last row, first/last column)."""
+        similarity, boxes, _, _ = self.sample_with_frames()
+        return similarity, boxes
+
+    def sample_with_frames(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``sample()``, and the frame vectors along each axis (query [n, dim], reference [m, dim]:
+        each frame's own vector, as a key-frame network reads them)."""
         kind, cfg = self.rng.random(), self.config
         chained = np.zeros((0, 4))
         if kind < cfg.chain_fraction:
@@ -307,7 +316,8 @@ class MapSampler:
         boxes = np.concatenate([copy_boxes(query, reference, self.data.copies), chained])
         if self.rng.random() < cfg.faint_fraction:
             _fade(similarity, boxes, float(self.rng.uniform(0.35, 1.0)))
-        return self._augment(similarity), boxes
+        frames = [np.concatenate([p.vectors[0] for p in side]) for side in (query, reference)]
+        return self._augment(similarity), boxes, frames[0], frames[1]
 
     def _pair(self) -> tuple[list[Piece], list[Piece]]:
         d, rng = self.data, self.rng
@@ -434,15 +444,16 @@ def validate(
     data: TrainingData,
     truth: dict[str, TrueQuery],
     thresholds: np.ndarray,
+    keyframes: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[float, Scores]:
-    """Localize held-out queries against their top candidates; (best threshold, its scores)."""
+    """Localize held-out queries against their top candidates; (best threshold, its scores). With
+    ``keyframes`` (frame vectors [n, dim] -> rows kept) references keep only their key frames and
+    the maps are drawn on the full grid, as ``vcopy query`` draws them."""
     detector.score_threshold = float(thresholds.min())  # filtering later = thresholding first
     found: list[tuple[str, str, list[Segment]]] = []
     for q in data.validation_queries:
         qp = data.videos[q]
-        maps = [
-            (contrast([qp], [data.videos[r]]), qp.times_s, data.videos[r].times_s) for r in data.candidates[q]
-        ]
+        maps = [_validation_map(qp, data.videos[r], keyframes) for r in data.candidates[q]]
         for r, segments in zip(data.candidates[q], detector.localize_batch(maps), strict=True):
             found.append((data.sha256[q], data.sha256[r], segments))
     best: tuple[float, Scores] | None = None
@@ -460,6 +471,16 @@ def validate(
             best = (float(t), result)
     assert best is not None
     return best
+
+
+def _validation_map(
+    query: Piece, reference: Piece, keyframes: Callable[[np.ndarray], np.ndarray] | None
+) -> MapInput:
+    if keyframes is None:
+        return contrast([query], [reference]), query.times_s, reference.times_s
+    rows = keyframes(reference.vectors[0])
+    kept = contrast([query], [_part(reference, rows)])
+    return grid_map(kept, query.times_s, reference.times_s[rows], SamplingConfig().sample_fps)
 
 
 def _weights(

@@ -1,0 +1,190 @@
+"""Key frames compared on the benchmark: the same descriptor, the same queries, references thinned
+by each selector, and each selector's maps localized by SPD.
+
+    python examples/keyframe_comparison.py DATASET WORK --joint RUN [--alone RUN] [--splits test,long]
+
+DATASET is a folder made by examples/make_benchmark.py; RUN folders are made by `vcopy train copy`
+(``--alone``: with ``--frozen-spd``). Every test/long video is encoded once at 1 frame/s
+(WORK/features, reused). Selectors of the references:
+
+- uniform 1 frame/s (today's library), shipped SPD;
+- uniform at the joint key frames' average rate (one frame in k), shipped SPD;
+- local maxima of frame-to-frame change (1 - cosine of neighbours, as arXiv 2501.11171 picks
+  frames), the same rate, shipped SPD;
+- learned key frames trained alone against the fixed shipped SPD (``--alone``);
+- learned key frames trained jointly with SPD (``--joint``), with the SPD trained beside them.
+
+Frames not kept are drawn as the background ("gap", as training masks them), and for the
+non-learned selectors also as the last kept frame held until the next one ("hold"). Suspects keep
+every sampled frame. Candidates: each query's 10 best references by exact score on its thinned
+maps (the product's shortlist re-ranking). Matches at each SPD's calibrated threshold; µAP and
+recall at precision 0.95 are threshold-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vcopy.evaluate import Prediction, Scores, load_ground_truth, score
+from vcopy.features import create_descriptor
+from vcopy.features.views import DEFAULT_VIEWS
+from vcopy.keyframes import grid_map, grid_rows, grid_times, with_ends
+from vcopy.keyframes.ske import LearnedKeyFrames
+from vcopy.localize.spd import SimilarityPatternDetector, shipped_weights_path
+from vcopy.localize.spd_train import encode_dataset, read_dataset
+from vcopy.query import QueryConfig
+from vcopy.similarity import background_similarity, exact_score, similarity_map
+from vcopy.synth.benchmark import GROUND_TRUTH
+
+Selector = Callable[[np.ndarray], np.ndarray]
+FPS = 1.0
+CANDIDATES = QueryConfig.candidates
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    select: Selector
+    fill: str  # "gap" or "hold"
+    spd: Path
+
+
+def every(k: int) -> Selector:
+    return lambda v: with_ends(np.arange(0, len(v), k), len(v))
+
+
+def change_peaks(rate: float) -> Selector:
+    """Local maxima of frame-to-frame change, the strongest first, ``rate`` of the frames."""
+
+    def select(v: np.ndarray) -> np.ndarray:
+        change = np.concatenate([[0.0], 1.0 - np.sum(v[1:] * v[:-1], axis=1)])
+        left = np.concatenate([[-1.0], change[:-1]])
+        right = np.concatenate([change[1:], [-1.0]])
+        peaks = np.flatnonzero((change >= left) & (change > right))
+        n = max(0, round(rate * len(v)) - 2)
+        return with_ends(peaks[np.argsort(-change[peaks], kind="stable")[:n]], len(v))
+
+    return select
+
+
+def held(contrast: np.ndarray, q_times: np.ndarray, r_times: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The thinned map on the grid with each kept column held until the next one."""
+    rows = grid_rows(r_times, FPS)
+    columns = np.searchsorted(rows, np.arange(int(rows[-1]) + 1), side="right") - 1
+    return contrast[:, columns], q_times, grid_times(r_times, FPS)
+
+
+def run_variant(
+    variant: Variant,
+    refs: dict[str, tuple[np.ndarray, np.ndarray]],
+    queries: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    sha: dict[str, str],
+) -> tuple[dict[tuple[str, str], Prediction], int, int, float]:
+    """(predictions, kept vectors, all vectors, ms per map) of one selector on one split."""
+    detector = SimilarityPatternDetector(weights_path=variant.spd)
+    kept = {k: variant.select(v) for k, (v, _) in refs.items()}
+    n_kept = sum(len(r) for r in kept.values())
+    n_all = sum(len(v) for v, _ in refs.values())
+    predictions: dict[tuple[str, str], Prediction] = {}
+    seconds, n_maps = 0.0, 0
+    for q, (views, q_times, background) in queries.items():
+        maps = []
+        for r, (vectors, r_times) in refs.items():
+            rows = kept[r]
+            maps.append((r, similarity_map(views, vectors[rows], background), r_times[rows]))
+        maps.sort(key=lambda m: -exact_score(m[1]))
+        drawn = [
+            (held if variant.fill == "hold" else _gap)(contrast, q_times, r_times)
+            for _, contrast, r_times in maps[:CANDIDATES]
+        ]
+        started = time.perf_counter()
+        found = detector.localize_batch(drawn)  # type: ignore[arg-type]
+        seconds += time.perf_counter() - started
+        n_maps += len(drawn)
+        for (r, _, _), segments in zip(maps[:CANDIDATES], found, strict=True):
+            if not segments:
+                continue
+            strong = [s for s in segments if s.score >= detector.match_threshold]
+            shown = strong or segments
+            boxes = [(s.query_start_s, s.query_end_s, s.reference_start_s, s.reference_end_s) for s in shown]
+            predictions[(sha[q], sha[r])] = Prediction(max(s.score for s in shown), boxes, bool(strong))
+    return predictions, n_kept, n_all, seconds / max(1, n_maps) * 1000
+
+
+def _gap(contrast: np.ndarray, q_times: np.ndarray, r_times: np.ndarray) -> tuple[np.ndarray, ...]:
+    return grid_map(contrast, q_times, r_times, FPS)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("work", type=Path)
+    parser.add_argument("--joint", type=Path, required=True, help="a `vcopy train copy` run folder")
+    parser.add_argument("--alone", type=Path, help="a `vcopy train copy --frozen-spd` run folder")
+    parser.add_argument("--splits", default="test,long")
+    args = parser.parse_args()
+    gt = args.dataset / GROUND_TRUTH
+    truth = read_dataset(gt)
+    descriptor = create_descriptor()
+    shipped = shipped_weights_path(descriptor.name)
+    sha = {v["path"]: v["sha256"] for kind in ("references", "queries") for v in truth[kind]}
+    rank = QueryConfig.background_rank
+    joint = LearnedKeyFrames(args.joint / "ske.onnx")
+    results: dict[tuple[str, str], tuple[Scores, float, float]] = {}
+    names: list[str] = []
+    for split in args.splits.split(","):
+        cache = args.work / "features"
+        encoded = encode_dataset(gt, truth, cache, descriptor, (), split=split, kinds=("references",))
+        refs = {k: (v[0], t) for k, (v, t) in encoded.items()}
+        encoded = encode_dataset(gt, truth, cache, descriptor, DEFAULT_VIEWS, split=split, kinds=("queries",))
+        queries = {
+            k: (v, t, background_similarity(v, descriptor.background, rank)) for k, (v, t) in encoded.items()
+        }
+        rate = sum(len(joint.select(v)) for v, _ in refs.values()) / sum(len(v) for v, _ in refs.values())
+        k = max(1, round(1 / rate))
+        variants = [Variant("uniform 1 frame/s", lambda v: np.arange(len(v)), "gap", shipped)]
+        for fill in ("gap", "hold"):
+            variants.append(Variant(f"uniform 1 in {k} ({fill})", every(k), fill, shipped))
+            variants.append(Variant(f"change peaks, same rate ({fill})", change_peaks(rate), fill, shipped))
+        if args.alone is not None:
+            alone = LearnedKeyFrames(args.alone / "ske.onnx")
+            variants.append(Variant("SKE trained alone (fixed SPD)", alone.select, "gap", shipped))
+        variants.append(Variant("SKE + SPD trained jointly", joint.select, "gap", joint.spd_weights))
+        split_truth = load_ground_truth(gt, split)
+        hours = sum(float(t[-1] - t[0] + 1.0 / FPS) for _, t in refs.values()) / 3600
+        for variant in variants:
+            predictions, n_kept, _, ms = run_variant(variant, refs, queries, sha)
+            results[(split, variant.name)] = (score(split_truth, predictions), n_kept / hours, ms)
+            if variant.name not in names:
+                names.append(variant.name)
+            print(f"{split}: {variant.name} done", flush=True)
+    splits = args.splits.split(",")
+    print(
+        "\n| references keep | vectors per video-hour | "
+        + " | ".join(f"{s} seg F1 | {s} µAP | {s} R@P95" for s in splits)
+        + " | ms/map |"
+    )
+    print("|---|---|" + "---|---|---|" * len(splits) + "---|")
+    for name in names:
+        row = [name, f"{results[(splits[0], name)][1]:.0f}"]
+        for s in splits:
+            scores = results[(s, name)][0]
+            row += [
+                f"{scores.segment_f1:.3f}",
+                f"{scores.video_micro_ap:.3f}",
+                f"{scores.video_recall_at_p95:.3f}",
+            ]
+        row.append(f"{results[(splits[0], name)][2]:.2f}")
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

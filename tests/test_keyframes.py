@@ -1,0 +1,88 @@
+"""Key frames: selection, maps drawn back on the sampling grid, the differentiable drawing the joint
+training uses, and the key-frame network through ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vcopy.errors import VcopyError
+from vcopy.keyframes import GAP_CONTRAST, create_keyframer, grid_map, grid_rows, grid_times, with_ends
+from vcopy.keyframes.model import KeyFrameNet, NetConfig, export_onnx, load_net, weights_record
+from vcopy.keyframes.ske import LearnedKeyFrames, SkeSettings
+from vcopy.keyframes.train import CopyTrainConfig, draw_maps, key_mask
+from vcopy.localize.spd import Rendering, render_maps
+
+
+def test_uniform_keeps_every_frame_and_unknown_names_are_refused() -> None:
+    uniform = create_keyframer("uniform")
+    assert uniform.name == "uniform" and list(uniform.select(np.zeros((5, 8)))) == [0, 1, 2, 3, 4]
+    with pytest.raises(VcopyError, match="unknown key frames"):
+        create_keyframer("sometimes")
+    assert list(with_ends(np.array([3, 1, 3]), 6)) == [0, 1, 3, 5]
+
+
+def test_a_map_between_key_frames_is_drawn_on_the_full_grid() -> None:
+    q_times = np.array([0.5, 2.5, 3.5])  # grid rows 0, 2, 3 at 1 frame/s
+    r_times = np.array([1.0, 4.0])  # grid columns 0, 3
+    contrast = np.arange(6, dtype=np.float32).reshape(3, 2)
+    assert list(grid_rows(q_times, 1.0)) == [0, 2, 3]
+    full, q_full, r_full = grid_map(contrast, q_times, r_times, 1.0)
+    assert full.shape == (4, 4)
+    np.testing.assert_array_equal(full[[0, 2, 3]][:, [0, 3]], contrast)
+    assert (full[1] == GAP_CONTRAST).all() and (full[:, 1:3] == GAP_CONTRAST).all()
+    np.testing.assert_allclose(q_full, [0.5, 1.5, 2.5, 3.5])
+    np.testing.assert_allclose(r_full, [1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_allclose(grid_times(np.array([0.0, 1.0, 2.0]), 1.0), [0, 1, 2])
+    same = grid_map(contrast[:2], np.array([0.0, 1.0]), np.array([5.0, 6.0]), 1.0)
+    assert same[0] is contrast[:2] or np.shares_memory(same[0], contrast)  # nothing left out: as it is
+
+
+@pytest.mark.parametrize("shape", [(40, 30), (300, 90), (1000, 1500), (64, 200), (7, 129)])
+def test_the_differentiable_drawing_is_the_inference_drawing(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    maps = [rng.normal(-0.1, 0.2, shape).astype(np.float32)]
+    plans = [Rendering.plan(shape, 64, 128)]
+    expected = render_maps(maps, plans)
+    drawn = draw_maps([torch.from_numpy(m) for m in maps], plans).numpy()
+    np.testing.assert_allclose(drawn, expected, atol=1e-6)
+
+
+def test_the_training_mask_keeps_uniform_frames_and_passes_gradients() -> None:
+    config = CopyTrainConfig(uniform_period=4, threshold=0.5)
+    p = torch.tensor([0.1, 0.9, 0.2, 0.6, 0.3, 0.1, 0.1, 0.1, 0.1], requires_grad=True)
+    mask, soft = key_mask(p, config)
+    assert mask.tolist() == [1, 1, 0, 1, 1, 0, 0, 0, 1]  # uniform 0, 4, 8 (the last), keys 1, 3
+    (mask * torch.arange(9.0)).sum().backward()
+    assert p.grad is not None and p.grad[2] == 2.0 and p.grad[0] == 0.0  # kept anyway: no gradient
+    assert soft[2].item() == pytest.approx(0.2)
+
+
+def test_the_onnx_network_selects_as_torch_does(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = KeyFrameNet(NetConfig(dim=16, hidden=8, dilations=(1, 2))).eval()
+    settings = SkeSettings(threshold=0.5, uniform_period=5, descriptor="test/16")
+    path = tmp_path / "ske.onnx"
+    path.write_bytes(export_onnx(net, settings))
+    vectors = torch.nn.functional.normalize(torch.randn(23, 16), dim=1)
+    with torch.no_grad():
+        p = net(vectors[None])[0].numpy()
+    learned = LearnedKeyFrames(path)
+    np.testing.assert_allclose(learned.probabilities(vectors.numpy()), p, atol=1e-5)
+    expected = with_ends(np.concatenate([np.flatnonzero(p >= 0.5), np.arange(0, 23, 5)]), 23)
+    np.testing.assert_array_equal(learned.select(vectors.numpy()), expected)
+    assert learned.name.startswith("ske/") and learned.spd_weights == tmp_path / "spd.onnx"
+    torch.save(weights_record(net, settings, {}), tmp_path / "ske.pt")
+    _, again_settings, _ = load_net(tmp_path / "ske.pt")
+    assert again_settings == settings
+    bad = weights_record(net, settings, {})
+    bad["net_config"]["hidden"] = 10**7
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(VcopyError, match="not SKE weights made by vcopy"):
+        load_net(tmp_path / "bad.pt")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(VcopyError, match="not SKE weights"):
+        LearnedKeyFrames(tmp_path / "junk.onnx")

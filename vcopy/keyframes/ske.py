@@ -1,0 +1,130 @@
+"""SKE, learned key frames, as inference runs them: the key-frame network (``vcopy.keyframes.model``)
+through ONNX Runtime (no torch at index or query time).
+
+A frame is kept where its key-frame probability reaches ``threshold``, and on a fixed uniform grid
+of one frame in ``uniform_period`` (the ``m_uniform`` of training, which keeps every stretch of a
+video represented however plain it is), and at both ends. The ONNX file's metadata
+(``SkeSettings``) names the descriptor whose vectors the network reads and the SPD weights trained
+jointly with it (a file beside it), which ``vcopy query`` then uses on such a library's maps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from vcopy.checks import bounded_float, bounded_int
+from vcopy.errors import VcopyError
+from vcopy.keyframes import with_ends
+from vcopy.video import sha256_file
+
+SETTINGS_KEY = "vcopy.ske"
+ONNX_FORMAT = "vcopy.ske-onnx/1"
+SHIPPED_WEIGHTS = "ske.onnx"
+
+
+@dataclass(frozen=True)
+class SkeSettings:
+    """How key frames are chosen from the network's probabilities, and what they go with."""
+
+    threshold: float = 0.5  # a frame this likely a key frame is kept
+    uniform_period: int = 10  # and one frame in this many, whatever its probability
+    descriptor: str = ""  # the descriptor whose vectors the network reads
+    spd_file: str = "spd.onnx"  # the SPD weights trained with it, in the same folder
+    validation_segment_f1: float | None = None
+    validation_key_rate: float | None = None
+
+    @classmethod
+    def from_record(cls, record: Any, path: Path) -> SkeSettings:
+        if not isinstance(record, dict) or record.get("format") != ONNX_FORMAT:
+            raise VcopyError(f"{path}: not SKE weights made by vcopy (settings format)")
+        try:
+            spd_file = str(record["spd_file"])
+            if Path(spd_file).name != spd_file:
+                raise ValueError("spd_file must be a file name")
+            return cls(
+                threshold=bounded_float(record["threshold"], "threshold", 0.0, 1.0),
+                uniform_period=bounded_int(record["uniform_period"], "uniform_period", 1, 10_000),
+                descriptor=str(record["descriptor"]),
+                spd_file=spd_file,
+                validation_segment_f1=_optional(record.get("validation_segment_f1")),
+                validation_key_rate=_optional(record.get("validation_key_rate")),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise VcopyError(f"{path}: not SKE weights made by vcopy ({exc})") from None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "format": ONNX_FORMAT,
+            "threshold": self.threshold,
+            "uniform_period": self.uniform_period,
+            "descriptor": self.descriptor,
+            "spd_file": self.spd_file,
+            "validation_segment_f1": self.validation_segment_f1,
+            "validation_key_rate": self.validation_key_rate,
+        }
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else bounded_float(value, "a validation figure", -1.0, 1.0)
+
+
+def shipped_weights_path() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("vcopy.weights").joinpath(SHIPPED_WEIGHTS)))
+
+
+def uniform_rows(n_frames: int, period: int) -> np.ndarray:
+    """The fixed uniform grid: one frame in ``period``, from the first."""
+    return np.arange(0, n_frames, period)
+
+
+class LearnedKeyFrames:
+    """``select(vectors)``: the rows SKE keeps (see the module doc)."""
+
+    def __init__(self, weights_path: Path | None = None, device: str = "cpu") -> None:
+        from vcopy.runtime import onnx_session
+
+        self.weights_path = Path(weights_path) if weights_path is not None else shipped_weights_path()
+        try:
+            model = self.weights_path.read_bytes()
+        except OSError as exc:
+            raise VcopyError(
+                f"{self.weights_path}: not readable SKE weights ({exc.strerror or exc})"
+            ) from None
+        try:
+            self._session = onnx_session(model, device)
+            record = json.loads(self._session.get_modelmeta().custom_metadata_map[SETTINGS_KEY])
+        except VcopyError:
+            raise
+        except Exception as exc:  # ONNX Runtime's errors have no common base class; a missing key
+            raise VcopyError(f"{self.weights_path}: not SKE weights ({type(exc).__name__})") from None
+        self.settings = SkeSettings.from_record(record, self.weights_path)
+        self.sha256 = sha256_file(self.weights_path)
+        self.name = f"ske/{self.sha256[:8]}"
+
+    @property
+    def models(self) -> list[dict[str, str]]:
+        return [{"role": "keyframes", "path": str(self.weights_path), "sha256": self.sha256}]
+
+    @property
+    def spd_weights(self) -> Path:
+        """The SPD weights trained jointly with these key frames."""
+        return self.weights_path.parent / self.settings.spd_file
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """Each frame's key-frame probability [N] from its vectors [N, dim]."""
+        if len(vectors) == 0:
+            return np.zeros(0, dtype=np.float32)
+        batch = np.ascontiguousarray(vectors, dtype=np.float32)[None]
+        return cast(np.ndarray, self._session.run(None, {"vectors": batch})[0][0])
+
+    def select(self, vectors: np.ndarray) -> np.ndarray:
+        keep = np.flatnonzero(self.probabilities(vectors) >= self.settings.threshold)
+        rows = np.concatenate([keep, uniform_rows(len(vectors), self.settings.uniform_period)])
+        return with_ends(rows, len(vectors))
