@@ -3,17 +3,20 @@ training uses, and the key-frame network through ONNX Runtime."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import run_vcopy
 from vcopy.errors import VcopyError
 from vcopy.keyframes import GAP_CONTRAST, create_keyframer, grid_map, grid_rows, grid_times, with_ends
 from vcopy.keyframes.model import KeyFrameNet, NetConfig, export_onnx, load_net, weights_record
 from vcopy.keyframes.ske import LearnedKeyFrames, SkeSettings
 from vcopy.keyframes.train import CopyTrainConfig, draw_maps, key_mask
+from vcopy.library import Library
 from vcopy.localize.spd import Rendering, render_maps
 
 
@@ -86,3 +89,58 @@ def test_the_onnx_network_selects_as_torch_does(tmp_path: Path) -> None:
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(VcopyError, match="not SKE weights"):
         LearnedKeyFrames(tmp_path / "junk.onnx")
+
+
+def test_train_copy_resume_then_index_and_query_with_key_frames(small_bench: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    common = (
+        "train",
+        "copy",
+        small_bench.parent,
+        "--out",
+        out,
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "4",
+    )
+    proc = run_vcopy(*common, "--epochs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "kept" in proc.stderr and "validation segment F1" in proc.stderr
+    proc = run_vcopy(*common, "--epochs", "2", "--resume")
+    assert proc.returncode == 0, proc.stderr
+    log = [json.loads(line) for line in (out / "train-log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2] and all(0 < e["validation_key_rate"] <= 1 for e in log)
+    mismatched = run_vcopy(*common, "--epochs", "3", "--resume", "--key-rate", "0.5")
+    assert mismatched.returncode != 0 and "other training settings" in mismatched.stderr
+
+    refs, lib, uniform_lib = small_bench.parent / "test" / "refs", tmp_path / "lib", tmp_path / "uniform"
+    proc = run_vcopy("index", refs, "--library", lib, "--keyframe-weights", out / "ske.onnx")
+    assert proc.returncode == 0, proc.stderr
+    assert run_vcopy("index", refs, "--library", uniform_lib).returncode == 0
+    with Library.open(lib) as library, Library.open(uniform_lib) as uniform:
+        assert library.pipeline_spec.keyframes == LearnedKeyFrames(out / "ske.onnx").name
+        assert uniform.pipeline_spec.keyframes == "uniform"
+        assert library.vector_count < uniform.vector_count  # only key frames are stored
+        video = library.videos()[0]
+        same = uniform.video_by_path(video.path)
+        assert same is not None
+        kept, every = library.frames_of(video.id)[1], uniform.frames_of(same.id)[1]
+        assert kept[0] == every[0] and kept[-1] == every[-1]  # both ends kept
+        assert set(kept) <= set(every)
+    refused = run_vcopy("index", refs, "--library", lib, "--keyframes", "uniform")
+    assert refused.returncode == 2 and "key frames" in refused.stderr
+    query = small_bench.parent / "test" / "queries" / "q0000.mp4"
+    report = tmp_path / "report.json"
+    proc = run_vcopy("query", query, "--library", lib, "--spd-weights", out / "spd.onnx", "--json", report)
+    assert proc.returncode in (0, 1), proc.stderr
+    data = json.loads(report.read_text())
+    assert data["parameters"]["keyframes"].startswith("ske/")
+    for match in data["queries"][0]["matches"]:
+        for segment in match["segments"]:
+            assert (
+                0
+                <= segment["reference_start"]
+                < segment["reference_end"]
+                <= match["reference"]["duration"] + 1
+            )

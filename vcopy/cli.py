@@ -330,6 +330,12 @@ def cli(ctx: click.Context) -> None:
     "an existing library keeps its own. [default: uniform]",
 )
 @click.option(
+    "--keyframe-weights",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Learned key frames of your own (RUN/ske.onnx of `vcopy train copy`) instead of the shipped "
+    "ones; query such a library with --spd-weights RUN/spd.onnx.",
+)
+@click.option(
     "--sample-fps",
     default=1.0,
     show_default=True,
@@ -351,6 +357,7 @@ def index_command(
     prune: bool,
     descriptor_name: str | None,
     keyframes_name: str | None,
+    keyframe_weights: Path | None,
     sample_fps: float,
     device: str,
     decode_timeout: float,
@@ -373,13 +380,20 @@ def index_command(
         raise click.UsageError(f"no video files in {_listed(paths)} (nothing to index)")
     _check_device(device)
     descriptor_name = _library_descriptor(library_path, descriptor_name)
-    keyframes_name = _library_keyframes(library_path, keyframes_name)
+    if keyframe_weights is not None and keyframes_name not in (None, "ske"):
+        raise click.UsageError("--keyframe-weights are learned key frames: they go with --keyframes ske")
+    keyframes_name = _library_keyframes(library_path, "ske" if keyframe_weights else keyframes_name)
     from vcopy.features import create_descriptor
-    from vcopy.keyframes import create_keyframer
+    from vcopy.keyframes import KeyFramer, create_keyframer
+    from vcopy.keyframes.ske import LearnedKeyFrames
     from vcopy.text.search import TEXT_DIR, open_text_space, sync_text_index
 
     descriptor = create_descriptor(descriptor_name, device=device)
-    keyframer = create_keyframer(keyframes_name, device=device)
+    keyframer: KeyFramer = (
+        LearnedKeyFrames(keyframe_weights, device)
+        if keyframe_weights is not None
+        else create_keyframer(keyframes_name, device=device)
+    )
     sampling = SamplingConfig(
         sample_fps=sample_fps, frame_size=descriptor.frame_size, stall_timeout_s=decode_timeout
     )
@@ -398,6 +412,7 @@ def index_command(
                 commit_every_s=commit_every,
                 stall_timeout_s=decode_timeout,
                 on_video=_video_reporter(progress, task),
+                keyframer=keyframer,
             )
         if summary.indexed or summary.pruned or not (library.root / TEXT_DIR).is_dir():
             status = stderr.status("text search: updating the library's text index")

@@ -16,6 +16,7 @@ from vcopy.video import find_videos
 
 if TYPE_CHECKING:
     from vcopy.features import Descriptor, EncodedVideo
+    from vcopy.keyframes import KeyFramer
 
 
 @dataclass
@@ -44,15 +45,19 @@ def index_videos(
     commit_every_s: float = 30.0,
     stall_timeout_s: float = 120.0,
     on_video: Callable[[str, str], None] | None = None,
+    keyframer: KeyFramer | None = None,
 ) -> IndexSummary:
     """Index the videos in ``paths`` (files or folders) into ``library`` (opened to write): new and
     changed files are (re)indexed, unchanged ones skipped, and with ``prune`` library videos under
     ``paths`` whose files are gone are removed. ``on_video(path, outcome)`` is told about each file
     as it is handled (``indexed``, ``skipped`` or ``failed: REASON``), and before that of anything
-    a reader must know about it (``warning: TEXT``). Work done before an exception is committed."""
+    a reader must know about it (``warning: TEXT``). ``keyframer``: the library's own, built
+    already (else it is built by the name the library records). Work done before an exception is
+    committed."""
     from vcopy.features import FailedVideo, video_duration_s
 
-    pipeline = Pipeline.of_library(library, descriptor)
+    pipeline = Pipeline.of_library(library, descriptor, keyframer)
+    pipeline.keyframer  # noqa: B018  # built (or refused) before any decoding
     library.load_index()  # a missing or damaged index file is an error before any decoding
     started = time.monotonic()
     roots = [_absolute(Path(p)) for p in paths]

@@ -36,7 +36,9 @@ class PipelineSpec:
 
 
 class Pipeline:
-    """A spec with its models built: encodes library videos and suspect videos alike."""
+    """A spec with its models built: encodes library videos and suspect videos alike. The
+    key-framer is built when the first library video is encoded (suspects keep every frame), by
+    name unless one is given."""
 
     def __init__(
         self, spec: PipelineSpec, descriptor: Descriptor, keyframer: KeyFramer | None = None
@@ -47,34 +49,49 @@ class Pipeline:
             raise VcopyError(
                 f"descriptor {descriptor.name} takes {descriptor.frame_size}-px frames, not {spec.frame_size}"
             )
-        keyframer = keyframer or create_keyframer(spec.keyframes)
-        if keyframer.name != spec.keyframes:
+        if keyframer is not None and keyframer.name != spec.keyframes:
             raise VcopyError(f"the pipeline needs key frames {spec.keyframes}, not {keyframer.name}")
         self.spec = spec
         self.descriptor = descriptor
-        self.keyframer = keyframer
+        self._keyframer = keyframer
+        self._device = "cpu"
+
+    @property
+    def keyframer(self) -> KeyFramer:
+        if self._keyframer is None:
+            self._keyframer = create_keyframer(self.spec.keyframes, self._device)
+        return self._keyframer
 
     @classmethod
     def build(cls, spec: PipelineSpec, device: str = "cpu") -> Pipeline:
         """The pipeline of ``spec``, its descriptor built by name (``vcopy.features``)."""
         from vcopy.features import create_descriptor
 
-        return cls(
-            spec, create_descriptor(spec.descriptor, device=device), create_keyframer(spec.keyframes, device)
-        )
+        pipeline = cls(spec, create_descriptor(spec.descriptor, device=device))
+        pipeline._device = device
+        return pipeline
 
     @classmethod
-    def of_library(cls, library: Library, descriptor: Descriptor | None = None) -> Pipeline:
+    def of_library(
+        cls, library: Library, descriptor: Descriptor | None = None, keyframer: KeyFramer | None = None
+    ) -> Pipeline:
         """The pipeline ``library`` records, with ``descriptor`` (one built already, e.g. on a GPU)
-        or its own built by name; a descriptor of another name is a ``LibraryError`` naming it."""
+        or its own built by name, and ``keyframer`` likewise; one of another name is a
+        ``LibraryError`` naming it."""
         spec = library.pipeline_spec
+        if keyframer is not None and keyframer.name != spec.keyframes:
+            raise LibraryError(
+                f"{library.root}: built with key frames {spec.keyframes}, not {keyframer.name}"
+            )
         if descriptor is None:
-            return cls.build(spec)
+            pipeline = cls.build(spec)
+            pipeline._keyframer = keyframer
+            return pipeline
         if descriptor.name != spec.descriptor:
             raise LibraryError(
                 f"{library.root}: built with descriptor {spec.descriptor}, not {descriptor.name}"
             )
-        return cls(spec, descriptor)
+        return cls(spec, descriptor, keyframer)
 
     def encode(
         self,

@@ -17,6 +17,7 @@ from vcopy.features import (
 )
 from vcopy.features.views import DEFAULT_VIEWS
 from vcopy.keyframes import grid_map
+from vcopy.keyframes.ske import jointly_trained_spd
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer, localizer_settings
 from vcopy.localize.base import BoundaryRanges, boundary_ranges
@@ -98,7 +99,7 @@ class CopyFinder:
         if len(self.descriptor.background) == 0:
             raise VcopyError("matching needs a descriptor with a background set (it normalises scores)")
         self.background_set = self.descriptor.background
-        spd_weights = self.config.spd_weights or getattr(self.pipeline.keyframer, "spd_weights", None)
+        spd_weights = self.config.spd_weights or jointly_trained_spd(self.pipeline.spec.keyframes)
         self.localizer: Localizer = create_localizer(self.config.localizer, spd_weights, self.descriptor.name)
         trained_on = getattr(self.localizer, "descriptor", self.descriptor.name)
         if trained_on != self.descriptor.name:
@@ -124,7 +125,7 @@ class CopyFinder:
             "localizer_settings": localizer_settings(self.localizer),
             "sampling": asdict(self.sampling),
             "descriptor": self.descriptor.name,
-            "keyframes": self.pipeline.keyframer.name,
+            "keyframes": self.pipeline.spec.keyframes,
         }
 
     def query(self, path: Path) -> QueryResult:

@@ -128,3 +128,19 @@ class LearnedKeyFrames:
         keep = np.flatnonzero(self.probabilities(vectors) >= self.settings.threshold)
         rows = np.concatenate([keep, uniform_rows(len(vectors), self.settings.uniform_period)])
         return with_ends(rows, len(vectors))
+
+
+def jointly_trained_spd(keyframes: str) -> Path | None:
+    """The SPD weights for maps against a library of key frames ``keyframes`` (a full name): the
+    ones trained with the shipped learned key frames; None for key frames without a model."""
+    from vcopy.keyframes import keyframer_kind
+
+    if keyframer_kind(keyframes) != "ske":
+        return None
+    shipped = LearnedKeyFrames()
+    if shipped.name != keyframes:
+        raise VcopyError(
+            f"the library's key frames {keyframes} are not the shipped ones ({shipped.name}); pass the SPD "
+            "weights trained with them (--spd-weights RUN/spd.onnx of their `vcopy train copy` run)"
+        )
+    return shipped.spd_weights
