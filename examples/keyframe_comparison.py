@@ -34,7 +34,7 @@ import numpy as np
 from vcopy.evaluate import Prediction, Scores, load_ground_truth, score
 from vcopy.features import create_descriptor
 from vcopy.features.views import DEFAULT_VIEWS
-from vcopy.keyframes import grid_map, grid_rows, grid_times, with_ends
+from vcopy.keyframes import grid_map, grid_rows, grid_times, with_first
 from vcopy.keyframes.ske import LearnedKeyFrames
 from vcopy.localize.spd import SimilarityPatternDetector, shipped_weights_path
 from vcopy.localize.spd_train import encode_dataset, read_dataset
@@ -56,7 +56,7 @@ class Variant:
 
 
 def every(k: int) -> Selector:
-    return lambda v: with_ends(np.arange(0, len(v), k), len(v))
+    return lambda v: with_first(np.arange(0, len(v), k), len(v))
 
 
 def change_peaks(rate: float) -> Selector:
@@ -68,7 +68,7 @@ def change_peaks(rate: float) -> Selector:
         right = np.concatenate([change[1:], [-1.0]])
         peaks = np.flatnonzero((change >= left) & (change > right))
         n = max(0, round(rate * len(v)) - 2)
-        return with_ends(peaks[np.argsort(-change[peaks], kind="stable")[:n]], len(v))
+        return with_first(peaks[np.argsort(-change[peaks], kind="stable")[:n]], len(v))
 
     return select
 

@@ -12,7 +12,7 @@ import torch
 
 from tests.conftest import run_vcopy
 from vcopy.errors import VcopyError
-from vcopy.keyframes import GAP_CONTRAST, create_keyframer, grid_map, grid_rows, grid_times, with_ends
+from vcopy.keyframes import GAP_CONTRAST, create_keyframer, grid_map, grid_rows, grid_times, with_first
 from vcopy.keyframes.model import KeyFrameNet, NetConfig, export_onnx, load_net, weights_record
 from vcopy.keyframes.ske import LearnedKeyFrames, SkeSettings
 from vcopy.keyframes.train import CopyTrainConfig, draw_maps, key_mask
@@ -25,7 +25,7 @@ def test_uniform_keeps_every_frame_and_unknown_names_are_refused() -> None:
     assert uniform.name == "uniform" and list(uniform.select(np.zeros((5, 8)))) == [0, 1, 2, 3, 4]
     with pytest.raises(VcopyError, match="unknown key frames"):
         create_keyframer("sometimes")
-    assert list(with_ends(np.array([3, 1, 3]), 6)) == [0, 1, 3, 5]
+    assert list(with_first(np.array([3, 1, 3]), 6)) == [0, 1, 3]
 
 
 def test_a_map_between_key_frames_is_drawn_on_the_full_grid() -> None:
@@ -58,7 +58,7 @@ def test_the_training_mask_keeps_uniform_frames_and_passes_gradients() -> None:
     config = CopyTrainConfig(uniform_period=4, threshold=0.5)
     p = torch.tensor([0.1, 0.9, 0.2, 0.6, 0.3, 0.1, 0.1, 0.1, 0.1], requires_grad=True)
     mask, soft = key_mask(p, config)
-    assert mask.tolist() == [1, 1, 0, 1, 1, 0, 0, 0, 1]  # uniform 0, 4, 8 (the last), keys 1, 3
+    assert mask.tolist() == [1, 1, 0, 1, 1, 0, 0, 0, 1]  # uniform 0, 4, 8, keys 1, 3
     (mask * torch.arange(9.0)).sum().backward()
     assert p.grad is not None and p.grad[2] == 2.0 and p.grad[0] == 0.0  # kept anyway: no gradient
     assert soft[2].item() == pytest.approx(0.2)
@@ -75,7 +75,7 @@ def test_the_onnx_network_selects_as_torch_does(tmp_path: Path) -> None:
         p = net(vectors[None])[0].numpy()
     learned = LearnedKeyFrames(path)
     np.testing.assert_allclose(learned.probabilities(vectors.numpy()), p, atol=1e-5)
-    expected = with_ends(np.concatenate([np.flatnonzero(p >= 0.5), np.arange(0, 23, 5)]), 23)
+    expected = with_first(np.concatenate([np.flatnonzero(p >= 0.5), np.arange(0, 23, 5)]), 23)
     np.testing.assert_array_equal(learned.select(vectors.numpy()), expected)
     assert learned.name.startswith("ske/") and learned.spd_weights == tmp_path / "spd.onnx"
     torch.save(weights_record(net, settings, {}), tmp_path / "ske.pt")
@@ -126,7 +126,7 @@ def test_train_copy_resume_then_index_and_query_with_key_frames(small_bench: Pat
         same = uniform.video_by_path(video.path)
         assert same is not None
         kept, every = library.frames_of(video.id)[1], uniform.frames_of(same.id)[1]
-        assert kept[0] == every[0] and kept[-1] == every[-1]  # both ends kept
+        assert kept[0] == every[0]  # the first frame is kept
         assert set(kept) <= set(every)
     refused = run_vcopy("index", refs, "--library", lib, "--keyframes", "uniform")
     assert refused.returncode == 2 and "key frames" in refused.stderr

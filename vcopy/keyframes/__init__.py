@@ -1,7 +1,7 @@
 """Key frames: which of a video's sampled frames are kept, chosen by name from ``KEYFRAMERS``.
 
 A key-framer reads a library video's frame vectors at the sampling rate (``vcopy.pipeline``) and
-returns the rows it keeps, always the first and the last; only those are stored (vector,
+returns the rows it keeps, always the first; only those are stored (vector,
 timestamp, what text search reads). A library records its key-framer's full name (with its
 weights' checksum). Suspects keep every sampled frame (their frames are not stored, and a copy's
 band then shows in every kept reference column whatever frames the suspect's own thinning would
@@ -45,7 +45,7 @@ class KeyFramer(Protocol):
     def models(self) -> list[dict[str, str]]: ...
 
     def select(self, vectors: np.ndarray) -> np.ndarray:
-        """The rows kept of a video's frame vectors [N, dim]: sorted, first and last included."""
+        """The rows kept of a video's frame vectors [N, dim]: sorted, the first included."""
         ...
 
 
@@ -85,11 +85,11 @@ def create_keyframer(name: str = DEFAULT_KEYFRAMES, device: str = "cpu") -> KeyF
     return keyframer
 
 
-def with_ends(rows: np.ndarray, n_frames: int) -> np.ndarray:
-    """``rows`` with the first and last frame added, sorted and unique."""
+def with_first(rows: np.ndarray, n_frames: int) -> np.ndarray:
+    """``rows`` with the first frame added (the grid starts there), sorted and unique."""
     if n_frames == 0:
         return np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate([np.asarray(rows, dtype=np.int64), [0, n_frames - 1]]))
+    return np.unique(np.concatenate([np.asarray(rows, dtype=np.int64), [0]]))
 
 
 def grid_rows(timestamps_s: np.ndarray, sample_fps: float) -> np.ndarray:

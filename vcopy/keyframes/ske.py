@@ -3,7 +3,7 @@ through ONNX Runtime (no torch at index or query time).
 
 A frame is kept where its key-frame probability reaches ``threshold``, and on a fixed uniform grid
 of one frame in ``uniform_period`` (the ``m_uniform`` of training, which keeps every stretch of a
-video represented however plain it is), and at both ends. The ONNX file's metadata
+video represented however plain it is), and the first frame. The ONNX file's metadata
 (``SkeSettings``) names the descriptor whose vectors the network reads and the SPD weights trained
 jointly with it (a file beside it), which ``vcopy query`` then uses on such a library's maps.
 """
@@ -19,7 +19,7 @@ import numpy as np
 
 from vcopy.checks import bounded_float, bounded_int
 from vcopy.errors import VcopyError
-from vcopy.keyframes import with_ends
+from vcopy.keyframes import with_first
 from vcopy.video import sha256_file
 
 SETTINGS_KEY = "vcopy.ske"
@@ -127,7 +127,7 @@ class LearnedKeyFrames:
     def select(self, vectors: np.ndarray) -> np.ndarray:
         keep = np.flatnonzero(self.probabilities(vectors) >= self.settings.threshold)
         rows = np.concatenate([keep, uniform_rows(len(vectors), self.settings.uniform_period)])
-        return with_ends(rows, len(vectors))
+        return with_first(rows, len(vectors))
 
 
 def jointly_trained_spd(keyframes: str) -> Path | None:

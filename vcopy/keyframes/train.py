@@ -7,14 +7,15 @@ frames are never stored), so the key-frame axis is the reference axis. Selection
 differentiable, so, as published: the key-frame network gives each reference frame a probability
 ``p``; the mask is ``m = min(1, key(p) + m_uniform)`` (``key`` is ``p >= threshold`` in the
 forward pass with ``p``'s gradient, a straight-through estimate, so that the map SPD sees is the
-one it will see at inference; ``m_uniform`` keeps one frame in ``uniform_period``, and both ends);
+one it will see at inference; ``m_uniform`` keeps one frame in ``uniform_period``, from the first);
 the dense map becomes ``background + (map - background) * m`` along the reference axis (frames not
 kept look like unrelated footage, as ``vcopy.keyframes.on_grid`` draws them); it is drawn
 differentiably (``draw_maps``, the same drawing as ``vcopy.localize.spd.render_maps``) and goes
 through SPD, whose detection loss flows back into the key-frame network. A budget term
-``budget_weight * ((rate - key_rate) / key_rate)^2`` (``rate``: the mean of ``min(1, p +
-m_uniform)``) holds the kept share near ``key_rate``. With ``frozen_spd`` SPD keeps its initial
-weights (SKE trained as a separate stage against a fixed detector).
+``budget_weight * ((rate - key_rate) / key_rate)^2`` per map (``rate``: the mean of ``min(1, p +
+m_uniform)`` along its reference axis) holds the kept share near ``key_rate``. With
+``frozen_spd`` SPD keeps its initial weights (SKE trained as a separate stage against a fixed
+detector).
 
 Each epoch the held-out queries are localized against references thinned to their key frames
 (``spd_train.validate`` with the live networks); the epoch with the best segment F1 is kept:
@@ -39,7 +40,7 @@ import torch
 from vcopy.checks import bounded_float, bounded_int, load_training_state
 from vcopy.errors import VcopyError, read_torch_file
 from vcopy.files import write_atomically
-from vcopy.keyframes import with_ends
+from vcopy.keyframes import with_first
 from vcopy.keyframes.model import KeyFrameNet, NetConfig, export_onnx, weights_record
 from vcopy.keyframes.ske import SkeSettings, uniform_rows
 from vcopy.localize.spd import BACKGROUND_CONTRAST, CONTRAST_RANGE, AxisScale, Rendering, canvas_width
@@ -119,10 +120,10 @@ def draw_maps(
 
 
 def key_mask(p: torch.Tensor, config: CopyTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the mask SPD sees: hard selection with ``p``'s gradient, plus the uniform grid and both
-    ends; the soft mask ``min(1, p + m_uniform)`` whose mean the budget holds)."""
+    """(the mask SPD sees: hard selection with ``p``'s gradient, plus the uniform grid; the soft
+    mask ``min(1, p + m_uniform)`` whose mean the budget holds)."""
     uniform = torch.zeros_like(p)
-    uniform[torch.from_numpy(with_ends(uniform_rows(len(p), config.uniform_period), len(p)))] = 1.0
+    uniform[torch.from_numpy(with_first(uniform_rows(len(p), config.uniform_period), len(p)))] = 1.0
     hard = (p >= config.threshold).float() + p - p.detach()
     return torch.clamp(hard + uniform, max=1.0), torch.clamp(p + uniform, max=1.0)
 
@@ -130,8 +131,8 @@ def key_mask(p: torch.Tensor, config: CopyTrainConfig) -> tuple[torch.Tensor, to
 def _batch(
     sampler: MapSampler, net: KeyFrameNet, config: CopyTrainConfig
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, float]:
-    """A batch of masked maps drawn on one canvas, their boxes, the soft kept share (for the
-    budget) and the hard kept share."""
+    """A batch of masked maps drawn on one canvas, their boxes, each map's soft kept share (for
+    the budget: every reference sequence, short or long, is held to it) and the hard kept share."""
     cfg = config.spd
     samples = [sampler.sample_with_frames() for _ in range(cfg.batch_size)]
     widths = sorted(canvas_width(s[0].shape, cfg.input_size, cfg.max_aspect) for s in samples)
@@ -154,7 +155,7 @@ def _batch(
         "cls": torch.zeros(len(batch_idx), 1),
         "bboxes": torch.from_numpy(np.concatenate(boxes)),
     }
-    return images, targets, torch.cat(soft).mean(), float(torch.cat(hard).mean())
+    return images, targets, torch.stack([m.mean() for m in soft]), float(torch.cat(hard).mean())
 
 
 def selector(net: KeyFrameNet, config: CopyTrainConfig) -> Callable[[np.ndarray], np.ndarray]:
@@ -167,7 +168,7 @@ def selector(net: KeyFrameNet, config: CopyTrainConfig) -> Callable[[np.ndarray]
         rows = np.concatenate(
             [np.flatnonzero(p >= config.threshold), uniform_rows(len(p), config.uniform_period)]
         )
-        return with_ends(rows, len(p))
+        return with_first(rows, len(p))
 
     return select
 
@@ -312,11 +313,9 @@ def train_copy(
                 for module in model.modules():
                     if isinstance(module, torch.nn.BatchNorm2d):
                         module.eval()
-            images, targets, soft_rate, hard_rate = _batch(sampler, net, config)
+            images, targets, soft_rates, hard_rate = _batch(sampler, net, config)
             loss, items = criterion(model(images), targets)
-            budget = (
-                config.budget_weight * cfg.batch_size * ((soft_rate - config.key_rate) / config.key_rate) ** 2
-            )
+            budget = config.budget_weight * (((soft_rates - config.key_rate) / config.key_rate) ** 2).sum()
             optimizer.zero_grad(set_to_none=True)
             (loss.sum() + budget).backward()
             torch.nn.utils.clip_grad_norm_([*net.parameters(), *model.parameters()], 10.0)
