@@ -2,6 +2,7 @@
 by each selector, and each selector's maps localized by SPD.
 
     python examples/keyframe_comparison.py DATASET WORK --joint RUN [--alone RUN] [--splits test,long]
+        [--product N]
 
 DATASET is a folder made by examples/make_benchmark.py; RUN folders are made by `vcopy train copy`
 (``--alone``: with ``--frozen-spd``). Every test/long video is encoded once at 1 frame/s
@@ -18,12 +19,15 @@ Frames not kept are drawn as the background ("gap", as training masks them), and
 non-learned selectors also as the last kept frame held until the next one ("hold"). Suspects keep
 every sampled frame. Candidates: each query's 10 best references by exact score on its thinned
 maps (the product's shortlist re-ranking). Matches at each SPD's calibrated threshold; µAP and
-recall at precision 0.95 are threshold-free.
+recall at precision 0.95 are threshold-free. With ``--product N`` the test references are also
+indexed the way `vcopy index` does it (text features included) into a uniform and a key-frame
+library, and the first N test queries are timed against each.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,6 +125,50 @@ def _gap(contrast: np.ndarray, q_times: np.ndarray, r_times: np.ndarray) -> tupl
     return grid_map(contrast, q_times, r_times, FPS)
 
 
+def product_run(gt: Path, work: Path, joint: Path, n_queries: int) -> None:
+    """Index the test references with `vcopy index`'s code path into a uniform and a key-frame
+    library (text features included) and time queries against each: throughput, storage, latency."""
+    from vcopy.indexing import index_videos
+    from vcopy.library import Library
+    from vcopy.query import CopyFinder
+    from vcopy.synth.benchmark import split_paths
+    from vcopy.video import SamplingConfig
+
+    references = split_paths(gt, "test", "references")
+    queries = split_paths(gt, "test", "queries")[:n_queries]
+    descriptor = create_descriptor()
+    sampling = SamplingConfig(frame_size=descriptor.frame_size)
+    print(
+        "\n| library | video s per wall s (index) | vectors per video-hour | MB per video-hour | "
+        "median query s (decode to segments) |"
+    )
+    print("|---|---|---|---|---|")
+    for name, keyframer, spd in [
+        ("uniform 1 frame/s", None, None),
+        ("SKE + SPD trained jointly", LearnedKeyFrames(joint / "ske.onnx"), joint / "spd.onnx"),
+    ]:
+        root = work / f"library-{'uniform' if keyframer is None else 'ske'}"
+        shutil.rmtree(root, ignore_errors=True)
+        with Library.open(
+            root, write=True, descriptor=descriptor, sampling=sampling, keyframer=keyframer
+        ) as lib:
+            summary = index_videos(lib, references, descriptor, keyframer=keyframer)
+            hours = summary.video_seconds / 3600
+            info = lib.info()
+        with Library.open(root) as lib:
+            finder = CopyFinder(lib, descriptor, QueryConfig(spd_weights=spd))
+            latencies = []
+            for path in queries:
+                started = time.perf_counter()
+                finder.query(path)
+                latencies.append(time.perf_counter() - started)
+        print(
+            f"| {name} | {summary.throughput:.1f} | {info.vectors / hours:.0f} | "
+            f"{info.bytes_on_disk / hours / 1e6:.2f} | {np.median(latencies):.3f} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -130,6 +178,9 @@ def main() -> None:
     parser.add_argument("--joint", type=Path, required=True, help="a `vcopy train copy` run folder")
     parser.add_argument("--alone", type=Path, help="a `vcopy train copy --frozen-spd` run folder")
     parser.add_argument("--splits", default="test,long")
+    parser.add_argument(
+        "--product", type=int, metavar="N", help="also index and query N test queries the product's way"
+    )
     args = parser.parse_args()
     gt = args.dataset / GROUND_TRUTH
     truth = read_dataset(gt)
@@ -184,6 +235,8 @@ def main() -> None:
             ]
         row.append(f"{results[(splits[0], name)][2]:.2f}")
         print("| " + " | ".join(row) + " |")
+    if args.product:
+        product_run(gt, args.work, args.joint, args.product)
 
 
 if __name__ == "__main__":

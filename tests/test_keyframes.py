@@ -18,6 +18,7 @@ from vcopy.keyframes.ske import LearnedKeyFrames, SkeSettings
 from vcopy.keyframes.train import CopyTrainConfig, draw_maps, key_mask
 from vcopy.library import Library
 from vcopy.localize.spd import Rendering, render_maps
+from vcopy.video import sha256_file
 
 
 def test_uniform_keeps_every_frame_and_unknown_names_are_refused() -> None:
@@ -135,7 +136,13 @@ def test_train_copy_resume_then_index_and_query_with_key_frames(small_bench: Pat
     proc = run_vcopy("query", query, "--library", lib, "--spd-weights", out / "spd.onnx", "--json", report)
     assert proc.returncode in (0, 1), proc.stderr
     data = json.loads(report.read_text())
-    assert data["parameters"]["keyframes"].startswith("ske/")
+    assert (
+        data["parameters"]["keyframes"]
+        == data["library"]["keyframes"]
+        == LearnedKeyFrames(out / "ske.onnx").name
+    )
+    [model] = [m for m in data["models"] if m.get("role") == "keyframes"]
+    assert model["sha256"] == sha256_file(out / "ske.onnx")
     for match in data["queries"][0]["matches"]:
         for segment in match["segments"]:
             assert (
@@ -144,3 +151,19 @@ def test_train_copy_resume_then_index_and_query_with_key_frames(small_bench: Pat
                 < segment["reference_end"]
                 <= match["reference"]["duration"] + 1
             )
+
+
+def test_the_shipped_key_frames_come_with_their_spd() -> None:
+    from vcopy.features import DEFAULT_DESCRIPTOR
+    from vcopy.keyframes.ske import jointly_trained_spd
+    from vcopy.localize.spd import SimilarityPatternDetector
+
+    shipped = create_keyframer("ske")
+    assert isinstance(shipped, LearnedKeyFrames) and shipped.name.startswith("ske/")
+    assert shipped.settings.descriptor.startswith(f"{DEFAULT_DESCRIPTOR}/")
+    spd = jointly_trained_spd(shipped.name)
+    assert spd is not None and spd.name == "spd-ske.onnx"
+    assert SimilarityPatternDetector(weights_path=spd).descriptor == shipped.settings.descriptor
+    assert jointly_trained_spd("uniform") is None
+    with pytest.raises(VcopyError, match="--spd-weights"):
+        jointly_trained_spd("ske/00000000")

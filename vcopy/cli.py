@@ -398,7 +398,7 @@ def index_command(
         sample_fps=sample_fps, frame_size=descriptor.frame_size, stall_timeout_s=decode_timeout
     )
     with Library.open(
-        library_path, write=True, descriptor=descriptor, sampling=sampling, keyframes=keyframer.name
+        library_path, write=True, descriptor=descriptor, sampling=sampling, keyframer=keyframer
     ) as library:
         if float(library.meta["sample_fps"]) != sample_fps:
             _note(f"note: library samples {library.sampling.sample_fps:g} frames/s; using that")

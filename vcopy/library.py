@@ -56,6 +56,7 @@ from vcopy.video import SamplingConfig, file_stamp
 
 if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are described: opening is light
     from vcopy.features import Descriptor, EncodedVideo
+    from vcopy.keyframes import KeyFramer
 
 # 2 added frame_classes, 3 frame_layouts (float16), 4 holds them as int8, 5 records the index file's
 # checksum, 6 keeps exact vectors in per-video files apart from an approximate index. Libraries of
@@ -187,11 +188,11 @@ class Library:
         write: bool = False,
         descriptor: Descriptor | None = None,
         sampling: SamplingConfig | None = None,
-        keyframes: str | None = None,
+        keyframer: KeyFramer | None = None,
     ) -> Library:
         """Open a library; with ``write=True`` take its write lock, creating it if needed (which
-        needs the ``descriptor`` and ``sampling`` it will be built with, and the full name of its
-        key-framer, default ``uniform``) and upgrading one made by an older vcopy."""
+        needs the ``descriptor`` and ``sampling`` it will be built with, and its ``keyframer``,
+        default ``uniform``) and upgrading one made by an older vcopy."""
         root = Path(root)
         lock_fd = None
         if write and descriptor is None and not (root / _DB).is_file():  # nothing to create it with
@@ -211,7 +212,7 @@ class Library:
             if not meta:
                 if not write or descriptor is None or sampling is None:
                     raise LibraryError(f"{root}: library is empty and has no settings yet")
-                _create(db, descriptor, sampling, keyframes or "uniform")
+                _create(db, descriptor, sampling, keyframer)
                 meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             schema = _checked_settings(root / _DB, meta)
             if schema < SCHEMA_VERSION:
@@ -227,9 +228,9 @@ class Library:
                 raise LibraryError(
                     f"{root}: built with descriptor {meta['descriptor']}, not {descriptor.name}"
                 )
-            if keyframes is not None and meta.get("keyframes", "uniform") != keyframes:
+            if keyframer is not None and meta.get("keyframes", "uniform") != keyframer.name:
                 raise LibraryError(
-                    f"{root}: built with key frames {meta.get('keyframes', 'uniform')}, not {keyframes}"
+                    f"{root}: built with key frames {meta.get('keyframes', 'uniform')}, not {keyframer.name}"
                 )
             library = cls(root, db, lock_fd)
             if write:
@@ -738,7 +739,10 @@ def _has_meta(db: sqlite3.Connection) -> bool:
     )
 
 
-def _create(db: sqlite3.Connection, descriptor: Descriptor, sampling: SamplingConfig, keyframes: str) -> None:
+def _create(
+    db: sqlite3.Connection, descriptor: Descriptor, sampling: SamplingConfig, keyframer: KeyFramer | None
+) -> None:
+    models = keyframer.models if keyframer is not None else []
     _create_tables(db)
     meta = {
         "schema_version": str(SCHEMA_VERSION),
@@ -747,7 +751,8 @@ def _create(db: sqlite3.Connection, descriptor: Descriptor, sampling: SamplingCo
         "sample_fps": repr(sampling.sample_fps),
         "frame_size": str(sampling.frame_size),
         "text_features": "1",
-        "keyframes": keyframes,
+        "keyframes": keyframer.name if keyframer is not None else "uniform",
+        "keyframes_sha256": models[0]["sha256"] if models else "",
         "generation": "0",
         "next_video_id": "1",
         "ann_spec": "auto",

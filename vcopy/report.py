@@ -18,6 +18,7 @@ from vcopy.errors import VcopyError
 from vcopy.files import write_atomically
 
 if TYPE_CHECKING:  # reports are also written by commands that never load the copy finder
+    from vcopy.library import Library
     from vcopy.localize.base import BoundaryRanges, Segment
     from vcopy.query import CopyFinder, Match, QueryResult
 
@@ -42,16 +43,24 @@ def build_report(
         "created_utc": started_utc or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"python": platform.python_version(), "platform": platform.platform()},
         "parameters": finder.parameters,
-        "models": descriptor.models + getattr(finder.localizer, "models", []),
+        "models": descriptor.models + _keyframes_models(library) + getattr(finder.localizer, "models", []),
         "localizer": finder.config.localizer,
         "library": {
             "path": str(library.root.resolve()),
             "videos": len(library),
             "state_id": library.state_id,
             "descriptor": library.meta["descriptor"],
+            "keyframes": library.pipeline_spec.keyframes,
         },
         "queries": [_query_entry(r) for r in results],
     }
+
+
+def _keyframes_models(library: Library) -> list[dict[str, str]]:
+    """The key-frame model the library's videos were thinned with, if any."""
+    sha256 = library.meta.get("keyframes_sha256", "")
+    name = library.pipeline_spec.keyframes
+    return [{"role": "keyframes", "name": f"keyframes:{name}", "sha256": sha256}] if sha256 else []
 
 
 def _query_entry(result: QueryResult) -> dict[str, Any]:

@@ -4,7 +4,7 @@ The network reads a video's frame vectors laid out along time as one long signal
 and gives each frame its probability of being a key frame: each vector, with its similarity to
 the previous and the next frame (where the picture changes), is projected to ``hidden`` channels,
 then dilated 1-D convolutions (receptive field ``1 + 2 * sum(dilations)`` frames) and a 1x1 head.
-It is small (about 40 k parameters at 512-d), so it costs next to nothing beside the descriptor.
+It is small (about 52 k parameters at 512-d), so it costs next to nothing beside the descriptor.
 
 Weights (``vcopy.ske/1``): the network's config, its state dict and the selection settings
 (``SkeSettings``); the ONNX file carries the settings in its metadata.
