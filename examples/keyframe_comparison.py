@@ -71,7 +71,7 @@ def change_peaks(rate: float) -> Selector:
         left = np.concatenate([[-1.0], change[:-1]])
         right = np.concatenate([change[1:], [-1.0]])
         peaks = np.flatnonzero((change >= left) & (change > right))
-        n = max(0, round(rate * len(v)) - 2)
+        n = max(0, round(rate * len(v)) - 1)  # the first frame is kept anyway
         return with_first(peaks[np.argsort(-change[peaks], kind="stable")[:n]], len(v))
 
     return select
@@ -201,9 +201,10 @@ def main() -> None:
         }
         rate = sum(len(joint.select(v)) for v, _ in refs.values()) / sum(len(v) for v, _ in refs.values())
         k = max(1, round(1 / rate))
+        print(f"{split}: the joint key frames keep {rate:.3f} of the references' frames; uniform: 1 in {k}")
         variants = [Variant("uniform 1 frame/s", lambda v: np.arange(len(v)), "gap", shipped)]
         for fill in ("gap", "hold"):
-            variants.append(Variant(f"uniform 1 in {k} ({fill})", every(k), fill, shipped))
+            variants.append(Variant(f"uniform, same rate ({fill})", every(k), fill, shipped))
             variants.append(Variant(f"change peaks, same rate ({fill})", change_peaks(rate), fill, shipped))
         if args.alone is not None:
             alone = LearnedKeyFrames(args.alone / "ske.onnx")
@@ -214,9 +215,15 @@ def main() -> None:
         for variant in variants:
             predictions, n_kept, _, ms = run_variant(variant, refs, queries, sha)
             results[(split, variant.name)] = (score(split_truth, predictions), n_kept / hours, ms)
+            scores = results[(split, variant.name)][0]
+            print(
+                f"{split}: {variant.name}: {n_kept / hours:.0f} vectors per video-hour, seg F1 "
+                f"{scores.segment_f1:.3f}, µAP {scores.video_micro_ap:.3f}, "
+                f"R@P95 {scores.video_recall_at_p95:.3f}",
+                flush=True,
+            )
             if variant.name not in names:
                 names.append(variant.name)
-            print(f"{split}: {variant.name} done", flush=True)
     splits = args.splits.split(",")
     print(
         "\n| references keep | vectors per video-hour | "
