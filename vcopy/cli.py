@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -124,6 +124,26 @@ def _video_reporter(progress: Progress, task: TaskID) -> Callable[[str, str], No
             progress.console.print(_about(path, kind, "green"), soft_wrap=True)
 
     return on_video
+
+
+@contextlib.contextmanager
+def _training_progress(
+    total_steps: int,
+) -> Iterator[tuple[Callable[[str], None], Callable[[int, int], None]]]:
+    """Progress of a training command: (on_video, on_step), told of each video encoded and each
+    training step done."""
+    with _progress() as progress:
+        encoding = progress.add_task("encoding train split", total=None, current="")
+        training = progress.add_task("training", total=total_steps, current="", visible=False)
+
+        def on_video(path: str) -> None:
+            progress.update(encoding, advance=1, current=path)
+
+        def on_step(step: int, total: int) -> None:
+            progress.update(encoding, visible=False)
+            progress.update(training, completed=step, visible=True)
+
+        yield on_video, on_step
 
 
 def _losses_text(loss: dict[str, float]) -> str:
@@ -1097,16 +1117,7 @@ def train_spd_command(
         descriptor=descriptor_name or DEFAULT_DESCRIPTOR,
         device=device,
     )
-    with _progress() as progress:
-        encoding = progress.add_task("encoding train split", total=None, current="")
-        training = progress.add_task("training", total=epochs * steps_per_epoch, current="", visible=False)
-
-        def on_video(path: str) -> None:
-            progress.update(encoding, advance=1, current=path)
-
-        def on_step(step: int, total: int) -> None:
-            progress.update(encoding, visible=False)
-            progress.update(training, completed=step, visible=True)
+    with _training_progress(epochs * steps_per_epoch) as (on_video, on_step):
 
         def on_epoch(log: EpochLog) -> None:
             v = log.validation
@@ -1212,16 +1223,7 @@ def train_copy_command(
         uniform_period=uniform_period,
         frozen_spd=frozen_spd,
     )
-    with _progress() as progress:
-        encoding = progress.add_task("encoding train split", total=None, current="")
-        training = progress.add_task("training", total=epochs * steps_per_epoch, current="", visible=False)
-
-        def on_video(path: str) -> None:
-            progress.update(encoding, advance=1, current=path)
-
-        def on_step(step: int, total: int) -> None:
-            progress.update(encoding, visible=False)
-            progress.update(training, completed=step, visible=True)
+    with _training_progress(epochs * steps_per_epoch) as (on_video, on_step):
 
         def on_epoch(log: CopyEpochLog) -> None:
             v = log.validation

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from vcopy.errors import VcopyError
+
+ONNX_OPSET = 17
 
 
 def onnx_session(model: Path | bytes, device: str = "cpu", threads: int | None = None) -> Any:
@@ -27,3 +32,35 @@ def onnx_session(model: Path | bytes, device: str = "cpu", threads: int | None =
     return ort.InferenceSession(
         model if isinstance(model, bytes) else str(model), options, providers=providers
     )
+
+
+def onnx_export(
+    model: Any,
+    example: Any,
+    inputs: dict[str, dict[int, str]],
+    outputs: dict[str, dict[int, str]],
+    metadata: dict[str, Any],
+) -> bytes:
+    """A torch ``model`` as ONNX bytes (opset ``ONNX_OPSET``), traced on ``example``: named
+    ``inputs`` and ``outputs`` with their free axes, ``metadata`` (key -> JSON value) in the file."""
+    import onnx
+    import torch
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            cast(Any, buffer),  # a file object works; the stubs name paths only
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes={**inputs, **outputs},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    return cast(bytes, proto.SerializeToString())

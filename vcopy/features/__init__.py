@@ -23,7 +23,6 @@ in the picture); both come from EfficientNet-Lite0, whichever descriptor the lib
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
-from vcopy.errors import VcopyError
+from vcopy.registry import build, kind_of
 from vcopy.video import (
     FileStamp,
     FrameChunk,
@@ -79,18 +78,12 @@ class Descriptor(Protocol):
 
 def descriptor_kind(name: str) -> str:
     """The registry name of a descriptor's full name (``sscd_distilled/288px+…`` -> ``sscd_distilled``)."""
-    return name.split("/", 1)[0]
+    return kind_of(name)
 
 
 def create_descriptor(name: str = DEFAULT_DESCRIPTOR, device: str = "cpu") -> Descriptor:
     """Build a descriptor by its registry name (or by the full name a library records)."""
-    kind = descriptor_kind(name)
-    if kind not in DESCRIPTORS:
-        raise VcopyError(f"unknown descriptor {name!r}; this vcopy has {', '.join(sorted(DESCRIPTORS))}")
-    module, _, factory_name = DESCRIPTORS[kind].partition(":")
-    descriptor: Descriptor = getattr(importlib.import_module(module), factory_name)(device=device)
-    if "/" in name and descriptor.name != name:
-        raise VcopyError(f"descriptor {name} is not installed (this vcopy has {descriptor.name})")
+    descriptor: Descriptor = build(DESCRIPTORS, name, "descriptor", device)
     return descriptor
 
 

@@ -19,13 +19,12 @@ know and return seconds as before.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from vcopy.errors import VcopyError
+from vcopy.registry import build, kind_of
 
 # name -> "module:factory"; imported only when one is built
 KEYFRAMERS: dict[str, str] = {
@@ -70,18 +69,12 @@ def uniform(device: str = "cpu") -> Uniform:
 
 def keyframer_kind(name: str) -> str:
     """The registry name of a key-framer's full name (``ske/1a2b3c4d`` -> ``ske``)."""
-    return name.split("/", 1)[0]
+    return kind_of(name)
 
 
 def create_keyframer(name: str = DEFAULT_KEYFRAMES, device: str = "cpu") -> KeyFramer:
     """Build a key-framer by its registry name (or by the full name a library records)."""
-    kind = keyframer_kind(name)
-    if kind not in KEYFRAMERS:
-        raise VcopyError(f"unknown key frames {name!r}; this vcopy has {', '.join(sorted(KEYFRAMERS))}")
-    module, _, factory = KEYFRAMERS[kind].partition(":")
-    keyframer: KeyFramer = getattr(importlib.import_module(module), factory)(device=device)
-    if "/" in name and keyframer.name != name:
-        raise VcopyError(f"key frames {name} are not installed (this vcopy has {keyframer.name})")
+    keyframer: KeyFramer = build(KEYFRAMERS, name, "key frames", device)
     return keyframer
 
 

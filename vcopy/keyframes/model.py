@@ -12,12 +12,9 @@ Weights (``vcopy.ske/1``): the network's config, its state dict and the selectio
 
 from __future__ import annotations
 
-import io
-import json
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,9 +22,9 @@ from torch import nn
 from vcopy.checks import bounded_int
 from vcopy.errors import VcopyError, read_torch_file
 from vcopy.keyframes.ske import SETTINGS_KEY, SkeSettings
+from vcopy.runtime import onnx_export
 
 WEIGHTS_FORMAT = "vcopy.ske/1"
-ONNX_OPSET = 17
 
 
 @dataclass(frozen=True)
@@ -108,23 +105,10 @@ def load_net(path: Path) -> tuple[KeyFrameNet, SkeSettings, dict[str, Any]]:
 def export_onnx(net: KeyFrameNet, settings: SkeSettings) -> bytes:
     """The ONNX file of ``net``: input ``vectors`` [batch, frames, dim], output ``key`` [batch,
     frames], batch and frames free; ``settings`` in the metadata."""
-    import onnx
-
-    example = torch.zeros(1, 16, net.config.dim)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net.eval(),
-            (example,),
-            cast(Any, buffer),
-            input_names=["vectors"],
-            output_names=["key"],
-            dynamic_axes={"vectors": {0: "batch", 1: "frames"}, "key": {0: "batch", 1: "frames"}},
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    proto = onnx.load_from_string(buffer.getvalue())
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = SETTINGS_KEY, json.dumps(settings.record())
-    return cast(bytes, proto.SerializeToString())
+    return onnx_export(
+        net.eval(),
+        torch.zeros(1, 16, net.config.dim),
+        {"vectors": {0: "batch", 1: "frames"}},
+        {"key": {0: "batch", 1: "frames"}},
+        {SETTINGS_KEY: settings.record()},
+    )

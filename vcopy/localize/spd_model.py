@@ -9,11 +9,8 @@ the rendering range, the calibrated score threshold and how they were made.
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import os
 import sys
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -24,10 +21,10 @@ import torch
 from vcopy.checks import bounded_int
 from vcopy.errors import VcopyError, read_torch_file
 from vcopy.localize.spd import ONNX_FORMAT, SETTINGS_KEY, SpdSettings
+from vcopy.runtime import onnx_export
 
 WEIGHTS_FORMAT = "vcopy.spd/2"
 MAX_WIDTH = 256  # the most channels a weights file may ask for at any stride (vcopy's own use 8..64)
-ONNX_OPSET = 17
 
 
 def model_config(widths: Sequence[int] = (8, 16, 32)) -> dict[str, Any]:
@@ -142,8 +139,6 @@ def trained_model(weights: dict[str, Any], path: Path) -> torch.nn.Module:
 def export_onnx(path: Path) -> bytes:
     """The ONNX file of the weights at ``path`` (batch norms folded into the convolutions; input
     ``[batch, 1, input_size, width]``, batch and width free), its settings in the file's metadata."""
-    import onnx
-
     weights = load_weights(path)
     spd_settings = settings(weights, path)
     model = trained_model(weights, path)
@@ -152,24 +147,15 @@ def export_onnx(path: Path) -> bytes:
         if hasattr(module, "export"):
             cast(Any, module).export = True  # the Detect head returns its boxes alone
     example = torch.zeros(1, 1, spd_settings.input_size, spd_settings.input_size)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad(), _quiet_stdout():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (example,),
-            cast(Any, buffer),  # a file object works; the stubs name paths only
-            input_names=["maps"],
-            output_names=["boxes"],
-            dynamic_axes={"maps": {0: "batch", 3: "width"}, "boxes": {0: "batch", 2: "anchors"}},
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    proto = onnx.load_from_string(buffer.getvalue())
     record = {**spd_settings.record(), "source_weights": path.name}
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = SETTINGS_KEY, json.dumps(record)
-    return cast(bytes, proto.SerializeToString())
+    with _quiet_stdout():
+        return onnx_export(
+            model.eval(),
+            example,
+            {"maps": {0: "batch", 3: "width"}},
+            {"boxes": {0: "batch", 2: "anchors"}},
+            {SETTINGS_KEY: record},
+        )
 
 
 class TorchNetwork:
