@@ -41,7 +41,11 @@ class Pipeline:
     name unless one is given."""
 
     def __init__(
-        self, spec: PipelineSpec, descriptor: Descriptor, keyframer: KeyFramer | None = None
+        self,
+        spec: PipelineSpec,
+        descriptor: Descriptor,
+        keyframer: KeyFramer | None = None,
+        device: str = "cpu",
     ) -> None:
         if descriptor.name != spec.descriptor:
             raise VcopyError(f"the pipeline needs descriptor {spec.descriptor}, not {descriptor.name}")
@@ -54,7 +58,7 @@ class Pipeline:
         self.spec = spec
         self.descriptor = descriptor
         self._keyframer = keyframer
-        self._device = "cpu"
+        self._device = device  # where a key-framer built by name runs
 
     @property
     def keyframer(self) -> KeyFramer:
@@ -67,9 +71,7 @@ class Pipeline:
         """The pipeline of ``spec``, its descriptor built by name (``vcopy.features``)."""
         from vcopy.features import create_descriptor
 
-        pipeline = cls(spec, create_descriptor(spec.descriptor, device=device))
-        pipeline._device = device
-        return pipeline
+        return cls(spec, create_descriptor(spec.descriptor, device=device), device=device)
 
     @classmethod
     def of_library(
@@ -84,9 +86,9 @@ class Pipeline:
                 f"{library.root}: built with key frames {spec.keyframes}, not {keyframer.name}"
             )
         if descriptor is None:
-            pipeline = cls.build(spec)
-            pipeline._keyframer = keyframer
-            return pipeline
+            from vcopy.features import create_descriptor
+
+            return cls(spec, create_descriptor(spec.descriptor), keyframer)
         if descriptor.name != spec.descriptor:
             raise LibraryError(
                 f"{library.root}: built with descriptor {spec.descriptor}, not {descriptor.name}"

@@ -107,7 +107,7 @@ def export_onnx(net: KeyFrameNet, settings: SkeSettings) -> bytes:
     frames], batch and frames free; ``settings`` in the metadata."""
     return onnx_export(
         net.eval(),
-        torch.zeros(1, 16, net.config.dim),
+        torch.zeros(1, 16, net.config.dim, device=next(net.parameters()).device),
         {"vectors": {0: "batch", 1: "frames"}},
         {"key": {0: "batch", 1: "frames"}},
         {SETTINGS_KEY: settings.record()},

@@ -84,6 +84,15 @@ def uniform_rows(n_frames: int, period: int) -> np.ndarray:
     return np.arange(0, n_frames, period)
 
 
+def keep_rows(probabilities: np.ndarray, threshold: float, uniform_period: int) -> np.ndarray:
+    """The rows kept from key-frame probabilities [N]: those reaching ``threshold``, and the
+    uniform grid (which starts at the first frame)."""
+    n = len(probabilities)
+    return with_first(
+        np.concatenate([np.flatnonzero(probabilities >= threshold), uniform_rows(n, uniform_period)]), n
+    )
+
+
 class LearnedKeyFrames:
     """``select(vectors)``: the rows SKE keeps (see the module doc)."""
 
@@ -125,9 +134,7 @@ class LearnedKeyFrames:
         return cast(np.ndarray, self._session.run(None, {"vectors": batch})[0][0])
 
     def select(self, vectors: np.ndarray) -> np.ndarray:
-        keep = np.flatnonzero(self.probabilities(vectors) >= self.settings.threshold)
-        rows = np.concatenate([keep, uniform_rows(len(vectors), self.settings.uniform_period)])
-        return with_first(rows, len(vectors))
+        return keep_rows(self.probabilities(vectors), self.settings.threshold, self.settings.uniform_period)
 
 
 def jointly_trained_spd(keyframes: str) -> Path | None:

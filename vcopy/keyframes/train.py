@@ -40,19 +40,20 @@ import torch
 from vcopy.checks import bounded_float, bounded_int, load_training_state
 from vcopy.errors import VcopyError, read_torch_file
 from vcopy.files import write_atomically
-from vcopy.keyframes import with_first
 from vcopy.keyframes.model import KeyFrameNet, NetConfig, export_onnx, weights_record
-from vcopy.keyframes.ske import SkeSettings, uniform_rows
-from vcopy.localize.spd import BACKGROUND_CONTRAST, CONTRAST_RANGE, AxisScale, Rendering, canvas_width
+from vcopy.keyframes.ske import SkeSettings, keep_rows, uniform_rows
+from vcopy.localize.spd import BACKGROUND_CONTRAST, CONTRAST_RANGE, AxisScale, Rendering
 from vcopy.localize.spd_model import TorchNetwork, build_model, checked_weights, load_weights, model_config
 from vcopy.localize.spd_model import export_onnx as export_spd_onnx
 from vcopy.localize.spd_train import (
     MapSampler,
     TrainConfig,
-    _save,
-    _weights,
+    box_targets,
+    canvas_plans,
     load_training_data,
     read_dataset,
+    save_torch,
+    spd_weights,
     validate,
     validation_truth,
 )
@@ -123,7 +124,7 @@ def key_mask(p: torch.Tensor, config: CopyTrainConfig) -> tuple[torch.Tensor, to
     """(the mask SPD sees: hard selection with ``p``'s gradient, plus the uniform grid; the soft
     mask ``min(1, p + m_uniform)`` whose mean the budget holds)."""
     uniform = torch.zeros_like(p)
-    uniform[torch.from_numpy(with_first(uniform_rows(len(p), config.uniform_period), len(p)))] = 1.0
+    uniform[torch.from_numpy(uniform_rows(len(p), config.uniform_period)).to(p.device)] = 1.0
     hard = (p >= config.threshold).float() + p - p.detach()
     return torch.clamp(hard + uniform, max=1.0), torch.clamp(p + uniform, max=1.0)
 
@@ -135,26 +136,17 @@ def _batch(
     the budget: every reference sequence, short or long, is held to it) and the hard kept share."""
     cfg = config.spd
     samples = [sampler.sample_with_frames() for _ in range(cfg.batch_size)]
-    widths = sorted(canvas_width(s[0].shape, cfg.input_size, cfg.max_aspect) for s in samples)
-    plans = [Rendering.plan(s[0].shape, cfg.input_size, widths[len(widths) // 2]) for s in samples]
+    plans = canvas_plans([s[0].shape for s in samples], cfg)
     masked, soft, hard = [], [], []
     for similarity, _, _, reference_frames in samples:
-        mask, soft_mask = key_mask(net(torch.from_numpy(reference_frames)[None])[0], config)
+        frames = torch.from_numpy(reference_frames).to(cfg.device)
+        mask, soft_mask = key_mask(net(frames[None])[0], config)
         soft.append(soft_mask)
         hard.append(mask.detach())
-        dense = torch.from_numpy(similarity)
+        dense = torch.from_numpy(similarity).to(cfg.device)
         masked.append(BACKGROUND_CONTRAST + (dense - BACKGROUND_CONTRAST) * mask[None, :])
     images = draw_maps(masked, plans)
-    boxes = [
-        np.array([plan.box_xywh((b[0], b[1]), (b[2], b[3])) for b in s[1]], dtype=np.float32).reshape(-1, 4)
-        for plan, s in zip(plans, samples, strict=True)
-    ]
-    batch_idx = torch.cat([torch.full((len(b),), float(i)) for i, b in enumerate(boxes)])
-    targets = {
-        "batch_idx": batch_idx,
-        "cls": torch.zeros(len(batch_idx), 1),
-        "bboxes": torch.from_numpy(np.concatenate(boxes)),
-    }
+    targets = box_targets(plans, [s[1] for s in samples], cfg.device)
     return images, targets, torch.stack([m.mean() for m in soft]), float(torch.cat(hard).mean())
 
 
@@ -164,11 +156,11 @@ def selector(net: KeyFrameNet, config: CopyTrainConfig) -> Callable[[np.ndarray]
     def select(vectors: np.ndarray) -> np.ndarray:
         net.eval()
         with torch.inference_mode():
-            p = net(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))[None])[0].numpy()
-        rows = np.concatenate(
-            [np.flatnonzero(p >= config.threshold), uniform_rows(len(p), config.uniform_period)]
-        )
-        return with_first(rows, len(p))
+            frames = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(
+                next(net.parameters()).device
+            )
+            p = net(frames[None])[0].cpu().numpy()
+        return keep_rows(p, config.threshold, config.uniform_period)
 
     return select
 
@@ -235,9 +227,10 @@ def train_copy(
     held_out_truth = validation_truth(gt_path, data)
     model = build_model(model_config(initial["widths"]))
     model.load_state_dict(initial["state_dict"])
+    model.to(cfg.device)
     cfg = replace(cfg, widths=tuple(initial["widths"]))
     model.args = SimpleNamespace(box=7.5, cls=0.5, dfl=1.5)  # type: ignore[assignment]
-    net = KeyFrameNet(NetConfig(dim=descriptor.dim, hidden=config.hidden))
+    net = KeyFrameNet(NetConfig(dim=descriptor.dim, hidden=config.hidden)).to(cfg.device)
     from ultralytics.utils.loss import v8DetectionLoss
 
     criterion = v8DetectionLoss(model)
@@ -275,14 +268,14 @@ def train_copy(
         state = {
             "format": CHECKPOINT_FORMAT,
             "ske": weights_record(net, settings({}, 0.0), {}),
-            "spd": _weights(model, cfg, descriptor.name, threshold, provenance(epoch)),
+            "spd": spd_weights(model, cfg, descriptor.name, threshold, provenance(epoch)),
             "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(),
             "best_f1": best_f1,
             "epoch": epoch,
             "train_config": _record(config),
         }
-        _save(state, last)
+        save_torch(state, last)
 
     if resumed is not None:
         try:
@@ -333,9 +326,9 @@ def train_copy(
             best_f1 = val.segment_f1
             record = {**provenance(epoch + 1), "validation": validation}
             ske_settings = settings(validation, val_rate)
-            _save(weights_record(net, ske_settings, record), out_dir / "ske.pt")
+            save_torch(weights_record(net, ske_settings, record), out_dir / "ske.pt")
             write_atomically(out_dir / "ske.onnx", export_onnx(net, ske_settings))
-            _save(_weights(model, cfg, descriptor.name, threshold, record), out_dir / "spd.pt")
+            save_torch(spd_weights(model, cfg, descriptor.name, threshold, record), out_dir / "spd.pt")
             write_atomically(out_dir / "spd.onnx", export_spd_onnx(out_dir / "spd.pt"))
         checkpoint(epoch + 1)
         names = [*criterion.loss_names, "budget"]

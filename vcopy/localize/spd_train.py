@@ -412,25 +412,34 @@ def _fade(similarity: np.ndarray, boxes: np.ndarray, strength: float) -> None:
         region += BACKGROUND_CONTRAST
 
 
-def _batch(sampler: MapSampler, config: TrainConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Sampled maps drawn on one canvas (the width their median map would get) and their boxes."""
-    samples = [sampler.sample() for _ in range(config.batch_size)]
-    widths = sorted(canvas_width(m.shape, config.input_size, config.max_aspect) for m, _ in samples)
-    plans = [Rendering.plan(m.shape, config.input_size, widths[len(widths) // 2]) for m, _ in samples]
-    images = torch.from_numpy(render_maps([m for m, _ in samples], plans)).to(config.device)
+def canvas_plans(shapes: list[tuple[int, int]], config: TrainConfig) -> list[Rendering]:
+    """How a batch of maps is drawn: on one canvas, the width their median map would get."""
+    widths = sorted(canvas_width(shape, config.input_size, config.max_aspect) for shape in shapes)
+    return [Rendering.plan(shape, config.input_size, widths[len(widths) // 2]) for shape in shapes]
+
+
+def box_targets(
+    plans: list[Rendering], frame_boxes: list[np.ndarray], device: str
+) -> dict[str, torch.Tensor]:
+    """The detector's targets: each map's boxes (inclusive frame ranges) on its canvas."""
     boxes = [
-        np.array([plan.box_xywh((b[0], b[1]), (b[2], b[3])) for b in frame_boxes], dtype=np.float32).reshape(
-            -1, 4
-        )
-        for plan, (_, frame_boxes) in zip(plans, samples, strict=True)
+        np.array([plan.box_xywh((b[0], b[1]), (b[2], b[3])) for b in found], dtype=np.float32).reshape(-1, 4)
+        for plan, found in zip(plans, frame_boxes, strict=True)
     ]
     batch_idx = torch.cat([torch.full((len(b),), float(i)) for i, b in enumerate(boxes)])
-    device = config.device
-    return images, {
+    return {
         "batch_idx": batch_idx.to(device),
         "cls": torch.zeros(len(batch_idx), 1, device=device),
         "bboxes": torch.from_numpy(np.concatenate(boxes)).to(device),
     }
+
+
+def _batch(sampler: MapSampler, config: TrainConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Sampled maps drawn on one canvas and their boxes."""
+    samples = [sampler.sample() for _ in range(config.batch_size)]
+    plans = canvas_plans([m.shape for m, _ in samples], config)
+    images = torch.from_numpy(render_maps([m for m, _ in samples], plans)).to(config.device)
+    return images, box_targets(plans, [b for _, b in samples], config.device)
 
 
 def validation_truth(gt_path: Path, data: TrainingData) -> dict[str, TrueQuery]:
@@ -483,7 +492,7 @@ def _validation_map(
     return grid_map(kept, query.times_s, reference.times_s[rows], SamplingConfig().sample_fps)
 
 
-def _weights(
+def spd_weights(
     model: torch.nn.Module, config: TrainConfig, descriptor: str, threshold: float, extra: dict[str, Any]
 ) -> dict[str, Any]:
     return {
@@ -499,7 +508,7 @@ def _weights(
     }
 
 
-def _save(obj: dict[str, Any], path: Path) -> None:
+def save_torch(obj: dict[str, Any], path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
@@ -552,7 +561,9 @@ def train_spd(
 
     def checkpoint(epoch: int, threshold: float) -> None:
         state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "best_f1": best_f1}
-        _save({**_weights(model, config, descriptor.name, threshold, provenance(epoch)), **state}, last)
+        save_torch(
+            {**spd_weights(model, config, descriptor.name, threshold, provenance(epoch)), **state}, last
+        )
 
     if resumed is not None:
         try:
@@ -590,7 +601,7 @@ def train_spd(
         if val.segment_f1 > best_f1:
             best_f1 = val.segment_f1
             record = {**provenance(epoch + 1), "validation": validation}
-            _save(_weights(model, config, descriptor.name, threshold, record), best)
+            save_torch(spd_weights(model, config, descriptor.name, threshold, record), best)
             write_atomically(best.with_suffix(".onnx"), export_onnx(best))
         checkpoint(epoch + 1, threshold)
         entry = EpochLog(
