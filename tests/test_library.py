@@ -15,6 +15,7 @@ from conftest import run_vcopy
 
 from vcopy import ann
 from vcopy.ann import AnnSpec
+from vcopy.errors import LibraryError
 from vcopy.library import Library
 from vcopy.synth.vectors import random_video
 from vcopy.video import SamplingConfig
@@ -95,6 +96,82 @@ def test_auto_moves_a_growing_library_to_ivf_pq_once(tmp_path: Path, monkeypatch
         assert hits == [library.video_by_path(str(v.path)).id for v in made]  # type: ignore[union-attr]
 
 
+def _owners(library: Library, made: list) -> list[int]:
+    return [_owner(library, v.vectors[5]) for v in made]
+
+
+def _ids(library: Library, made: list) -> list[int]:
+    return [v.id if (v := library.video_by_path(str(m.path))) else -1 for m in made]
+
+
+def test_an_ivf_index_takes_adds_in_an_exact_delta(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ann, "DELTA_MAX_VECTORS", 100)
+    root = tmp_path / "lib"
+    made = _library(root, 20)
+    rng = np.random.default_rng(3)
+    with Library.open(root, write=True) as library:
+        library.rebuild_index(AnnSpec.parse("IVF4,Flat;nprobe=4"))
+        more = [random_video(rng, 300 + i, 60, DIM, text=False) for i in range(2)]
+        library.commit(more[:1], [60.0])
+        assert library.ann.index.ntotal == 1200 and library.ann.ntotal == 1260  # 60 in the delta
+        assert _owners(library, more[:1]) == _ids(library, more[:1])
+        library.commit(more[1:], [60.0])  # 120 in the delta: encoded into the lists
+        assert library.ann.index.ntotal == 1320
+        library.remove([library.video_by_path(str(more[0].path)).id])  # type: ignore[union-attr]
+        assert library.ann.ntotal == 1260 and _owners(library, made + more[1:]) == _ids(
+            library, made + more[1:]
+        )
+    with Library.open(root) as reader:
+        assert reader.ann.ntotal == reader.vector_count == 1260
+        assert _owners(reader, made + more[1:]) == _ids(reader, made + more[1:])
+
+
+def test_on_disk_inverted_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "lib"
+    made = _library(root, 30)
+    proc = run_vcopy("library", "rebuild-index", root, "--spec", "IVF8,Flat;nprobe=8;ondisk")
+    assert proc.returncode == 0, proc.stderr
+    [lists] = root.glob("ann-*.ivfdata")
+    rng = np.random.default_rng(5)
+    more = [random_video(rng, 400 + i, 60, DIM, text=False) for i in range(3)]
+    with Library.open(root, write=True) as library:
+        assert library.ann.disk_vectors == 1800 and library.ann.memory_vectors == 0
+        library.commit(more[:1], [60.0])  # into memory; the on-disk tier stays as written
+        gone = library.video_by_path(str(made[4].path))
+        assert gone is not None
+        library.remove([gone.id])  # in the on-disk tier: hidden from search
+        assert list(root.glob("ann-*.ivfdata")) == [lists]
+        with Library.open(root) as reader:
+            assert reader.ann.ntotal == reader.vector_count == 1800
+            kept = made[:4] + made[5:] + more[:1]
+            assert _owners(reader, kept) == _ids(reader, kept)
+            assert _owner(reader, made[4].vectors[5]) != gone.id
+        monkeypatch.setattr("vcopy.library.SNAPSHOT_MAX_PENDING", 100)
+        library.commit(more[1:], [60.0, 60.0])  # 180 in memory: a tenth of the 1,800 on disk, a new tier
+        [merged] = root.glob("ann-*.ivfdata")
+        assert merged != lists and library.ann.disk_vectors == 1920 and library.ann.memory_vectors == 0
+    with Library.open(root) as reader:
+        assert reader.info().index_pending == 0 and reader.ann.ntotal == reader.vector_count == 1920
+        kept = made[:4] + made[5:] + more
+        assert _owners(reader, kept) == _ids(reader, kept) and _owner(reader, made[4].vectors[5]) != gone.id
+        assert reader.verify() == []
+    data = bytearray(merged.read_bytes())
+    data[100] ^= 0xFF
+    merged.write_bytes(bytes(data))
+    proc = run_vcopy("library", "verify", root)
+    assert (
+        proc.returncode == 5
+        and merged.name in proc.stdout + proc.stderr
+        and "damaged" in proc.stdout + proc.stderr
+    )
+    merged.write_bytes(bytes(data[:-8]))
+    with Library.open(root) as reader, pytest.raises(LibraryError, match=f"{merged.name}.*rebuild-index"):
+        reader.load_index()  # a query's first step: the damaged lists refused before any work
+    assert run_vcopy("library", "rebuild-index", root).returncode == 0
+    with Library.open(root) as reader:
+        assert reader.verify() == [] and _owners(reader, kept) == _ids(reader, kept)
+
+
 def test_the_library_command(tmp_path: Path) -> None:
     root = tmp_path / "lib"
     made = _library(root, 12)
@@ -123,7 +200,9 @@ def test_index_specs_are_checked() -> None:
     assert AnnSpec.parse("auto").resolved(512, 1_000) == AnnSpec("Flat")
     big = AnnSpec.parse("auto").resolved(512, 3_600_000)
     assert big.factory == "IVF8192,PQ64" and big.nprobe == ann.AUTO_NPROBE
-    for bad in ("", "Flat;k=3", "HNSW32", "IVF64,PQ8;nprobe=0"):
+    assert str(AnnSpec.parse("IVF64,PQ8; ondisk ;nprobe=16")) == "IVF64,PQ8;nprobe=16;ondisk"
+    assert not big.ondisk and AnnSpec.parse("auto").resolved(512, ann.AUTO_ONDISK_VECTORS).ondisk
+    for bad in ("", "Flat;k=3", "HNSW32", "IVF64,PQ8;nprobe=0", "Flat;ondisk"):
         with pytest.raises(ValueError):
             AnnSpec.parse(bad)
 

@@ -13,6 +13,8 @@ Layout of ``LIB/``::
                         once and never rewritten (a re-indexed video gets a new file)
     ann-<n>.faiss       the approximate-nearest-neighbour index (``vcopy.ann``) as last written: derived
                         data, rebuilt from the vector files by ``vcopy library rebuild-index``
+    ann-<n>-disk.faiss  with an ``ondisk`` index spec: its on-disk tier (the index with its training)
+    ann-<n>.ivfdata     ... and that tier's inverted lists, memory-mapped read-only
     write.lock          held (flock) by the one process allowed to write
 
 Commits: a batch's vector files are written and synced first, then its rows committed in one
@@ -20,11 +22,16 @@ SQLite transaction (the commit point). The index file is not rewritten at every 
 committed since it was written (``in_ann = 0``) are added to it when a library is opened, and
 videos removed since (``ann_removed``) are taken out; it is written again, under a new name, once
 those pending changes pass ``SNAPSHOT_FRACTION`` of it (at most ``SNAPSHOT_MAX_PENDING`` vectors),
-so a commit costs about the same in a small library and a large one. A kill at any moment leaves
-either the old state or the new one; files no row names are removed by the next writer.
+so a commit costs about the same in a small library and a large one. With on-disk inverted lists
+the index file holds what came since the on-disk tier was written (``in_ann = 1``; ``2``: in the
+on-disk tier, and ``ann_disk_removed`` the videos removed from it since, hidden at search time); a
+new on-disk tier is written, again under new names, once that part passes ``DISK_MERGE_FRACTION``
+of it. A kill at any moment leaves either the old state or the new one; files no row names are
+removed by the next writer.
 
 Integrity: every vector file's SHA-256 is recorded with its video and checked whenever it is read;
-the index file's SHA-256 and vector count are recorded and checked when it is opened. A missing,
+the index file's SHA-256 and vector count are recorded and checked when it is opened (an on-disk
+tier's lists file: its size then, its SHA-256 by ``verify``). A missing,
 damaged or inconsistent part is a ``LibraryError`` naming the file and the command that repairs it,
 and nothing is ever dropped from the library because of it. ``verify`` checks every file.
 """
@@ -47,12 +54,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vcopy.ann import AnnIndex, AnnSpec, split_ids, training_sample, vector_ids
+from vcopy.ann import AnnIndex, AnnSpec, read_disk_tier, split_ids, training_sample, vector_ids
 from vcopy.checks import bounded_float, bounded_int
 from vcopy.errors import LibraryError
 from vcopy.files import write_atomically
 from vcopy.pipeline import PipelineSpec
-from vcopy.video import SamplingConfig, file_stamp
+from vcopy.video import SamplingConfig, file_stamp, sha256_file
 
 if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are described: opening is light
     from vcopy.features import Descriptor, EncodedVideo
@@ -67,6 +74,7 @@ _DB, _LOCK, _VECTORS = "library.sqlite", "write.lock", "vectors"
 _OLD_INDEX = "index.faiss"  # schema <= 5: the only copy of the vectors
 SNAPSHOT_FRACTION = 0.1  # pending changes that make a writer write the index file again ...
 SNAPSHOT_MAX_PENDING = 50_000  # ... or this many vectors, whichever is fewer
+DISK_MERGE_FRACTION = 0.1  # in-memory vectors (of the on-disk tier's) that make a writer write a new tier
 MAX_FRAMES = 1 << 24  # frames per video (the row part of a vector id)
 _VIDEO_COLUMNS = "id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder, frames"
 
@@ -89,10 +97,14 @@ CREATE TABLE IF NOT EXISTS videos (
     timestamps_s BLOB NOT NULL,  -- float64 [frames], in time order
     vectors_file TEXT NOT NULL,  -- under vectors/
     vectors_sha256 TEXT NOT NULL,
-    in_ann INTEGER NOT NULL DEFAULT 0  -- 1: its vectors are in the index file
+    in_ann INTEGER NOT NULL DEFAULT 0  -- 1: its vectors are in the index file, 2: in its on-disk tier
 );
 CREATE TABLE IF NOT EXISTS ann_removed (
     video_id INTEGER PRIMARY KEY,  -- deleted, its vectors still in the index file
+    frames INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ann_disk_removed (
+    video_id INTEGER PRIMARY KEY,  -- deleted, its vectors still in the on-disk tier
     frames INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS failures (
@@ -365,7 +377,7 @@ class Library:
         hours = (
             float(self._db.execute("SELECT COALESCE(SUM(duration_s), 0) FROM videos").fetchone()[0]) / 3600
         )
-        files = [self.root / _DB, *(self.root / _VECTORS).glob("*.npy"), *self.root.glob("ann-*.faiss")]
+        files = [self.root / _DB, *(self.root / _VECTORS).glob("*.npy"), *self.root.glob("ann-*")]
         return LibraryInfo(
             path=str(self.root.resolve()),
             videos=len(self),
@@ -398,6 +410,16 @@ class Library:
         if meta.get("ann_file"):
             try:
                 self._read_ann_file(meta)
+            except LibraryError as exc:
+                problems.append(str(exc))
+        if meta.get("ann_disk_file"):
+            path = self.root / meta["ann_disk_lists"]
+            try:
+                self._read_disk_tier(meta)
+                if sha256_file(path) != meta["ann_disk_lists_sha256"]:
+                    problems.append(
+                        f"{path}: damaged (its SHA-256 is not the one the library recorded); {_REBUILD}"
+                    )
             except LibraryError as exc:
                 problems.append(str(exc))
         return problems
@@ -548,11 +570,12 @@ class Library:
                 continue
             files.append(row[0])
             if row[2]:
-                self._db.execute("INSERT OR REPLACE INTO ann_removed VALUES (?, ?)", (video_id, row[1]))
+                table = "ann_disk_removed" if row[2] == 2 else "ann_removed"
+                self._db.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", (video_id, row[1]))
             for table in (t for tables in _VIDEO_TABLES.values() for t in tables.tables):
                 self._db.execute(f"DELETE FROM {table} WHERE video_id = ?", (video_id,))
             self._db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
-            self.ann.remove_video(video_id, int(row[1]))
+            self.ann.remove_video(video_id, int(row[1]), on_disk=row[2] == 2)
         return files
 
     def _unlink(self, files: Iterable[str]) -> None:
@@ -569,9 +592,10 @@ class Library:
         folder = self.root / _VECTORS
         if folder.is_dir():
             self._unlink(p.name for p in folder.iterdir() if p.name not in named)
-        current = self.meta.get("ann_file")
-        for path in self.root.glob("ann-*.faiss"):
-            if path.name != current:
+        meta = self.meta
+        current = {meta.get("ann_file"), meta.get("ann_disk_file"), meta.get("ann_disk_lists")}
+        for path in self.root.glob("ann-*"):
+            if path.name not in current:
                 path.unlink(missing_ok=True)
         for path in self.root.glob(".*.tmp*"):
             path.unlink(missing_ok=True)
@@ -579,6 +603,9 @@ class Library:
     def _pending_vectors(self) -> int:
         added = self._db.execute("SELECT COALESCE(SUM(frames), 0) FROM videos WHERE in_ann = 0").fetchone()[0]
         removed = self._db.execute("SELECT COALESCE(SUM(frames), 0) FROM ann_removed").fetchone()[0]
+        if self.meta.get("ann_disk_file"):  # (the table exists: a writer made the tier)
+            hidden = self._db.execute("SELECT COALESCE(SUM(frames), 0) FROM ann_disk_removed").fetchone()[0]
+            removed += int(hidden)
         return int(added) + int(removed)
 
     def _open_ann(self) -> AnnIndex:
@@ -595,6 +622,9 @@ class Library:
             ann = self._read_ann_file(meta)
         for video_id, frames in self._db.execute("SELECT video_id, frames FROM ann_removed").fetchall():
             ann.remove_video(int(video_id), int(frames))
+        if ann.disk is not None:
+            for video_id, frames in self._db.execute("SELECT video_id, frames FROM ann_disk_removed"):
+                ann.remove_video(int(video_id), int(frames), on_disk=True)
         pending = self._db.execute(
             "SELECT id, vectors_file, vectors_sha256, frames FROM videos WHERE in_ann = 0 ORDER BY id"
         ).fetchall()
@@ -617,16 +647,44 @@ class Library:
             raise LibraryError(
                 f"{path}: damaged or replaced (its SHA-256 is not the one the library recorded); {_REBUILD}"
             )
+        spec = AnnSpec.parse(meta["ann_built"])
+        disk = self._read_disk_tier(meta) if meta.get("ann_disk_file") else None
         try:
-            ann = AnnIndex.deserialize(data, AnnSpec.parse(meta["ann_built"]), self.dim)
+            ann = AnnIndex.deserialize(data, spec, self.dim, disk)
         except (RuntimeError, ValueError) as exc:
             raise LibraryError(f"{path}: unusable index file ({faiss_reason(exc)}); {_REBUILD}") from None
-        if ann.ntotal != int(meta.get("ann_vectors", -1)):
+        if ann.memory_vectors != int(meta.get("ann_vectors", -1)):
             raise LibraryError(
-                f"{path}: holds {ann.ntotal} vectors, the library recorded {meta.get('ann_vectors')}; "
-                f"{_REBUILD}"
+                f"{path}: holds {ann.memory_vectors} vectors, the library recorded "
+                f"{meta.get('ann_vectors')}; {_REBUILD}"
             )
         return ann
+
+    def _read_disk_tier(self, meta: dict[str, str]) -> object:
+        """The on-disk tier: its header checked against its SHA-256, its lists file's size."""
+        header, lists = self.root / meta["ann_disk_file"], self.root / meta["ann_disk_lists"]
+        for path in (header, lists):
+            if not path.is_file():
+                raise LibraryError(f"{path}: missing (the library's on-disk index); {_REBUILD}")
+        if sha256_file(header) != meta["ann_disk_sha256"]:
+            raise LibraryError(
+                f"{header}: damaged or replaced (its SHA-256 is not the one the library recorded); {_REBUILD}"
+            )
+        if lists.stat().st_size != int(meta["ann_disk_lists_bytes"]):
+            raise LibraryError(
+                f"{lists}: {lists.stat().st_size} bytes, the library recorded "
+                f"{meta['ann_disk_lists_bytes']}; {_REBUILD}"
+            )
+        try:
+            disk = read_disk_tier(header, AnnSpec.parse(meta["ann_built"]))
+        except RuntimeError as exc:
+            raise LibraryError(f"{header}: unusable index file ({faiss_reason(exc)}); {_REBUILD}") from None
+        if int(disk.ntotal) != int(meta["ann_disk_vectors"]):
+            raise LibraryError(
+                f"{header}: holds {disk.ntotal} vectors, the library recorded {meta['ann_disk_vectors']}; "
+                f"{_REBUILD}"
+            )
+        return disk
 
     def _build_ann(self, spec: AnnSpec) -> AnnIndex:
         """A new index of concrete ``spec`` over every stored vector (trained on a sample of them)."""
@@ -662,8 +720,9 @@ class Library:
         meta = self.meta
         total = self.vector_count
         concrete = AnnSpec.parse(meta["ann_spec"]).resolved(self.dim, total)
-        if self.ann.spec.factory == "Flat" and concrete.factory != "Flat":
-            self._ann = self._build_ann(concrete)  # auto: the library outgrew a Flat index (once)
+        built = self.ann.spec
+        if (built.factory == "Flat" and concrete.factory != "Flat") or (concrete.ondisk and not built.ondisk):
+            self._ann = self._build_ann(concrete)  # auto: the library outgrew a Flat (or in-memory) index
             self._snapshot()
             return
         pending = self._pending_vectors()
@@ -671,32 +730,69 @@ class Library:
             self._snapshot()
 
     def _snapshot(self, **settings: str) -> None:
-        """Write the in-memory index under a new name, then record it (and which videos it holds,
-        and any ``settings`` that go with it) in one transaction, then remove the old file."""
-        generation = int(self.meta["generation"])
-        name = f"ann-{generation}-{uuid.uuid4().hex[:8]}.faiss"
-        data = self.ann.serialize()
+        """Write the in-memory index under a new name (and, with on-disk lists, a new on-disk tier
+        when the in-memory part has grown enough), then record them (and which videos they hold,
+        and any ``settings`` that go with them) in one transaction, then remove the old files."""
+        ann, old = self.ann, self.meta
+        stem = f"ann-{int(old['generation'])}-{uuid.uuid4().hex[:8]}"
+        merge = ann.spec.ondisk and (
+            ann.disk is None or ann.memory_vectors >= DISK_MERGE_FRACTION * ann.disk_vectors
+        )
+        tier: dict[str, str] = {}
+        if merge:
+            header, lists = self.root / f"{stem}-disk.faiss", self.root / f"{stem}.ivfdata"
+            ann.merged_to_disk(header, lists)
+            tier = {
+                "ann_disk_file": header.name,
+                "ann_disk_sha256": sha256_file(header),
+                "ann_disk_lists": lists.name,
+                "ann_disk_lists_bytes": str(lists.stat().st_size),
+                "ann_disk_lists_sha256": sha256_file(lists),
+                "ann_disk_vectors": str(ann.disk_vectors),
+            }
+        elif ann.disk is None:
+            tier = dict.fromkeys(_DISK_TIER_KEYS, "")
+        name = f"{stem}.faiss"
+        data = ann.serialize()
         write_atomically(self.root / name, data.tobytes(), durable=True)
-        old = self.meta.get("ann_file")
         with _transaction(self._db):
             _set_meta(
                 self._db,
                 ann_file=name,
                 ann_sha256=hashlib.sha256(data.data).hexdigest(),
-                ann_vectors=str(self.ann.ntotal),
-                ann_built=str(self.ann.spec),
+                ann_vectors=str(ann.memory_vectors),
+                ann_built=str(ann.spec),
+                **tier,
                 **settings,
             )
-            self._db.execute("UPDATE videos SET in_ann = 1 WHERE in_ann = 0")
+            if merge:
+                self._db.execute("UPDATE videos SET in_ann = 2")
+            elif ann.disk is None:
+                self._db.execute("UPDATE videos SET in_ann = 1")
+            else:
+                self._db.execute("UPDATE videos SET in_ann = 1 WHERE in_ann = 0")
             self._db.execute("DELETE FROM ann_removed")
-        if old and old != name:
-            (self.root / old).unlink(missing_ok=True)
+            if tier:
+                self._db.execute("DELETE FROM ann_disk_removed")
+        for key in ("ann_file", *(_DISK_TIER_FILES if tier else ())):
+            if old.get(key) and old[key] != self.meta.get(key):
+                (self.root / old[key]).unlink(missing_ok=True)
 
 
 _REINDEX = (
     "remove the video (`vcopy library rm PATH`) and index it again, or restore the library from a backup"
 )
 _REBUILD = "rebuild it from the vector files with `vcopy library rebuild-index LIB`"
+
+
+_DISK_TIER_FILES = ("ann_disk_file", "ann_disk_lists")
+_DISK_TIER_KEYS = (
+    *_DISK_TIER_FILES,
+    "ann_disk_sha256",
+    "ann_disk_lists_bytes",
+    "ann_disk_lists_sha256",
+    "ann_disk_vectors",
+)
 
 
 def _write_vector_file(folder: Path, vectors: np.ndarray) -> tuple[str, str]:
