@@ -9,15 +9,18 @@ real commit path with 10-minute videos of random 512-d vectors (nothing is decod
   after decoding: index search with the default views, exact re-ranking of the shortlist on the
   stored vectors, the maps of the candidates), median of 5.
 
-    python examples/library_scale.py WORK_DIR [--hours 10,100,1000] [--commits 100]
+    python examples/library_scale.py WORK_DIR [--hours 10,100,1000] [--commits 100] [--index-spec SPEC]
 
-Each library is WORK_DIR/lib-<hours>h (kept; filled again only when missing). The 100,000 h row of
+Each library is WORK_DIR/lib-<hours>h (kept; filled again only when missing), with another
+``--index-spec`` than ``auto`` WORK_DIR/lib-<hours>h-<spec> (``"auto;ondisk"``: on-disk inverted
+lists from the size where ``auto`` moves to IVF-PQ). The 100,000 h row of
 the README is projected from these per-vector costs (see there).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import time
@@ -26,6 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from vcopy.ann import AnnSpec
 from vcopy.features.sscd import background_path, load_background
 from vcopy.library import Library
 from vcopy.query import QueryConfig
@@ -49,8 +53,9 @@ print(time.perf_counter() - started, *megabytes)
 """
 
 
-def fill(root: Path, hours: int) -> float:
-    """Fill a library of ``hours`` video-hours; returns wall seconds (0 when it was already full)."""
+def fill(root: Path, hours: int, spec: AnnSpec) -> float:
+    """Fill a library of ``hours`` video-hours with index ``spec``; returns wall seconds (0 when it
+    was already full)."""
     videos = hours * 6
     descriptor = SimpleNamespace(name="synthetic/512d", dim=DIM)
     rng = np.random.default_rng(hours)
@@ -63,6 +68,8 @@ def fill(root: Path, hours: int) -> float:
                 for i in range(lo, min(lo + BATCH, videos))
             ]
             library.commit(batch, [float(VIDEO_FRAMES)] * len(batch))
+        if library.meta["ann_spec"] != str(spec):  # filled with `auto`, then built as asked (timed)
+            library.rebuild_index(spec)
     return time.perf_counter() - started if have < videos else 0.0
 
 
@@ -113,6 +120,7 @@ def main() -> None:
     parser.add_argument("work_dir", type=Path)
     parser.add_argument("--hours", default="10,100,1000")
     parser.add_argument("--commits", type=int, default=100)
+    parser.add_argument("--index-spec", type=AnnSpec.parse, default=AnnSpec())
     args = parser.parse_args()
     background_set = load_background(background_path("sscd_distilled"))
     print(
@@ -122,8 +130,9 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for hours in (int(h) for h in args.hours.split(",")):
-        root = args.work_dir / f"lib-{hours}h"
-        filled_s = fill(root, hours)
+        tag = "" if str(args.index_spec) == "auto" else "-" + re.sub(r"\W+", "-", str(args.index_spec))
+        root = args.work_dir / f"lib-{hours}h{tag}"
+        filled_s = fill(root, hours, args.index_spec)
         commit_median_s, commit_mean_s = commit_seconds(root, args.commits)
         opened = subprocess.run(
             [sys.executable, "-c", _OPEN, str(root)], capture_output=True, text=True, check=True

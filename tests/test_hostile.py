@@ -258,7 +258,11 @@ def test_a_library_of_vcopy_0_2_is_upgraded_in_place(corpus: Corpus, tmp_path: P
 
 def test_files_a_kill_leaves_behind_are_ignored_then_removed(library: Path, tmp_path: Path) -> None:
     lib = _library_copy(library, tmp_path)
-    orphans = [lib / "vectors" / "0123456789abcdef.npy", lib / "ann-99-deadbeef.faiss"]
+    orphans = [
+        lib / "vectors" / "0123456789abcdef.npy",
+        lib / "ann-99-deadbeef.faiss",
+        lib / "ann-99-deadbeef.ivfdata",
+    ]
     for path in orphans:  # written, then killed before the commit that would name them
         path.write_bytes(b"half a file")
     with Library.open(lib) as opened:

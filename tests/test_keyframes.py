@@ -4,6 +4,7 @@ training uses, and the key-frame network through ONNX Runtime."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,10 @@ def test_train_copy_resume_then_index_and_query_with_key_frames(small_bench: Pat
     mismatched = run_vcopy(*common, "--epochs", "3", "--resume", "--key-rate", "0.5")
     assert mismatched.returncode != 0 and "other training settings" in mismatched.stderr
 
-    refs, lib, uniform_lib = small_bench.parent / "test" / "refs", tmp_path / "lib", tmp_path / "uniform"
+    refs, lib, uniform_lib = tmp_path / "refs", tmp_path / "lib", tmp_path / "uniform"
+    refs.mkdir()
+    for ref in sorted((small_bench.parent / "test" / "refs").glob("*.mp4"))[:3]:  # three are enough
+        shutil.copyfile(ref, refs / ref.name)
     proc = run_vcopy("index", refs, "--library", lib, "--keyframe-weights", out / "ske.onnx")
     assert proc.returncode == 0, proc.stderr
     assert run_vcopy("index", refs, "--library", uniform_lib).returncode == 0

@@ -43,6 +43,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from vcopy.files import sync
+
 ROW_BITS = 24  # frames per video < 2**24 (16.7 M: 155 h at 30 sampled frames/s)
 ROW_MASK = (1 << ROW_BITS) - 1
 AUTO_IVF_VECTORS = 300_000  # an "auto" library moves from Flat to IVF-PQ here (about 83 h at 1 frame/s)
@@ -298,7 +300,7 @@ class AnnIndex:
         ivf = faiss.extract_index_ivf(self.index)
         merged = faiss.clone_index(self.index)  # the training, and the in-memory lists' codes
         on_disk = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(lists))
-        sources = faiss.InvertedListsPtrVector()
+        sources = faiss.InvertedListsPtrVector()  # type: ignore[attr-defined]
         for tier in (self.disk, self.index):
             if tier is not None and tier.ntotal:
                 sources.push_back(faiss.extract_index_ivf(tier).invlists)
@@ -306,16 +308,15 @@ class AnnIndex:
             total = on_disk.merge_from_multiple(sources.data(), sources.size(), False, False)
             merged_ivf = faiss.extract_index_ivf(merged)
             merged_ivf.replace_invlists(on_disk, True)
-            on_disk.this.disown()
+            on_disk.this.disown()  # type: ignore[attr-defined]
             merged.ntotal = merged_ivf.ntotal = total
             if self._hidden:
                 ids = np.concatenate([vector_ids(v, n) for v, n in self._hidden.items()])
                 merged.remove_ids(faiss.IDSelectorBatch(ids))
             faiss.write_index(merged, str(header))
         del merged, merged_ivf
-        for path in (lists, header):
-            with open(path, "rb") as file:
-                os.fsync(file.fileno())
+        for path in (lists, header, header.parent):  # the files, then their names
+            sync(path)
         self.disk = read_disk_tier(header, self.spec)
         self.index.reset()
         self._hidden.clear()

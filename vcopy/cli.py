@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import math
 import os
 import re
@@ -178,6 +179,49 @@ def _decoding_options[F: Callable[..., Any]](command: F) -> F:
     return click.option(
         "--device", default="cpu", show_default=True, help="Torch device for the descriptor (cpu, cuda)."
     )(command)
+
+
+_RAY_ADDRESS = re.compile(r"auto|local|(ray://)?[\w.\-\[\]:]+:\d+")
+
+
+def _ray_options[F: Callable[..., Any]](command: F) -> F:
+    """--ray [ADDRESS] and --ray-workers, for the commands that can run on a Ray cluster."""
+    command = click.option(
+        "--ray-workers",
+        default=None,
+        type=click.IntRange(min=1),
+        help="With --ray: encoding workers (Ray actors) [default: one per CPU of the cluster, per GPU "
+        "with --device cuda].",
+    )(command)
+    return click.option(
+        "--ray",
+        "ray_address",
+        is_flag=False,
+        flag_value="local",
+        default=None,
+        metavar="[ADDRESS]",
+        help="Decode and describe on a Ray cluster (pip install 'vcopy[ray]'): HOST:PORT of a running "
+        "one, auto for the one this machine belongs to, none (or local) to start one here for this run. "
+        "Video paths must be readable by every worker.",
+    )(command)
+
+
+def _ray_session(address: str | None, workers: int | None, device: str) -> Any:
+    """The Ray session of --ray (or a null context without it), checked before heavy work."""
+    if address is None:
+        if workers is not None:
+            raise click.UsageError("--ray-workers goes with --ray")
+        return contextlib.nullcontext()
+    if not _RAY_ADDRESS.fullmatch(address):
+        raise click.BadParameter(
+            f"{address!r} is not a cluster address (HOST:PORT, auto or local); put --ray after the paths",
+            param_hint="--ray",
+        )
+    from vcopy.distributed import RAY_MISSING, RayCluster, RaySession
+
+    if importlib.util.find_spec("ray") is None:
+        raise click.UsageError(RAY_MISSING)
+    return RaySession(RayCluster(None if address == "local" else address, workers), device)
 
 
 _existing_library = click.option(
@@ -363,6 +407,7 @@ def cli(ctx: click.Context) -> None:
     help="Frames sampled per second of video (fixed when the library is created).",
 )
 @_decoding_options
+@_ray_options
 @click.option(
     "--commit-every",
     default=30.0,
@@ -381,6 +426,8 @@ def index_command(
     sample_fps: float,
     device: str,
     decode_timeout: float,
+    ray_address: str | None,
+    ray_workers: int | None,
     commit_every: float,
 ) -> None:
     """Index the videos in PATHS (files or folders) into a library.
@@ -399,6 +446,7 @@ def index_command(
     if total == 0 and not prune:
         raise click.UsageError(f"no video files in {_listed(paths)} (nothing to index)")
     _check_device(device)
+    ray_session = _ray_session(ray_address, ray_workers, device)
     descriptor_name = _library_descriptor(library_path, descriptor_name)
     if keyframe_weights is not None and keyframes_name not in (None, "ske"):
         raise click.UsageError("--keyframe-weights are learned key frames: they go with --keyframes ske")
@@ -422,7 +470,7 @@ def index_command(
     ) as library:
         if float(library.meta["sample_fps"]) != sample_fps:
             _note(f"note: library samples {library.sampling.sample_fps:g} frames/s; using that")
-        with _progress() as progress:
+        with ray_session as ray, _progress() as progress:
             task = progress.add_task("indexing", total=total, current="")
             summary = index_videos(
                 library,
@@ -433,6 +481,7 @@ def index_command(
                 stall_timeout_s=decode_timeout,
                 on_video=_video_reporter(progress, task),
                 keyframer=keyframer,
+                ray=ray,
             )
         if summary.indexed or summary.pruned or not (library.root / TEXT_DIR).is_dir():
             status = stderr.status("text search: updating the library's text index")
@@ -590,6 +639,7 @@ def search_text_command(
     help="What goes to stdout: the table, the JSON report, or one CSV row per copied segment.",
 )
 @_decoding_options
+@_ray_options
 @_friendly_errors
 def query_command(
     paths: tuple[Path, ...],
@@ -605,6 +655,8 @@ def query_command(
     fail_on_match: bool,
     device: str,
     decode_timeout: float,
+    ray_address: str | None,
+    ray_workers: int | None,
 ) -> None:
     """Check the videos in PATHS (files or folders) for copies of library videos.
 
@@ -634,6 +686,7 @@ def query_command(
         raise click.UsageError(f"no video files in {_listed(paths)}")
     started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     table_console = _table_console(json_destination)
+    ray_session = _ray_session(ray_address, ray_workers, device)
     with Library.open(library_path) as library:
         _check_device(device)
         from vcopy.features import create_descriptor
@@ -651,9 +704,9 @@ def query_command(
         )
         finder = CopyFinder(library, create_descriptor(library.meta["descriptor"], device), config)
         results = []
-        with _progress() as progress:
+        with ray_session as ray, _progress() as progress:
             task = progress.add_task("querying", total=len(files), current="")
-            for result in finder.query_many(files):
+            for result in finder.query_many(files, ray):
                 results.append(result)
                 progress.advance(task)
                 progress.update(task, current=printable(result.path.name))

@@ -4,7 +4,7 @@ the spec the library records), then stored in it (``vcopy.library``)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +15,8 @@ from vcopy.text import store as _text_store  # noqa: F401  # registers text sear
 from vcopy.video import find_videos
 
 if TYPE_CHECKING:
-    from vcopy.features import Descriptor, EncodedVideo
+    from vcopy.distributed import RaySession
+    from vcopy.features import Descriptor, EncodedVideo, FailedVideo
     from vcopy.keyframes import KeyFramer
 
 
@@ -46,14 +47,16 @@ def index_videos(
     stall_timeout_s: float = 120.0,
     on_video: Callable[[str, str], None] | None = None,
     keyframer: KeyFramer | None = None,
+    ray: RaySession | None = None,
 ) -> IndexSummary:
     """Index the videos in ``paths`` (files or folders) into ``library`` (opened to write): new and
     changed files are (re)indexed, unchanged ones skipped, and with ``prune`` library videos under
     ``paths`` whose files are gone are removed. ``on_video(path, outcome)`` is told about each file
     as it is handled (``indexed``, ``skipped`` or ``failed: REASON``), and before that of anything
     a reader must know about it (``warning: TEXT``). ``keyframer``: the library's own, built
-    already (else it is built by the name the library records). Work done before an exception is
-    committed."""
+    already (else it is built by the name the library records). ``ray``: decode and describe on
+    that Ray cluster (``vcopy.distributed``); this process still does every commit. Work done
+    before an exception is committed."""
     from vcopy.features import FailedVideo, video_duration_s
 
     pipeline = Pipeline.of_library(library, descriptor, keyframer)
@@ -87,7 +90,7 @@ def index_videos(
 
     last_commit = time.monotonic()
     try:
-        for result in pipeline.encode(todo, stall_timeout_s):
+        for result in _encoded(pipeline, todo, stall_timeout_s, ray):
             if isinstance(result, FailedVideo):
                 summary.failed.append((str(result.path), result.reason))
                 library.record_failure(result.path, result.reason)
@@ -107,6 +110,20 @@ def index_videos(
         commit()
     summary.wall_seconds = time.monotonic() - started
     return summary
+
+
+def _encoded(
+    pipeline: Pipeline, paths: list[Path], stall_timeout_s: float, ray: RaySession | None
+) -> Iterator[EncodedVideo | FailedVideo]:
+    if ray is None:
+        yield from pipeline.encode(paths, stall_timeout_s)
+        return
+    from vcopy.distributed import encode_on_ray
+
+    weights = getattr(pipeline.keyframer, "weights_path", None)  # learned key frames of a file
+    yield from encode_on_ray(
+        ray, paths, pipeline.spec, stall_timeout_s=stall_timeout_s, keyframe_weights=weights
+    )
 
 
 def _under(path: Path, roots: list[Path]) -> bool:

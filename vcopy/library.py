@@ -648,7 +648,15 @@ class Library:
                 f"{path}: damaged or replaced (its SHA-256 is not the one the library recorded); {_REBUILD}"
             )
         spec = AnnSpec.parse(meta["ann_built"])
-        disk = self._read_disk_tier(meta) if meta.get("ann_disk_file") else None
+        disk = None
+        if meta.get("ann_disk_file"):
+            try:
+                disk = self._read_disk_tier(meta)
+            except LibraryError:
+                fresh = self.meta  # a writer may just have written a new tier
+                if fresh.get("ann_disk_file") != meta["ann_disk_file"] and fresh.get("ann_file"):
+                    return self._read_ann_file(fresh)
+                raise
         try:
             ann = AnnIndex.deserialize(data, spec, self.dim, disk)
         except (RuntimeError, ValueError) as exc:
@@ -693,22 +701,21 @@ class Library:
         ).fetchall()
         need = training_sample(self.vector_count, spec)
         sample = np.zeros((0, self.dim), np.float32)
-        if need:
-            rng = np.random.default_rng(0)
-            picked, have = [], 0
-            for i in rng.permutation(len(rows)):
-                video_id, name, sha256, frames = rows[i]
-                picked.append(self._read_vectors(name, sha256, frames))
-                have += frames
-                if have >= need:
-                    break
-            sample = np.concatenate(picked)[:need] if picked else sample
-            lists = spec.lists
-            if len(sample) < lists:
-                raise LibraryError(
-                    f"{self.root}: index {spec} needs at least {lists} vectors to train; the library "
-                    f"has {len(sample)}"
-                )
+        rng = np.random.default_rng(0)
+        picked, have = [], 0
+        for i in rng.permutation(len(rows)) if need else ():
+            video_id, name, sha256, frames = rows[i]
+            picked.append(self._read_vectors(name, sha256, frames))
+            have += frames
+            if have >= need:
+                break
+        sample = np.concatenate(picked)[:need] if picked else sample
+        least = max(spec.lists, 256 if "PQ" in spec.factory else 0)  # a PQ code book has 256 entries
+        if len(sample) < least:
+            raise LibraryError(
+                f"{self.root}: index {spec} needs at least {least} vectors to train; the library "
+                f"has {self.vector_count}"
+            )
         ann = AnnIndex.trained(spec, self.dim, sample)
         for video_id, name, sha256, frames in rows:
             ann.add(vector_ids(video_id, frames), self._read_vectors(name, sha256, frames))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from vcopy.localize.base import BoundaryRanges, boundary_ranges
 from vcopy.pipeline import Pipeline
 from vcopy.similarity import background_similarity, exact_score, retrieve, similarity_map
 from vcopy.video import find_videos
+
+if TYPE_CHECKING:
+    from vcopy.distributed import RaySession
 
 
 @dataclass(frozen=True)
@@ -135,12 +139,28 @@ class CopyFinder:
         finally:
             results.close()  # the decoder ends here, not when the generator is collected
 
-    def query_many(self, paths: Iterable[Path]) -> Generator[QueryResult, None, None]:
-        """One result per video file under ``paths`` (folders are searched), in order."""
+    def query_many(
+        self, paths: Iterable[Path], ray: RaySession | None = None
+    ) -> Generator[QueryResult, None, None]:
+        """One result per video file under ``paths`` (folders are searched), in order; with
+        ``ray``, decoded and described on that Ray cluster (``vcopy.distributed``), matched here."""
         videos = find_videos(Path(p) for p in paths)
-        encoded = self.pipeline.encode(
-            videos, self.config.stall_timeout_s, library=False, views=self.config.views
-        )
+        encoded: Iterable[EncodedVideo | FailedVideo]
+        if ray is None:
+            encoded = self.pipeline.encode(
+                videos, self.config.stall_timeout_s, library=False, views=self.config.views
+            )
+        else:
+            from vcopy.distributed import encode_on_ray
+
+            encoded = encode_on_ray(
+                ray,
+                videos,
+                self.pipeline.spec,
+                library=False,
+                views=self.config.views,
+                stall_timeout_s=self.config.stall_timeout_s,
+            )
         for result in encoded:
             if isinstance(result, FailedVideo):
                 yield QueryResult(path=result.path, error=result.reason)

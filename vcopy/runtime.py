@@ -14,9 +14,18 @@ from vcopy.errors import VcopyError
 ONNX_OPSET = 17
 
 
+def cpu_threads() -> int:
+    """Threads a model may use here: ``OMP_NUM_THREADS`` where it is set (Ray sets it to a worker's
+    CPUs), else every core."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return max(1, os.cpu_count() or 1)
+
+
 def onnx_session(model: Path | bytes, device: str = "cpu", threads: int | None = None) -> Any:
     """An ``onnxruntime.InferenceSession`` of ``model`` (a file or its bytes) on ``device`` (``cpu``
-    or ``cuda[:N]``, which needs onnxruntime-gpu), quiet, with ``threads`` (default: every core)."""
+    or ``cuda[:N]``, which needs onnxruntime-gpu), quiet, with ``threads`` (default: ``cpu_threads``)."""
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -27,7 +36,7 @@ def onnx_session(model: Path | bytes, device: str = "cpu", threads: int | None =
             )
         providers.insert(0, "CUDAExecutionProvider")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
+    options.intra_op_num_threads = threads or cpu_threads()
     options.log_severity_level = 3
     return ort.InferenceSession(
         model if isinstance(model, bytes) else str(model), options, providers=providers

@@ -17,7 +17,6 @@ model reads it, and how it changes from frame to frame, for places and motions).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from vcopy.features import LAYOUT_DIMS, LAYOUT_GRID, FrameClasses, TextFeatures
+from vcopy.runtime import cpu_threads
 from vcopy.video import sha256_file
 from vcopy.whitening import LearnedWhitening
 
@@ -99,7 +99,7 @@ class EfficientNetDescriptor:
         self, device: str = "cpu", batch_size: int = 32, whitening: Path | None = SHIPPED_WHITENING
     ) -> None:
         if device == "cpu":
-            torch.set_num_threads(max(1, os.cpu_count() or 1))
+            torch.set_num_threads(cpu_threads())
         self.device = torch.device(device)
         self.batch_size = batch_size
         model = load_efficientnet_lite0()
