@@ -96,6 +96,19 @@ def test_auto_moves_a_growing_library_to_ivf_pq_once(tmp_path: Path, monkeypatch
         assert hits == [library.video_by_path(str(v.path)).id for v in made]  # type: ignore[union-attr]
 
 
+def test_auto_trains_again_when_the_library_outgrows_its_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ann, "AUTO_IVF_VECTORS", 2_000)
+    monkeypatch.setattr(ann, "TRAINING_SAMPLES_PER_LIST", 10)
+    monkeypatch.setattr("vcopy.library.AUTO_REBUILD_GROWTH", 2)
+    root = tmp_path / "lib"
+    made = _library(root, 60)  # IVF128 from 2,000 vectors; 3,600 call for 256 lists, twice as many
+    with Library.open(root) as library:
+        assert library.info().index_built.startswith("IVF256,")
+        assert _owners(library, made) == _ids(library, made)
+
+
 def _owners(library: Library, made: list) -> list[int]:
     return [_owner(library, v.vectors[5]) for v in made]
 

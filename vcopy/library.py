@@ -74,6 +74,7 @@ _DB, _LOCK, _VECTORS = "library.sqlite", "write.lock", "vectors"
 _OLD_INDEX = "index.faiss"  # schema <= 5: the only copy of the vectors
 SNAPSHOT_FRACTION = 0.1  # pending changes that make a writer write the index file again ...
 SNAPSHOT_MAX_PENDING = 50_000  # ... or this many vectors, whichever is fewer
+AUTO_REBUILD_GROWTH = 4  # an auto library's IVF index is trained again when its size calls for 4x the lists
 DISK_MERGE_FRACTION = 0.1  # in-memory vectors (of the on-disk tier's) that make a writer write a new tier
 MAX_FRAMES = 1 << 24  # frames per video (the row part of a vector id)
 _VIDEO_COLUMNS = "id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder, frames"
@@ -99,6 +100,8 @@ CREATE TABLE IF NOT EXISTS videos (
     vectors_sha256 TEXT NOT NULL,
     in_ann INTEGER NOT NULL DEFAULT 0  -- 1: its vectors are in the index file, 2: in its on-disk tier
 );
+-- what the index holds, summed without reading the rows (a commit's cost must not grow with them)
+CREATE INDEX IF NOT EXISTS videos_in_ann ON videos (in_ann, frames);
 CREATE TABLE IF NOT EXISTS ann_removed (
     video_id INTEGER PRIMARY KEY,  -- deleted, its vectors still in the index file
     frames INTEGER NOT NULL
@@ -727,9 +730,8 @@ class Library:
         meta = self.meta
         total = self.vector_count
         concrete = AnnSpec.parse(meta["ann_spec"]).resolved(self.dim, total)
-        built = self.ann.spec
-        if (built.factory == "Flat" and concrete.factory != "Flat") or (concrete.ondisk and not built.ondisk):
-            self._ann = self._build_ann(concrete)  # auto: the library outgrew a Flat (or in-memory) index
+        if _outgrown(self.ann.spec, concrete):
+            self._ann = self._build_ann(concrete)
             self._snapshot()
             return
         pending = self._pending_vectors()
@@ -790,6 +792,17 @@ _REINDEX = (
     "remove the video (`vcopy library rm PATH`) and index it again, or restore the library from a backup"
 )
 _REBUILD = "rebuild it from the vector files with `vcopy library rebuild-index LIB`"
+
+
+def _outgrown(built: AnnSpec, concrete: AnnSpec) -> bool:
+    """Whether an ``auto`` library has outgrown the index it has: Flat where IVF is due, lists in
+    memory where they go on disk, or a quarter of the inverted lists its size calls for (each list
+    would then be scanned at four times the length ``auto`` plans for)."""
+    return (
+        (built.factory == "Flat" and concrete.factory != "Flat")
+        or (concrete.ondisk and not built.ondisk)
+        or (built.lists > 0 and concrete.lists >= AUTO_REBUILD_GROWTH * built.lists)
+    )
 
 
 _DISK_TIER_FILES = ("ann_disk_file", "ann_disk_lists")
