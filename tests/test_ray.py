@@ -93,7 +93,9 @@ def test_a_library_and_a_report_made_on_ray_equal_local_ones(
 
     suspects = [corpus.copy, corpus.unrelated]
     local = run_vcopy("query", *suspects, "--library", library, "--json", tmp_path / "local.json")
-    on_ray = run_vcopy("query", *suspects, "--library", lib, "--ray", "--json", tmp_path / "ray.json")
+    on_ray = run_vcopy(
+        "query", *suspects, "--library", lib, "--json", tmp_path / "ray.json", "--ray", ray_head
+    )
     assert local.returncode == on_ray.returncode == 0, on_ray.stderr
     reports = [json.loads((tmp_path / name).read_text()) for name in ("local.json", "ray.json")]
     assert _findings(reports[0]) == _findings(reports[1])
@@ -105,7 +107,7 @@ def test_a_killed_worker_costs_no_video_and_a_bad_file_fails_alone(
 ) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
-    for copy in range(3):
+    for copy in range(2):
         for ref in sorted(corpus.refs.glob("*.mp4")):
             shutil.copyfile(ref, videos / f"{copy}-{ref.name}")
     (videos / "bad.mp4").write_bytes(b"not a video at all" * 100)
@@ -137,7 +139,7 @@ def test_a_killed_worker_costs_no_video_and_a_bad_file_fails_alone(
     assert killed, "the run ended before a worker could be killed"
     assert proc.returncode == 1, stderr  # the bad file failed ...
     assert "bad.mp4" in stderr and "Traceback" not in stderr
-    assert "indexed 9, skipped 0, failed 1" in stdout  # ... alone, and the killed worker's videos were redone
+    assert "indexed 6, skipped 0, failed 1" in stdout  # ... alone, and the killed worker's videos were redone
     with Library.open(lib) as built:
         paths = [Path(v.path).name for v in built.videos()]
         assert sorted(paths) == sorted(p.name for p in videos.glob("?-*.mp4"))  # each once
@@ -146,3 +148,12 @@ def test_a_killed_worker_costs_no_video_and_a_bad_file_fails_alone(
     for name, (vectors, times) in _stored(lib).items():
         np.testing.assert_allclose(vectors, want[name.split("-", 1)[1]][0], atol=1e-5)
         np.testing.assert_array_equal(times, want[name.split("-", 1)[1]][1])
+
+
+def test_ray_options_are_checked_before_any_work(corpus: Corpus, tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    proc = run_vcopy("index", corpus.copy, "--ray", corpus.refs, "--library", lib)  # a path as address
+    assert proc.returncode == 2 and "not a cluster address" in proc.stderr
+    proc = run_vcopy("index", corpus.refs, "--library", lib, "--ray-workers", "2")
+    assert proc.returncode == 2 and "--ray-workers goes with --ray" in proc.stderr
+    assert not lib.exists()
