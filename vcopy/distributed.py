@@ -53,6 +53,7 @@ class RaySession:
         except ImportError:
             raise VcopyError(RAY_MISSING) from None
         logging.getLogger("ray").setLevel(logging.ERROR)
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a cluster started here sends nothing out
         kwargs: dict[str, Any] = {
             "include_dashboard": False,
             "log_to_driver": False,
@@ -103,6 +104,7 @@ class _Encoder:
         stall_timeout_s: float,
         device: str,
     ) -> None:
+        from vcopy.features import create_descriptor
         from vcopy.pipeline import Pipeline
 
         keyframer = None
@@ -110,8 +112,8 @@ class _Encoder:
             from vcopy.keyframes.ske import LearnedKeyFrames
 
             keyframer = LearnedKeyFrames(Path(keyframe_weights), device)
-        built = Pipeline.build(spec, device)
-        self.pipeline = Pipeline(spec, built.descriptor, keyframer, device)
+        descriptor = create_descriptor(spec.descriptor, device=device)
+        self.pipeline = Pipeline(spec, descriptor, keyframer, device)
         self.library = library
         self.views = views
         self.stall_timeout_s = stall_timeout_s
