@@ -95,6 +95,7 @@ class AnnSpec:
                     raise ValueError(f"nprobe {nprobe} is not in 1..65536")
         if not factory:
             raise ValueError("an empty index spec")
+        _check_sizes(factory)
         spec = cls(factory, nprobe, ondisk)
         if factory != "auto":
             spec.build(8 * max(1, _pq_subquantizers(factory)))  # FAISS refuses what it cannot build
@@ -138,6 +139,24 @@ class AnnSpec:
                 f"{self.factory!r}: vcopy keeps Flat or IVF indexes (FAISS can remove ids from those)"
             )
         return index
+
+
+MAX_LISTS = 1 << 20  # inverted lists of an IVF spec
+MAX_PQ_SUBQUANTIZERS = 256  # sub-quantizers (bytes per vector) of a PQ spec
+
+
+def _check_sizes(factory: str) -> None:
+    """Numbers of a factory string FAISS would take but cannot use (IVF0: every search fails) or
+    would allocate without bound (PQ100000: a code book of gigabytes) are refused before FAISS
+    builds anything."""
+    lists = re.search(r"IVF(\d+)", factory)
+    if lists and not 1 <= int(lists[1]) <= MAX_LISTS:
+        raise ValueError(f"{factory!r}: IVF needs 1..{MAX_LISTS} inverted lists")
+    pq = re.search(r"PQ(\d+)", factory)
+    if pq and not 1 <= int(pq[1]) <= MAX_PQ_SUBQUANTIZERS:
+        raise ValueError(f"{factory!r}: PQ needs 1..{MAX_PQ_SUBQUANTIZERS} sub-quantizers")
+    if any(len(number) > 7 for number in re.findall(r"\d+", factory)):
+        raise ValueError(f"{factory!r}: a number too large for an index spec")
 
 
 def _pq_subquantizers(factory: str) -> int:

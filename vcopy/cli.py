@@ -33,6 +33,8 @@ EXIT_CANNOT_RUN = 5
 # Nothing vcopy prints is read as rich markup (a file may be named "[/b].mp4"); styles come as Text.
 stderr = Console(stderr=True, markup=False, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
+# inputs of a batch: one that cannot be read is named and skipped by the run, not refused by click
+_INPUT_PATHS = click.Path(path_type=Path, readable=False)
 
 
 def printable(value: object) -> str:
@@ -173,7 +175,7 @@ def _decoding_options[F: Callable[..., Any]](command: F) -> F:
         "--decode-timeout",
         default=120.0,
         show_default=True,
-        type=FiniteFloat(min=1),
+        type=FiniteFloat(min=1, max=86_400),
         help="Seconds a decoder may go without producing a frame before it is killed.",
     )(command)
     return click.option(
@@ -298,16 +300,15 @@ def _views(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
 
 
 def _json_destination(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``--json FILE``, checked before any work: a file name in a folder that can be written."""
+    """``--json FILE``, checked before any work: a new name or a regular file, in a folder where a
+    file can be made (never a device node, FIFO or symbolic link, which the report would replace)."""
+    from vcopy.files import output_file_problem
+
     if value is None or value == "-":
         return value
-    path = Path(value)
-    if path.is_dir():
-        raise click.BadParameter(f"{value}: is a folder; give a file name", ctx, param)
-    if not path.parent.is_dir():
-        raise click.BadParameter(f"{value}: folder {path.parent} does not exist", ctx, param)
-    if not os.access(path.parent, os.W_OK):
-        raise click.BadParameter(f"{value}: folder {path.parent} cannot be written", ctx, param)
+    problem = output_file_problem(Path(value))
+    if problem:
+        raise click.BadParameter(f"{printable(value)}: {problem}", ctx, param)
     return value
 
 
@@ -375,7 +376,7 @@ def cli(ctx: click.Context) -> None:
 
 
 @cli.command("index")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=_INPUT_PATHS)
 @click.option(
     "--library",
     "library_path",
@@ -446,6 +447,9 @@ def index_command(
     if total == 0 and not prune:
         raise click.UsageError(f"no video files in {_listed(paths)} (nothing to index)")
     _check_device(device)
+    from vcopy.library import check_no_writer
+
+    check_no_writer(library_path)  # before any model is loaded
     ray_session = _ray_session(ray_address, ray_workers, device)
     descriptor_name = _library_descriptor(library_path, descriptor_name)
     if keyframe_weights is not None and keyframes_name not in (None, "ske"):
@@ -583,7 +587,7 @@ def search_text_command(
 
 
 @cli.command("query")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=_INPUT_PATHS)
 @_existing_library
 @_json_output
 @click.option(
@@ -609,7 +613,7 @@ def search_text_command(
 @click.option(
     "--min-score",
     default=None,
-    type=FiniteFloat(),
+    type=FiniteFloat(min=0, max=1),
     help="A pair is a match from this score [default: the localizer's threshold, calibrated on the "
     "benchmark's train split]. Weaker pairs are listed in the report's below_threshold.",
 )
@@ -731,7 +735,7 @@ def query_command(
     elif output_format == "json":
         write_report(report, "-")
     else:
-        sys.stdout.write(report_csv(report))
+        sys.stdout.write(report_csv(report, printable if sys.stdout.isatty() else str))
     if json_destination:
         write_report(report, json_destination)
     failed = any(not r.ok for r in results)
@@ -1008,13 +1012,17 @@ def library_ls_command(library_path: Path, as_json: bool) -> None:
 
 @library_group.command("rm")
 @_library_argument
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("names", metavar="PATHS...", nargs=-1, required=True, type=click.Path())
 @_friendly_errors
-def library_rm_command(library_path: Path, paths: tuple[Path, ...]) -> None:
+def library_rm_command(library_path: Path, names: tuple[str, ...]) -> None:
     """Remove the videos at PATHS (as indexed: files, or folders for everything under them) from
     LIBRARY. The files themselves are not touched. Exit code 1 when a PATH names no library video."""
     from vcopy.library import Library
 
+    for name in names:  # "" (an unset variable in a script) would name the working folder
+        if not name.strip():
+            raise click.BadParameter(f"{name!r} is not a path (an unset variable?)", param_hint="PATHS")
+    paths = tuple(Path(name) for name in names)
     with Library.open(library_path, write=True) as library:
         by_path = {v.path: v.id for v in library.videos()}
         doomed: dict[str, int] = {}

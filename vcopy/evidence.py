@@ -7,6 +7,12 @@ timecodes with their scores, matched frames side by side at aligned times across
 similarity map as an image with the segments drawn on it, and the tool version, models, parameters
 and time of the run. Everything is inline (images as data URIs, no script or style from elsewhere),
 so a page opens with no network and can be archived as one file.
+
+A report is data from outside: it is validated against the shipped schema first
+(``vcopy.report.read_report``), every field is escaped, and the only files read are a reference the
+library holds under the same path and SHA-256 and a query that is a regular video file; frames and
+maps are drawn only from files whose SHA-256 is the report's. Pages are written only as regular
+files in the output folder (``vcopy.files.write_output_file``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import base64
 import html
 import io
 import json
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +33,14 @@ from PIL import Image, ImageDraw
 
 from vcopy.errors import VcopyError
 from vcopy.features import Descriptor, EncodedVideo, FailedVideo
+from vcopy.files import write_output_file
 from vcopy.keyframes import grid_map
-from vcopy.library import Library
+from vcopy.library import Library, LibraryVideo
 from vcopy.localize.spd import CONTRAST_RANGE
 from vcopy.pipeline import Pipeline
 from vcopy.report import timecode
 from vcopy.similarity import background_similarity, similarity_map
-from vcopy.video import frames_at, probe, sha256_file
+from vcopy.video import VIDEO_SUFFIXES, frames_at, probe, sha256_file
 
 FRAMES_PER_SEGMENT = 5  # aligned frame pairs shown across each segment
 THUMBNAIL_HEIGHT_PX = 180
@@ -121,15 +130,16 @@ class EvidenceWriter:
         except OSError as exc:
             raise VcopyError(f"{out_dir}: cannot hold evidence pages ({exc.strerror or exc})") from None
         matched = [q for q in report["queries"] if q["status"] == "ok" and q["matches"]]
-        encoded = {e.path: e for e in self._encode([Path(q["path"]) for q in matched])}
+        readable = [Path(q["path"]) for q in matched if self._same_file(Path(q["path"]), q["sha256"])]
+        encoded = {e.path: e for e in self._encode(readable)}
         pages: list[EvidencePage] = []
         for query in matched:
             video = encoded.get(Path(query["path"]))
             for match in query["matches"]:
                 path = out_dir / f"match-{len(pages) + 1:03d}.html"
-                path.write_text(self._page(report, query, match, video), encoding="utf-8")
+                _write_page(path, self._page(report, query, match, video))
                 pages.append(EvidencePage(path, query["path"], match["reference"]["path"]))
-        (out_dir / "index.html").write_text(_index_page(report, pages), encoding="utf-8")
+        _write_page(out_dir / "index.html", _index_page(report, pages))
         return pages
 
     def _encode(self, paths: list[Path]) -> list[EncodedVideo]:
@@ -144,13 +154,17 @@ class EvidenceWriter:
     ) -> str:
         reference = match["reference"]
         query_path, reference_path = Path(query["path"]), Path(reference["path"])
+        library_video = self._library_video(reference)
         checks = [
             self._file_check(query_path, query["sha256"]),
-            self._file_check(reference_path, reference["sha256"]),
+            self._file_check(reference_path, reference["sha256"])
+            if library_video is not None
+            else _NOT_IN_LIBRARY,
         ]
+        query_same = self._same_file(query_path, query["sha256"])
+        reference_same = library_video is not None and self._same_file(reference_path, reference["sha256"])
         blocks = [_segment_table(match["segments"])]
-        if video is not None and video.stamp.sha256 == query["sha256"] and reference["path"] in self.videos:
-            library_video = self.videos[reference["path"]]
+        if video is not None and video.stamp.sha256 == query["sha256"] and library_video is not None:
             ref_vectors, ref_times = self.library.frames_of(library_video.id)
             views = video.all_views
             background = background_similarity(views, self.background_set, self.background_rank)
@@ -171,7 +185,13 @@ class EvidenceWriter:
                 "<p class='warn'>The similarity map could not be drawn: the query file or the "
                 "reference in the library is not the one the report names.</p>"
             )
-        blocks.append(self._frame_pairs(query_path, reference_path, match["segments"]))
+        blocks.append(
+            self._frame_pairs(
+                query_path if query_same else None,
+                reference_path if reference_same else None,
+                match["segments"],
+            )
+        )
         title = f"{query_path.name} copies {reference_path.name}"
         body = (
             f"<h1>{_e(title)}</h1>"
@@ -181,17 +201,29 @@ class EvidenceWriter:
             f"<td>{_e(_duration(query['duration']))}</td><td>{checks[0]}</td></tr>"
             f"<tr><th>reference</th><td>{_e(reference_path)}</td><td><code>{_e(reference['sha256'])}</code></td>"
             f"<td>{_e(_duration(reference['duration']))}</td><td>{checks[1]}</td></tr></table>"
-            f"<p>Match score <b>{match['score']:.3f}</b> ({_e(report['localizer'])}; see the report's "
+            f"<p>Match score <b>{match['score']:.3f}</b> ({_e(report.get('localizer', '?'))}; see the "
+            "report's "
             "schema for what a score means).</p>" + "".join(blocks) + _provenance(report)
         )
         return _html(title, body)
+
+    def _library_video(self, reference: dict[str, Any]) -> LibraryVideo | None:
+        """The library video a report's reference names, by path and SHA-256 (None: none is)."""
+        video = self.videos.get(reference["path"])
+        return video if video is not None and video.sha256 == reference["sha256"] else None
 
     def _file_check(self, path: Path, sha256: str | None) -> str:
         if (path, sha256) not in self._checks:
             self._checks[path, sha256] = _file_check(path, sha256)
         return self._checks[path, sha256]
 
-    def _frame_pairs(self, query_path: Path, reference_path: Path, segments: Sequence[dict[str, Any]]) -> str:
+    def _same_file(self, path: Path, sha256: str | None) -> bool:
+        return self._file_check(path, sha256) == _SAME
+
+    def _frame_pairs(
+        self, query_path: Path | None, reference_path: Path | None, segments: Sequence[dict[str, Any]]
+    ) -> str:
+        """Frames side by side, from files whose bytes are the report's (None: not drawn)."""
         rows = []
         for number, segment in enumerate(segments, 1):
             pairs = aligned_times(segment)
@@ -209,7 +241,9 @@ class EvidenceWriter:
         return "<h2>Matched frames</h2>" + "".join(rows)
 
 
-def _frames(path: Path, times_s: list[float]) -> list[np.ndarray | None]:
+def _frames(path: Path | None, times_s: list[float]) -> list[np.ndarray | None]:
+    if path is None:
+        return [None] * len(times_s)
     try:
         return frames_at(path, probe(path), times_s)
     except VcopyError:
@@ -223,14 +257,33 @@ def _figure(frame: np.ndarray | None, caption: str) -> str:
     return f"{image}<figcaption>{_e(caption)}</figcaption>"
 
 
+_SAME = "<span class='ok'>same bytes as in the report</span>"
+_NOT_IN_LIBRARY = "<span class='warn'>not read: the library holds no video of this path and SHA-256</span>"
+
+
 def _file_check(path: Path, sha256: str | None) -> str:
+    """Whether a file still has the report's bytes; only a regular video file is read (never a
+    device, FIFO or a file of another kind that a crafted report names)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"<span class='warn'>not readable now ({_e(exc.strerror or exc)})</span>"
+    if not stat.S_ISREG(mode) or path.suffix.lower() not in VIDEO_SUFFIXES:
+        return "<span class='warn'>not read: not a regular video file</span>"
     try:
         actual = sha256_file(path)
     except OSError as exc:
         return f"<span class='warn'>not readable now ({_e(exc.strerror or exc)})</span>"
     if actual != sha256:
         return "<span class='warn'>its bytes changed since the report</span>"
-    return "<span class='ok'>same bytes as in the report</span>"
+    return _SAME
+
+
+def _write_page(path: Path, page: str) -> None:
+    try:
+        write_output_file(path, page.encode("utf-8"))
+    except OSError as exc:
+        raise VcopyError(f"{path}: cannot write the page ({exc.strerror or exc})") from None
 
 
 def _segment_table(segments: Sequence[dict[str, Any]]) -> str:
@@ -268,7 +321,7 @@ def _provenance(report: dict[str, Any]) -> str:
     return (
         "<h2>How this was found</h2>"
         f"<p>vcopy {_e(report['vcopy_version'])}, run started {_e(report['created_utc'])}, library "
-        f"{_e(library['path'])} ({library['videos']} videos, state {_e(library['state_id'])}).</p>"
+        f"{_e(library['path'])} ({_e(library['videos'])} videos, state {_e(library['state_id'])}).</p>"
         f"<h3>Models</h3><ul>{models}</ul>"
         f"<h3>Parameters</h3><pre>{_e(json.dumps(report['parameters'], indent=2))}</pre>"
     )

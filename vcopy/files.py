@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,3 +42,55 @@ def write_atomically(path: Path, data: bytes, durable: bool = False) -> None:
     """Replace ``path``'s content with ``data`` in one rename (``atomic_path``)."""
     with atomic_path(path, durable) as tmp:
         tmp.write_bytes(data)
+
+
+def output_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot take a report or page (None: it can): it must be a new name or a regular
+    file (not a symbolic link, device, FIFO or folder) in a folder where a file can be made. The
+    folder is tried by making and removing a file there, as the write will (``os.access`` says yes
+    to root for ``/proc``)."""
+    path = Path(path)
+    kind = _kind(path)
+    if kind not in (None, "regular file"):
+        return f"is a {kind}, not a regular file; give a regular file name"
+    if not path.parent.is_dir():
+        return f"folder {path.parent} does not exist"
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except OSError as exc:
+        return f"folder {path.parent} cannot be written ({exc.strerror or exc})"
+    probe.unlink(missing_ok=True)
+    return None
+
+
+def write_output_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` (a regular file or a new name; ``output_file_problem`` otherwise, as an
+    ``OSError``) with ``data`` in one rename: a symbolic link is never followed or replaced, a
+    device node never replaced."""
+    problem = output_file_problem(path)
+    if problem:
+        raise OSError(problem)
+    write_atomically(path, data)
+
+
+def _kind(path: Path) -> str | None:
+    """What is at ``path`` without following a symbolic link (None: nothing)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"path that cannot be looked at ({exc.strerror or exc})"
+    for test, name in (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return name
+    return "special file"

@@ -85,8 +85,10 @@ def index_videos(
     sampling = library.sampling
 
     def commit() -> None:
-        library.commit(batch, [video_duration_s(v, sampling) for v in batch])
-        batch.clear()
+        try:
+            library.commit(batch, [video_duration_s(v, sampling) for v in batch])
+        finally:
+            batch.clear()  # a commit that failed is not tried again (its error ends the run)
 
     last_commit = time.monotonic()
     try:

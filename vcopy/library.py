@@ -15,6 +15,8 @@ Layout of ``LIB/``::
                         data, rebuilt from the vector files by ``vcopy library rebuild-index``
     ann-<n>-disk.faiss  with an ``ondisk`` index spec: its on-disk tier (the index with its training)
     ann-<n>.ivfdata     ... and that tier's inverted lists, memory-mapped read-only
+    library.id          the library's identity (also in its meta): a database that is not this
+                        library's own is refused before anything is read or removed
     write.lock          held (flock) by the one process allowed to write
 
 Commits: a batch's vector files are written and synced first, then its rows committed in one
@@ -26,12 +28,16 @@ so a commit costs about the same in a small library and a large one. With on-dis
 the index file holds what came since the on-disk tier was written (``in_ann = 1``; ``2``: in the
 on-disk tier, and ``ann_disk_removed`` the videos removed from it since, hidden at search time); a
 new on-disk tier is written, again under new names, once that part passes ``DISK_MERGE_FRACTION``
-of it. A kill at any moment leaves either the old state or the new one; files no row names are
-removed by the next writer.
+of it. A kill at any moment leaves either the old state or the new one. A file is
+listed in ``loose_files`` (committed) before it is written and after the commit that stops naming it,
+and those are the only files a writer removes unasked (the next writer, after a kill): a file the
+database does not list is never removed, so a lost, emptied or foreign database cannot make a writer
+delete vectors.
 
 Integrity: every vector file's SHA-256 is recorded with its video and checked whenever it is read;
 the index file's SHA-256 and vector count are recorded and checked when it is opened (an on-disk
-tier's lists file: its size then, its SHA-256 by ``verify``). A missing,
+tier's lists file: its size and the SHA-256 of eight 1 MiB samples then, a cost that stays flat with
+its size; its whole SHA-256 by ``verify``, which also runs SQLite's integrity check). A missing,
 damaged or inconsistent part is a ``LibraryError`` naming the file and the command that repairs it,
 and nothing is ever dropped from the library because of it. ``verify`` checks every file.
 """
@@ -45,6 +51,7 @@ import io
 import os
 import re
 import sqlite3
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -70,7 +77,7 @@ if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are describe
 # schema 4 and 5 are upgraded in place by a writer (`vcopy library upgrade`, or `vcopy index`).
 SCHEMA_VERSION = 6
 _OLDEST_UPGRADABLE = 4
-_DB, _LOCK, _VECTORS = "library.sqlite", "write.lock", "vectors"
+_DB, _LOCK, _VECTORS, _ID = "library.sqlite", "write.lock", "vectors", "library.id"
 _OLD_INDEX = "index.faiss"  # schema <= 5: the only copy of the vectors
 SNAPSHOT_FRACTION = 0.1  # pending changes that make a writer write the index file again ...
 SNAPSHOT_MAX_PENDING = 50_000  # ... or this many vectors, whichever is fewer
@@ -79,6 +86,9 @@ DISK_MERGE_FRACTION = 0.1  # in-memory vectors (of the on-disk tier's) that make
 MAX_FRAMES = 1 << 24  # frames per video (the row part of a vector id)
 _VIDEO_COLUMNS = "id, path, sha256, size, mtime_ns, duration_s, fps, width, height, decoder, frames"
 
+_LOOSE_TABLE = """CREATE TABLE IF NOT EXISTS loose_files (
+    name TEXT PRIMARY KEY  -- a file written before the commit that names it, or no longer named
+);"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS videos (
@@ -110,12 +120,13 @@ CREATE TABLE IF NOT EXISTS ann_disk_removed (
     video_id INTEGER PRIMARY KEY,  -- deleted, its vectors still in the on-disk tier
     frames INTEGER NOT NULL
 );
+{loose}
 CREATE TABLE IF NOT EXISTS failures (
     path TEXT PRIMARY KEY,
     reason TEXT NOT NULL,
     failed_utc TEXT NOT NULL
 );
-"""
+""".replace("{loose}", _LOOSE_TABLE)
 
 
 @dataclass(frozen=True)
@@ -211,6 +222,7 @@ class Library:
         root = Path(root)
         lock_fd = None
         if write and descriptor is None and not (root / _DB).is_file():  # nothing to create it with
+            _refuse_stored_files(root)
             raise LibraryError(f"{root}: not a vcopy library (no {_DB}); create one with `vcopy index`")
         if write:
             try:
@@ -227,8 +239,11 @@ class Library:
             if not meta:
                 if not write or descriptor is None or sampling is None:
                     raise LibraryError(f"{root}: library is empty and has no settings yet")
+                _refuse_stored_files(root)
                 _create(db, descriptor, sampling, keyframer)
+                _write_identity(root, db)
                 meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            _check_identity(root, db, meta, write)
             schema = _checked_settings(root / _DB, meta)
             if schema < SCHEMA_VERSION:
                 if not write:
@@ -341,11 +356,12 @@ class Library:
         """A video's exact vectors [N, dim] and their timestamps in seconds, in time order (its
         vector file checked against its recorded SHA-256)."""
         row = self._db.execute(
-            "SELECT vectors_file, vectors_sha256, frames, timestamps_s FROM videos WHERE id = ?", (video_id,)
+            "SELECT vectors_file, vectors_sha256, frames, timestamps_s, path FROM videos WHERE id = ?",
+            (video_id,),
         ).fetchone()
         if row is None:
             raise LibraryError(f"{self.root}: no video with id {video_id}")
-        vectors = self._read_vectors(row[0], row[1], int(row[2]))
+        vectors = self._read_vectors(row[0], row[1], int(row[2]), row[4])
         return vectors, np.frombuffer(row[3], dtype=np.float64).copy()
 
     def timestamps_of(self, video_id: int) -> np.ndarray:
@@ -401,12 +417,16 @@ class Library:
         """Every stored file checked against its recorded SHA-256 and size: one line per problem
         (none: the library is whole)."""
         self._verified.clear()  # every file hashed again
-        problems = []
-        for file, sha256, frames in self._db.execute(
-            "SELECT vectors_file, vectors_sha256, frames FROM videos"
+        problems = [
+            f"{self.root / _DB}: damaged ({row[0]}); restore it from a backup"
+            for row in self._db.execute("PRAGMA integrity_check").fetchall()
+            if row[0] != "ok"
+        ]
+        for file, sha256, frames, path in self._db.execute(
+            "SELECT vectors_file, vectors_sha256, frames, path FROM videos"
         ):
             try:
-                self._read_vectors(file, sha256, int(frames))
+                self._read_vectors(file, sha256, int(frames), path)
             except LibraryError as exc:
                 problems.append(str(exc))
         meta = self.meta
@@ -425,35 +445,56 @@ class Library:
                     )
             except LibraryError as exc:
                 problems.append(str(exc))
-        return problems
+        return list(dict.fromkeys(problems))  # a problem met twice (the tier via the index) once
 
     # -- writing -------------------------------------------------------------------------------
 
     def commit(self, batch: list[EncodedVideo], durations_s: list[float]) -> None:
         """Store encoded videos (replacing any older version of the same files) in one commit: their
-        vector files first (synced), then their rows; see the module docstring."""
+        vector files first (synced), then their rows; see the module docstring. A file that cannot
+        be written (a full disk) is a ``LibraryError`` naming it; nothing of the batch is stored."""
         if not batch:
             return
         self._require_writer()
+        try:
+            self._commit(batch, durations_s)
+        except OSError as exc:
+            where = exc.filename or self.root
+            raise LibraryError(
+                f"{where}: cannot be written ({exc.strerror or exc}); {len(batch)} videos not stored"
+            ) from None
+        except sqlite3.OperationalError as exc:
+            raise LibraryError(
+                f"{self.root / _DB}: cannot be written ({exc}); {len(batch)} videos not stored"
+            ) from None
+
+    def _commit(self, batch: list[EncodedVideo], durations_s: list[float]) -> None:
         ann = self.ann  # loaded before the rows change
         folder = self.root / _VECTORS
         folder.mkdir(exist_ok=True)
-        files = []
         for video in batch:
             if len(video.vectors) >= MAX_FRAMES:
                 raise LibraryError(
                     f"{video.path}: {len(video.vectors)} frames; a library video holds fewer than "
                     f"{MAX_FRAMES}"
                 )
-            files.append(_write_vector_file(folder, video.vectors))
+        names = [f"{uuid.uuid4().hex}.npy" for _ in batch]
+        self._loosen(names)
+        files = [
+            (name, _write_vector_file(folder / name, video.vectors))
+            for name, video in zip(names, batch, strict=True)
+        ]
         old_files: list[str] = []
+        removed: list[tuple[int, int, int]] = []
         new_ids: list[int] = []
         with _transaction(self._db):
             next_id = int(self.meta["next_video_id"])
             for video, (name, sha256), duration_s in zip(batch, files, durations_s, strict=True):
                 old = self.video_by_path(str(video.path))
                 if old is not None:
-                    old_files += self._delete_rows([old.id])
+                    gone, held = self._delete_rows([old.id])
+                    old_files += gone
+                    removed += held
                 self._db.execute(
                     "INSERT INTO videos (id, path, sha256, size, mtime_ns, duration_s, fps, width, height,"
                     " rotation_deg, decoder, indexed_utc, frames, timestamps_s, vectors_file, vectors_sha256)"
@@ -471,7 +512,9 @@ class Library:
                 new_ids.append(next_id)
                 next_id += 1
             _set_meta(self._db, next_video_id=str(next_id))
+            self._tighten(names, loosened=old_files)
             self._bump_generation()
+        _forget(ann, removed)  # the in-memory index changes only once the rows have
         for video_id, video in zip(new_ids, batch, strict=True):
             ann.add(vector_ids(video_id, len(video.vectors)), video.vectors)
         self._unlink(old_files)
@@ -482,10 +525,12 @@ class Library:
         if not video_ids:
             return
         self._require_writer()
-        self.load_index()  # before the rows change
+        ann = self.load_index()  # before the rows change
         with _transaction(self._db):
-            files = self._delete_rows(video_ids)
+            files, removed = self._delete_rows(video_ids)
+            self._tighten([], loosened=files)
             self._bump_generation()
+        _forget(ann, removed)
         self._unlink(files)
         self._maybe_snapshot()
 
@@ -537,34 +582,40 @@ class Library:
         if self._lock_fd is None:
             raise LibraryError(f"{self.root}: opened read-only")
 
-    def _read_vectors(self, name: str, sha256: str, frames: int) -> np.ndarray:
-        """A vector file, checked against its recorded SHA-256 the first time this process reads it
-        (vector files are written once and never changed: a query batch that reads the same
-        reference again does not hash it again; ``verify`` always does)."""
+    def _read_vectors(self, name: str, sha256: str, frames: int, video_path: str) -> np.ndarray:
+        """A vector file (of the library video ``video_path``, which errors name), checked against
+        its recorded SHA-256 the first time this process reads it (vector files are written once and
+        never changed: a query batch that reads the same reference again does not hash it again;
+        ``verify`` always does)."""
         path = self.root / _VECTORS / name
+        what = f"{path} (the vectors of {video_path})"
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise LibraryError(f"{path}: missing (a library video's vectors); {_REINDEX}") from None
+            raise LibraryError(f"{what}: missing; {_reindex(video_path)}") from None
         except OSError as exc:
-            raise LibraryError(f"{path}: unreadable ({exc.strerror or exc})") from None
+            raise LibraryError(f"{what}: unreadable ({exc.strerror or exc})") from None
         if name not in self._verified:
             if hashlib.sha256(data).hexdigest() != sha256:
                 raise LibraryError(
-                    f"{path}: damaged (its SHA-256 is not the one the library recorded); {_REINDEX}"
+                    f"{what}: damaged (its SHA-256 is not the one the library recorded); "
+                    f"{_reindex(video_path)}"
                 )
             self._verified.add(name)
-        vectors = np.load(io.BytesIO(data), allow_pickle=False)
+        try:
+            vectors = np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as exc:
+            raise LibraryError(f"{what}: not a vector file ({exc})") from None
         if vectors.shape != (frames, self.dim) or vectors.dtype != np.float32:
             raise LibraryError(
-                f"{path}: holds {vectors.shape} {vectors.dtype}, not {frames} x {self.dim} float32"
+                f"{what}: holds {vectors.shape} {vectors.dtype}, not {frames} x {self.dim} float32"
             )
         return vectors
 
-    def _delete_rows(self, video_ids: list[int]) -> list[str]:
-        """Delete videos' rows (inside a transaction) and take their vectors out of the in-memory
-        index; returns their vector files."""
-        files = []
+    def _delete_rows(self, video_ids: list[int]) -> tuple[list[str], list[tuple[int, int, int]]]:
+        """Delete videos' rows (inside a transaction); returns their vector files and what the
+        in-memory index must forget once the transaction is committed (``_forget``)."""
+        files, removed = [], []
         for video_id in video_ids:
             row = self._db.execute(
                 "SELECT vectors_file, frames, in_ann FROM videos WHERE id = ?", (video_id,)
@@ -578,30 +629,52 @@ class Library:
             for table in (t for tables in _VIDEO_TABLES.values() for t in tables.tables):
                 self._db.execute(f"DELETE FROM {table} WHERE video_id = ?", (video_id,))
             self._db.execute("DELETE FROM videos WHERE id = ?", (video_id,))
-            self.ann.remove_video(video_id, int(row[1]), on_disk=row[2] == 2)
-        return files
+            removed.append((video_id, int(row[1]), int(row[2])))
+        return files, removed
 
-    def _unlink(self, files: Iterable[str]) -> None:
-        for name in files:
+    def _unlink(self, files: Iterable[str], folder: str = _VECTORS) -> None:
+        """Remove files a commit stopped naming, then their ``loose_files`` entries."""
+        names = list(files)
+        for name in names:
             with contextlib.suppress(FileNotFoundError):
-                (self.root / _VECTORS / name).unlink()
+                (self.root / folder / name).unlink()
+        if names:
+            with _transaction(self._db):
+                self._db.executemany("DELETE FROM loose_files WHERE name = ?", [(n,) for n in names])
+
+    def _loosen(self, names: list[str]) -> None:
+        """List files about to be written (committed before they are), so that the next writer may
+        remove them if the commit that would name them never comes."""
+        with _transaction(self._db):
+            self._db.executemany("INSERT OR IGNORE INTO loose_files VALUES (?)", [(n,) for n in names])
+
+    def _tighten(self, named: list[str], loosened: list[str]) -> None:
+        """Inside a commit: files it names are no longer loose, files it stops naming are."""
+        self._db.executemany("DELETE FROM loose_files WHERE name = ?", [(n,) for n in named])
+        self._db.executemany("INSERT OR IGNORE INTO loose_files VALUES (?)", [(n,) for n in loosened])
 
     def _bump_generation(self) -> None:
         self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
 
     def _remove_orphan_files(self) -> None:
-        """Vector and index files no row names: what a kill between a file and its commit leaves."""
-        named = {r[0] for r in self._db.execute("SELECT vectors_file FROM videos")}
-        folder = self.root / _VECTORS
-        if folder.is_dir():
-            self._unlink(p.name for p in folder.iterdir() if p.name not in named)
-        meta = self.meta
-        current = {meta.get("ann_file"), meta.get("ann_disk_file"), meta.get("ann_disk_lists")}
-        for path in self.root.glob("ann-*"):
-            if path.name not in current:
+        """What a kill left: files listed as loose that no row or setting names (written before a
+        commit that never came, or no longer named after one), and half-written temporary files.
+        A file the database does not list is never removed."""
+        for folder in (self.root, self.root / _VECTORS):
+            for path in folder.glob(".*.tmp*"):
                 path.unlink(missing_ok=True)
-        for path in self.root.glob(".*.tmp*"):
-            path.unlink(missing_ok=True)
+        loose = [r[0] for r in self._db.execute("SELECT name FROM loose_files")]
+        if not loose:
+            return
+        named = {r[0] for r in self._db.execute("SELECT vectors_file FROM videos")}
+        meta = self.meta
+        named |= {meta.get(key) or "" for key in ("ann_file", *_DISK_TIER_FILES)}
+        orphans = [name for name in loose if name not in named and _LOOSE_NAME.fullmatch(name)]
+        self._unlink(n for n in orphans if n.endswith(".npy"))
+        self._unlink((n for n in orphans if not n.endswith(".npy")), folder=".")
+        with _transaction(self._db):  # listed, then named by a commit: not loose
+            listed = [(n,) for n in loose if n in named]
+            self._db.executemany("DELETE FROM loose_files WHERE name = ?", listed)
 
     def _pending_vectors(self) -> int:
         added = self._db.execute("SELECT COALESCE(SUM(frames), 0) FROM videos WHERE in_ann = 0").fetchone()[0]
@@ -613,8 +686,21 @@ class Library:
 
     def _open_ann(self) -> AnnIndex:
         """The index file with what was committed since it was written applied: removed videos out,
-        added ones in (from their vector files)."""
-        meta = self.meta
+        added ones in (from their vector files), all read in one snapshot of the database; read
+        again when a writer replaced the index file meanwhile."""
+        for _ in range(3):
+            with _read_snapshot(self._db):
+                meta = self.meta
+                try:
+                    return self._open_ann_as_of(meta)
+                except LibraryError:
+                    failure = sys.exc_info()
+            fresh = self.meta  # a writer may have replaced the files since the snapshot
+            if all(fresh.get(key) == meta.get(key) for key in ("ann_file", *_DISK_TIER_FILES)):
+                raise failure[1] from None  # type: ignore[misc]
+        raise LibraryError(f"{self.root}: its index kept changing while it was read; try again")
+
+    def _open_ann_as_of(self, meta: dict[str, str]) -> AnnIndex:
         if not meta.get("ann_file"):
             if int(self._db.execute("SELECT COUNT(*) FROM videos WHERE in_ann = 1").fetchone()[0]):
                 raise LibraryError(
@@ -629,10 +715,10 @@ class Library:
             for video_id, frames in self._db.execute("SELECT video_id, frames FROM ann_disk_removed"):
                 ann.remove_video(int(video_id), int(frames), on_disk=True)
         pending = self._db.execute(
-            "SELECT id, vectors_file, vectors_sha256, frames FROM videos WHERE in_ann = 0 ORDER BY id"
+            "SELECT id, vectors_file, vectors_sha256, frames, path FROM videos WHERE in_ann = 0 ORDER BY id"
         ).fetchall()
-        for video_id, name, sha256, frames in pending:
-            ann.add(vector_ids(video_id, frames), self._read_vectors(name, sha256, frames))
+        for video_id, name, sha256, frames, video_path in pending:
+            ann.add(vector_ids(video_id, frames), self._read_vectors(name, sha256, frames, video_path))
         return ann
 
     def _read_ann_file(self, meta: dict[str, str]) -> AnnIndex:
@@ -640,9 +726,6 @@ class Library:
         try:
             data = np.fromfile(path, dtype=np.uint8)
         except FileNotFoundError:
-            fresh = self.meta  # a writer may just have replaced it
-            if fresh.get("ann_file") != meta.get("ann_file") and fresh.get("ann_file"):
-                return self._read_ann_file(fresh)
             raise LibraryError(f"{path}: missing (the library's index file); {_REBUILD}") from None
         except OSError as exc:
             raise LibraryError(f"{path}: unreadable ({exc.strerror or exc})") from None
@@ -653,13 +736,7 @@ class Library:
         spec = AnnSpec.parse(meta["ann_built"])
         disk = None
         if meta.get("ann_disk_file"):
-            try:
-                disk = self._read_disk_tier(meta)
-            except LibraryError:
-                fresh = self.meta  # a writer may just have written a new tier
-                if fresh.get("ann_disk_file") != meta["ann_disk_file"] and fresh.get("ann_file"):
-                    return self._read_ann_file(fresh)
-                raise
+            disk = self._read_disk_tier(meta)
         try:
             ann = AnnIndex.deserialize(data, spec, self.dim, disk)
         except (RuntimeError, ValueError) as exc:
@@ -686,6 +763,11 @@ class Library:
                 f"{lists}: {lists.stat().st_size} bytes, the library recorded "
                 f"{meta['ann_disk_lists_bytes']}; {_REBUILD}"
             )
+        if meta.get("ann_disk_lists_samples") != _samples(lists, meta.get("ann_disk_lists_samples")):
+            raise LibraryError(
+                f"{lists}: damaged or replaced (its sampled SHA-256s are not the ones the library "
+                f"recorded); {_REBUILD}"
+            )
         try:
             disk = read_disk_tier(header, AnnSpec.parse(meta["ann_built"]))
         except RuntimeError as exc:
@@ -700,15 +782,15 @@ class Library:
     def _build_ann(self, spec: AnnSpec) -> AnnIndex:
         """A new index of concrete ``spec`` over every stored vector (trained on a sample of them)."""
         rows = self._db.execute(
-            "SELECT id, vectors_file, vectors_sha256, frames FROM videos ORDER BY id"
+            "SELECT id, vectors_file, vectors_sha256, frames, path FROM videos ORDER BY id"
         ).fetchall()
         need = training_sample(self.vector_count, spec)
         sample = np.zeros((0, self.dim), np.float32)
         rng = np.random.default_rng(0)
         picked, have = [], 0
         for i in rng.permutation(len(rows)) if need else ():
-            video_id, name, sha256, frames = rows[i]
-            picked.append(self._read_vectors(name, sha256, frames))
+            video_id, name, sha256, frames, video_path = rows[i]
+            picked.append(self._read_vectors(name, sha256, frames, video_path))
             have += frames
             if have >= need:
                 break
@@ -720,8 +802,8 @@ class Library:
                 f"has {self.vector_count}"
             )
         ann = AnnIndex.trained(spec, self.dim, sample)
-        for video_id, name, sha256, frames in rows:
-            ann.add(vector_ids(video_id, frames), self._read_vectors(name, sha256, frames))
+        for video_id, name, sha256, frames, video_path in rows:
+            ann.add(vector_ids(video_id, frames), self._read_vectors(name, sha256, frames, video_path))
         return ann
 
     def _maybe_snapshot(self) -> None:
@@ -748,6 +830,9 @@ class Library:
             ann.disk is None or ann.memory_vectors >= DISK_MERGE_FRACTION * ann.disk_vectors
         )
         tier: dict[str, str] = {}
+        name = f"{stem}.faiss"
+        written = [name, f"{stem}-disk.faiss", f"{stem}.ivfdata"] if merge else [name]
+        self._loosen(written)
         if merge:
             header, lists = self.root / f"{stem}-disk.faiss", self.root / f"{stem}.ivfdata"
             ann.merged_to_disk(header, lists)
@@ -757,14 +842,16 @@ class Library:
                 "ann_disk_lists": lists.name,
                 "ann_disk_lists_bytes": str(lists.stat().st_size),
                 "ann_disk_lists_sha256": sha256_file(lists),
+                "ann_disk_lists_samples": _samples(lists) or "",
                 "ann_disk_vectors": str(ann.disk_vectors),
             }
         elif ann.disk is None:
             tier = dict.fromkeys(_DISK_TIER_KEYS, "")
-        name = f"{stem}.faiss"
         data = ann.serialize()
         write_atomically(self.root / name, data.tobytes(), durable=True)
+        replaced = [old[key] for key in ("ann_file", *(_DISK_TIER_FILES if tier else ())) if old.get(key)]
         with _transaction(self._db):
+            self._tighten(written, loosened=replaced)
             _set_meta(
                 self._db,
                 ann_file=name,
@@ -783,14 +870,17 @@ class Library:
             self._db.execute("DELETE FROM ann_removed")
             if tier:
                 self._db.execute("DELETE FROM ann_disk_removed")
-        for key in ("ann_file", *(_DISK_TIER_FILES if tier else ())):
-            if old.get(key) and old[key] != self.meta.get(key):
-                (self.root / old[key]).unlink(missing_ok=True)
+        self._unlink(replaced, folder=".")
 
 
-_REINDEX = (
-    "remove the video (`vcopy library rm PATH`) and index it again, or restore the library from a backup"
-)
+def _reindex(video_path: str) -> str:
+    """How a video with damaged vectors is repaired."""
+    return (
+        f"remove the video (`vcopy library rm LIB {video_path}`) and index it again, or restore the "
+        "library from a backup"
+    )
+
+
 _REBUILD = "rebuild it from the vector files with `vcopy library rebuild-index LIB`"
 
 
@@ -811,17 +901,120 @@ _DISK_TIER_KEYS = (
     "ann_disk_sha256",
     "ann_disk_lists_bytes",
     "ann_disk_lists_sha256",
+    "ann_disk_lists_samples",
     "ann_disk_vectors",
 )
 
 
-def _write_vector_file(folder: Path, vectors: np.ndarray) -> tuple[str, str]:
-    """A new vector file in ``folder`` (synced to disk); its name and SHA-256."""
+def _write_vector_file(path: Path, vectors: np.ndarray) -> str:
+    """A new vector file (synced to disk); its SHA-256."""
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
-    name = f"{uuid.uuid4().hex}.npy"
-    write_atomically(folder / name, buffer.getvalue(), durable=True)
-    return name, hashlib.sha256(buffer.getvalue()).hexdigest()
+    write_atomically(path, buffer.getvalue(), durable=True)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def _forget(ann: AnnIndex, removed: list[tuple[int, int, int]]) -> None:
+    """Take deleted videos (id, frames, in_ann) out of the in-memory index."""
+    for video_id, frames, in_ann in removed:
+        ann.remove_video(video_id, frames, on_disk=in_ann == 2)
+
+
+LISTS_SAMPLES = 8  # 1 MiB blocks of an on-disk lists file hashed when it is opened
+_SAMPLE_BYTES = 1 << 20
+
+
+def _samples(path: Path, recorded: str | None = "") -> str | None:
+    """``offset:sha256`` of ``LISTS_SAMPLES`` blocks spread over a file (its first and last among
+    them), at the offsets ``recorded`` names when given (None when nothing was recorded: a tier
+    written before vcopy recorded samples)."""
+    if recorded is None:
+        return None
+    size = path.stat().st_size
+    if recorded:
+        offsets = [int(item.split(":")[0]) for item in recorded.split(",")]
+    else:
+        last = max(size - _SAMPLE_BYTES, 0)
+        offsets = sorted({round(last * i / (LISTS_SAMPLES - 1)) for i in range(LISTS_SAMPLES)})
+    with open(path, "rb") as file:
+        parts = []
+        for offset in offsets:
+            file.seek(offset)
+            parts.append(f"{offset}:{hashlib.sha256(file.read(_SAMPLE_BYTES)).hexdigest()}")
+    return ",".join(parts)
+
+
+_LOOSE_NAME = re.compile(r"([0-9a-f]{32}\.npy|ann-\d+-[0-9a-f]{8}(-disk\.faiss|\.faiss|\.ivfdata))")
+
+
+def _refuse_stored_files(root: Path) -> None:
+    """A folder that holds a library's files but no usable database is not made a new library (its
+    vectors would be orphaned) nor opened: the database must be restored."""
+    stored = [root / _ID, *root.glob("ann-*")]
+    if any(p.exists() for p in stored) or any((root / _VECTORS).glob("*.npy")):
+        raise LibraryError(
+            f"{root}: holds a library's vectors but no usable {_DB} (lost or emptied); restore "
+            f"{root / _DB} from a backup, or move the folder away to start a new library"
+        )
+
+
+def _write_identity(root: Path, db: sqlite3.Connection) -> None:
+    """Give a library its identity: in its meta, then in ``library.id`` beside it."""
+    identity = uuid.uuid4().hex
+    with _transaction(db):
+        _set_meta(db, library_id=identity)
+    write_atomically(root / _ID, f"{identity}\n".encode(), durable=True)
+
+
+def _check_identity(root: Path, db: sqlite3.Connection, meta: dict[str, str], write: bool) -> None:
+    """The database must be this folder's own (``library.id``); a library made before vcopy
+    recorded identities gets one from its first writer."""
+    try:
+        on_disk = (root / _ID).read_text(encoding="ascii", errors="replace").strip()
+    except FileNotFoundError:
+        on_disk = None
+    except OSError as exc:
+        raise LibraryError(f"{root / _ID}: unreadable ({exc.strerror or exc})") from None
+    recorded = meta.get("library_id")
+    if recorded and on_disk and recorded != on_disk:
+        raise LibraryError(
+            f"{root / _DB}: the database of another library (its identity is not {root / _ID}'s); "
+            f"restore this library's own {_DB} from a backup"
+        )
+    if not recorded and on_disk:
+        raise LibraryError(
+            f"{root / _DB}: a database with no identity in a library that has one ({root / _ID}); "
+            f"restore this library's own {_DB} from a backup"
+        )
+    if write and on_disk is None:
+        if recorded and any((root / _VECTORS).glob("*.npy")) and not _names_every_vector_file(root, db):
+            raise LibraryError(
+                f"{root / _ID}: missing, and {root / _VECTORS} holds files the database does not name; "
+                f"restore {root / _ID} (or this library's own {_DB}) from a backup"
+            )
+        if recorded:
+            write_atomically(root / _ID, f"{recorded}\n".encode(), durable=True)
+        else:
+            _write_identity(root, db)
+        meta.update(dict(db.execute("SELECT key, value FROM meta").fetchall()))
+
+
+def _names_every_vector_file(root: Path, db: sqlite3.Connection) -> bool:
+    named = {r[0] for r in db.execute("SELECT vectors_file FROM videos")}
+    return all(p.name in named for p in (root / _VECTORS).glob("*.npy"))
+
+
+@contextlib.contextmanager
+def _read_snapshot(db: sqlite3.Connection) -> Iterator[None]:
+    """Reads inside the block see one state of the database (none in a writer's transaction)."""
+    if db.in_transaction:
+        yield
+        return
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("COMMIT")
 
 
 def recorded_descriptor(root: Path) -> str | None:
@@ -911,6 +1104,7 @@ def _upgrade(root: Path, db: sqlite3.Connection, meta: dict[str, str], schema: i
             raise LibraryError(f"{old_index}: unreadable FAISS index ({faiss_reason(exc)})") from None
     folder = root / _VECTORS
     folder.mkdir(exist_ok=True)
+    db.execute(_LOOSE_TABLE)
     converted = []
     for video_id, path in videos:
         rows = db.execute(
@@ -923,7 +1117,9 @@ def _upgrade(root: Path, db: sqlite3.Connection, meta: dict[str, str], schema: i
             raise LibraryError(
                 f"{old_index}: vectors of {path} are missing from it ({faiss_reason(exc)})"
             ) from None
-        name, sha256 = _write_vector_file(folder, vectors)
+        name = f"{uuid.uuid4().hex}.npy"
+        db.execute("INSERT OR IGNORE INTO loose_files VALUES (?)", (name,))
+        sha256 = _write_vector_file(folder / name, vectors)
         times = np.array([r[1] for r in rows], dtype=np.float64)
         converted.append((video_id, len(rows), times.tobytes(), name, sha256))
     with _transaction(db):
@@ -941,6 +1137,7 @@ def _upgrade(root: Path, db: sqlite3.Connection, meta: dict[str, str], schema: i
             [(n, t, f, s, v) for v, n, t, f, s in converted],
         )
         db.execute("DROP TABLE IF EXISTS vectors")
+        db.executemany("DELETE FROM loose_files WHERE name = ?", [(c[3],) for c in converted])
         db.execute("DELETE FROM meta WHERE key IN ('index_sha256', 'index_vectors', 'pending_index_sha256')")
         next_id = int(db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM videos").fetchone()[0])
         _set_meta(db, schema_version=str(SCHEMA_VERSION), next_video_id=str(next_id), ann_spec="auto")
@@ -1005,6 +1202,24 @@ def _checked_settings(db_path: Path, meta: dict[str, str]) -> int:
 
 def _set_meta(db: sqlite3.Connection, **values: str) -> None:
     db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
+
+
+def check_no_writer(root: Path) -> None:
+    """A ``LibraryError`` now if another process is writing the library at ``root``: an ``index``
+    that would wait for it is refused before it loads any model."""
+    try:
+        fd = os.open(Path(root) / _LOCK, os.O_RDONLY)
+    except OSError:
+        return  # no lock file: no writer (opening for write checks again)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        raise LibraryError(
+            f"{root}: another process (pid {holder}) is writing this library; try again later"
+        ) from None
+    finally:
+        os.close(fd)
 
 
 def _take_lock(root: Path) -> int:

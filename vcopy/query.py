@@ -103,7 +103,9 @@ class CopyFinder:
         if len(self.descriptor.background) == 0:
             raise VcopyError("matching needs a descriptor with a background set (it normalises scores)")
         self.background_set = self.descriptor.background
-        spd_weights = self.config.spd_weights or jointly_trained_spd(self.pipeline.spec.keyframes)
+        spd_weights = self.config.spd_weights
+        if spd_weights is None and self.config.localizer == "spd":  # only SPD reads weights
+            spd_weights = jointly_trained_spd(self.pipeline.spec.keyframes)
         self.localizer: Localizer = create_localizer(self.config.localizer, spd_weights, self.descriptor.name)
         trained_on = getattr(self.localizer, "descriptor", self.descriptor.name)
         if trained_on != self.descriptor.name:

@@ -6,16 +6,18 @@ import csv
 import io
 import json
 import math
+import os
 import platform
+import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import vcopy
 from vcopy.errors import VcopyError
-from vcopy.files import write_atomically
+from vcopy.files import write_output_file
 
 if TYPE_CHECKING:  # reports are also written by commands that never load the copy finder
     from vcopy.library import Library
@@ -118,29 +120,38 @@ def _rounded(span: tuple[float, float]) -> list[float]:
     return [round(span[0], 3), round(span[1], 3)]
 
 
+MAX_REPORT_BYTES = 1 << 30
+
+
 def read_report(path: Path) -> dict[str, Any]:
-    """A report written by ``vcopy query`` (``vcopy.report/1``); anything else is a one-line error."""
+    """A report written by ``vcopy query`` (``vcopy.report/1``), validated against the shipped
+    schema; anything else (not a regular file, NaN or infinite numbers, a field of the wrong type or
+    out of range) is a one-line error."""
+    import jsonschema
+
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise VcopyError(f"{path}: not a readable report ({type(exc).__name__})") from None
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise VcopyError(f"{path}: not a readable report (not a regular file)")
+        with open(path, "rb") as file:
+            data = file.read(MAX_REPORT_BYTES + 1)
+        if len(data) > MAX_REPORT_BYTES:
+            raise VcopyError(f"{path}: not a readable report (over {MAX_REPORT_BYTES >> 20} MiB)")
+        report = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise VcopyError(f"{path}: not a readable report ({type(exc).__name__}: {exc})") from None
     if not isinstance(report, dict) or report.get("schema") != SCHEMA_ID:
         raise VcopyError(f"{path}: not a vcopy report (schema is not {SCHEMA_ID})")
-    try:
-        segment_ends = [
-            (match["reference"]["path"], segment[end])
-            for query in report["queries"]
-            for match in query["matches"]
-            for segment in match["segments"]
-            for end in ("query_start", "query_end", "reference_start", "reference_end")
-        ]
-        if not isinstance(report["library"]["path"], str) or not all(
-            isinstance(path, str) and isinstance(at, int | float) for path, at in segment_ends
-        ):
-            raise ValueError("a path that is not text or a time that is not a number")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise VcopyError(f"{path}: a vcopy report missing what it must hold ({exc})") from None
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(load_schema()).iter_errors(report)
+    )
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "the report"
+        raise VcopyError(f"{path}: not a valid vcopy report ({where}: {error.message[:200]})")
     return report
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def timecode(seconds: float) -> str:
@@ -159,8 +170,9 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def report_csv(report: dict[str, Any]) -> str:
-    """The report's copied segments as CSV, one row per segment (times in seconds and timecodes)."""
+def report_csv(report: dict[str, Any], text: Callable[[str], str] = str) -> str:
+    """The report's copied segments as CSV, one row per segment (times in seconds and timecodes);
+    paths go through ``text`` (on a terminal: with control characters escaped)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -169,7 +181,8 @@ def report_csv(report: dict[str, Any]) -> str:
             reference = match["reference"]
             for s in match["segments"]:
                 writer.writerow(
-                    [query["path"], query["sha256"], reference["path"], reference["sha256"], match["score"]]
+                    [text(query["path"]), query["sha256"], text(reference["path"]), reference["sha256"]]
+                    + [match["score"]]
                     + [s[column] for column in CSV_COLUMNS[5:-1]]
                     + [s["score"]]
                 )
@@ -187,7 +200,7 @@ def write_report(report: dict[str, Any], destination: str) -> None:
         return
     path = Path(destination)
     try:
-        write_atomically(path, text.encode())
+        write_output_file(path, text.encode())
     except OSError as exc:
         raise VcopyError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
 
