@@ -466,6 +466,8 @@ def index_command(
         if keyframe_weights is not None
         else create_keyframer(keyframes_name, device=device)
     )
+    if isinstance(keyframer, LearnedKeyFrames):  # before a library records them
+        keyframer.check_descriptor(descriptor.name)
     sampling = SamplingConfig(
         sample_fps=sample_fps, frame_size=descriptor.frame_size, stall_timeout_s=decode_timeout
     )

@@ -321,10 +321,14 @@ class Library:
         return [LibraryVideo(*row) for row in rows]
 
     def video(self, video_id: int) -> LibraryVideo:
-        row = self._db.execute(f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE id = ?", (video_id,)).fetchone()
-        if row is None:
+        video = self.video_by_id(video_id)
+        if video is None:
             raise LibraryError(f"{self.root}: no video with id {video_id}")
-        return LibraryVideo(*row)
+        return video
+
+    def video_by_id(self, video_id: int) -> LibraryVideo | None:
+        row = self._db.execute(f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE id = ?", (video_id,)).fetchone()
+        return None if row is None else LibraryVideo(*row)
 
     def video_by_path(self, path: str) -> LibraryVideo | None:
         row = self._db.execute(f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE path = ?", (path,)).fetchone()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any, cast
@@ -23,9 +24,40 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def onnx_session(model: Path | bytes, device: str = "cpu", threads: int | None = None) -> Any:
+MAX_MODEL_BYTES = 64 << 20  # a weights file of the user's (SPD, SKE, a text model): vcopy's are < 1 MB
+BOUNDED_ARENA_BYTES = 256 << 20  # what such a model may allocate when it runs (the shipped SPD: ~40 MB)
+_bounded_arena = False
+
+
+def read_model_file(path: Path, what: str, max_bytes: int = MAX_MODEL_BYTES) -> bytes:
+    """A weights file's bytes, once it is known to be a regular file of at most ``max_bytes``
+    (checked before anything is read: a sparse file of gigabytes costs nothing); a one-line
+    VcopyError saying it is not ``what`` otherwise."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise VcopyError(f"{path}: not {what} (not a regular file)")
+        if info.st_size > max_bytes:
+            raise VcopyError(f"{path}: not {what} ({info.st_size} bytes; at most {max_bytes} are read)")
+        with open(path, "rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as exc:
+        raise VcopyError(f"{path}: not readable {what} ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise VcopyError(f"{path}: not {what} (over {max_bytes} bytes)")
+    return data
+
+
+def onnx_session(
+    model: Path | bytes, device: str = "cpu", threads: int | None = None, bounded: bool = False
+) -> Any:
     """An ``onnxruntime.InferenceSession`` of ``model`` (a file or its bytes) on ``device`` (``cpu``
-    or ``cuda[:N]``, which needs onnxruntime-gpu), quiet, with ``threads`` (default: ``cpu_threads``)."""
+    or ``cuda[:N]``, which needs onnxruntime-gpu), quiet, with ``threads`` (default: ``cpu_threads``).
+
+    ``bounded``, for weights a user may hand in (SPD, SKE): what the network allocates on the CPU
+    comes from one arena of ``BOUNDED_ARENA_BYTES`` (a crafted graph that asks for gigabytes fails
+    to run instead), and constants are not folded when the session is made (folding allocates
+    outside any arena)."""
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -38,9 +70,24 @@ def onnx_session(model: Path | bytes, device: str = "cpu", threads: int | None =
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or cpu_threads()
     options.log_severity_level = 3
+    extra: dict[str, Any] = {}
+    if bounded:
+        _register_bounded_arena(ort)
+        options.add_session_config_entry("session.use_env_allocators", "1")
+        options.log_severity_level = 4  # a refused allocation is the caller's one-line error
+        extra["disabled_optimizers"] = ["ConstantFolding"]
     return ort.InferenceSession(
-        model if isinstance(model, bytes) else str(model), options, providers=providers
+        model if isinstance(model, bytes) else str(model), options, providers=providers, **extra
     )
+
+
+def _register_bounded_arena(ort: Any) -> None:
+    """The process's one CPU arena for bounded sessions (ONNX Runtime shares it between them)."""
+    global _bounded_arena
+    if not _bounded_arena:
+        memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(memory, ort.OrtArenaCfg(BOUNDED_ARENA_BYTES, -1, -1, -1))
+        _bounded_arena = True
 
 
 def onnx_export(

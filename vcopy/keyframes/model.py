@@ -86,9 +86,15 @@ def weights_record(net: KeyFrameNet, settings: SkeSettings, extra: dict[str, Any
     }
 
 
+SKE_WEIGHTS_KEYS = frozenset(
+    {"format", "net_config", "settings", "state_dict", "command", "epoch", "init_spd", "train_config"}
+    | {"validation"}
+)
+
+
 def load_net(path: Path) -> tuple[KeyFrameNet, SkeSettings, dict[str, Any]]:
     """The network and settings of a ``.pt`` weights file (checked: a weights file is data)."""
-    weights = read_torch_file(path, "SKE weights")
+    weights = read_torch_file(path, "SKE weights", keys=SKE_WEIGHTS_KEYS)
     if not isinstance(weights, dict) or weights.get("format") != WEIGHTS_FORMAT:
         raise VcopyError(f"{path}: not SKE weights (format is not {WEIGHTS_FORMAT})")
     try:

@@ -10,21 +10,22 @@ jointly with it (a file beside it), which ``vcopy query`` then uses on such a li
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from vcopy.checks import bounded_float, bounded_int
 from vcopy.errors import VcopyError
 from vcopy.keyframes import with_first
-from vcopy.video import sha256_file
 
 SETTINGS_KEY = "vcopy.ske"
 ONNX_FORMAT = "vcopy.ske-onnx/1"
 SHIPPED_WEIGHTS = "ske.onnx"
+_PROBE_FRAMES = 8  # frames of zeros a weights file is tried on when it is loaded
 
 
 @dataclass(frozen=True)
@@ -97,25 +98,60 @@ class LearnedKeyFrames:
     """``select(vectors)``: the rows SKE keeps (see the module doc)."""
 
     def __init__(self, weights_path: Path | None = None, device: str = "cpu") -> None:
-        from vcopy.runtime import onnx_session
+        from vcopy.runtime import onnx_session, read_model_file
 
         self.weights_path = Path(weights_path) if weights_path is not None else shipped_weights_path()
+        model = read_model_file(self.weights_path, "SKE weights")
         try:
-            model = self.weights_path.read_bytes()
-        except OSError as exc:
-            raise VcopyError(
-                f"{self.weights_path}: not readable SKE weights ({exc.strerror or exc})"
-            ) from None
-        try:
-            self._session = onnx_session(model, device)
+            self._session = onnx_session(model, device, bounded=True)
             record = json.loads(self._session.get_modelmeta().custom_metadata_map[SETTINGS_KEY])
         except VcopyError:
             raise
         except Exception as exc:  # ONNX Runtime's errors have no common base class; a missing key
             raise VcopyError(f"{self.weights_path}: not SKE weights ({type(exc).__name__})") from None
         self.settings = SkeSettings.from_record(record, self.weights_path)
-        self.sha256 = sha256_file(self.weights_path)
+        self.dim = self._checked_network()
+        self.sha256 = hashlib.sha256(model).hexdigest()
         self.name = f"ske/{self.sha256[:8]}"
+
+    def _checked_network(self) -> int:
+        """The vector size the network takes, once it is known to be vcopy's: one input
+        ``vectors`` [batch, frames, dim], one output [batch, frames] of probabilities, run once."""
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        shape = inputs[0].shape if len(inputs) == 1 else []
+        if (
+            len(inputs) != 1
+            or inputs[0].name != "vectors"
+            or len(shape) != 3
+            or not isinstance(shape[2], int)
+        ):
+            raise VcopyError(f"{self.weights_path}: not SKE weights made by vcopy (its network's input)")
+        if len(outputs) != 1 or len(outputs[0].shape) != 2:
+            raise VcopyError(f"{self.weights_path}: not SKE weights made by vcopy (its network's output)")
+        dim = int(shape[2])
+        if not 1 <= dim <= 1 << 16:
+            raise VcopyError(f"{self.weights_path}: not SKE weights made by vcopy (vectors of {dim})")
+        try:
+            probe = self.probabilities(np.zeros((_PROBE_FRAMES, dim), np.float32))
+        except Exception as exc:  # ONNX Runtime's errors have no common base class
+            reason = type(exc).__name__
+            raise VcopyError(
+                f"{self.weights_path}: not SKE weights (its network does not run: {reason})"
+            ) from None
+        if probe.shape != (_PROBE_FRAMES,) or not np.all((probe >= 0) & (probe <= 1)):
+            raise VcopyError(
+                f"{self.weights_path}: not SKE weights made by vcopy (its network's output for "
+                f"{_PROBE_FRAMES} frames is {probe.shape}, not one probability per frame)"
+            )
+        return dim
+
+    def check_descriptor(self, name: str) -> None:
+        """Key frames are learned on one descriptor's vectors: another's is a VcopyError."""
+        if self.settings.descriptor != name:
+            raise VcopyError(
+                f"{self.weights_path}: SKE weights learned on descriptor {self.settings.descriptor}, "
+                f"not {name}"
+            )
 
     @property
     def models(self) -> list[dict[str, str]]:
@@ -131,7 +167,7 @@ class LearnedKeyFrames:
         if len(vectors) == 0:
             return np.zeros(0, dtype=np.float32)
         batch = np.ascontiguousarray(vectors, dtype=np.float32)[None]
-        return cast(np.ndarray, self._session.run(None, {"vectors": batch})[0][0])
+        return np.asarray(self._session.run(None, {"vectors": batch})[0][0], dtype=np.float32)
 
     def select(self, vectors: np.ndarray) -> np.ndarray:
         return keep_rows(self.probabilities(vectors), self.settings.threshold, self.settings.uniform_period)

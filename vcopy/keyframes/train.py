@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from vcopy.checks import bounded_float, bounded_int, load_training_state
-from vcopy.errors import VcopyError, read_torch_file
+from vcopy.errors import MAX_CHECKPOINT_BYTES, VcopyError, read_torch_file
 from vcopy.files import write_atomically
 from vcopy.keyframes.model import KeyFrameNet, NetConfig, export_onnx, weights_record
 from vcopy.keyframes.ske import SkeSettings, keep_rows, uniform_rows
@@ -183,7 +183,7 @@ def _same_run(record: Any) -> Any:
 
 def _read_checkpoint(path: Path, config: CopyTrainConfig) -> dict[str, Any]:
     """A ``last.pt`` checked as data before anything is loaded from it."""
-    state = read_torch_file(path, "a joint training checkpoint")
+    state = read_torch_file(path, "a joint training checkpoint", max_bytes=MAX_CHECKPOINT_BYTES)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise VcopyError(f"{path}: not a joint training checkpoint (format is not {CHECKPOINT_FORMAT})")
     if _same_run(state.get("train_config")) != _same_run(_record(config)):

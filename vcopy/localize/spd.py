@@ -99,19 +99,16 @@ class SpdSettings:
 def load_network(path: Path, device: str = "cpu") -> tuple[Network, SpdSettings]:
     """The network of an SPD weights file and its settings: an ``.onnx`` file as it is, any other
     (``vcopy train spd``'s ``.pt``) exported first (which needs torch)."""
-    from vcopy.runtime import onnx_session
+    from vcopy.runtime import onnx_session, read_model_file
 
     if path.suffix == ".onnx":
-        try:
-            model: bytes = path.read_bytes()
-        except OSError as exc:
-            raise VcopyError(f"{path}: not readable SPD weights ({exc.strerror or exc})") from None
+        model: bytes = read_model_file(path, "SPD weights")
     else:
         from vcopy.localize.spd_model import export_onnx
 
         model = export_onnx(path)
     try:
-        session = onnx_session(model, device)
+        session = onnx_session(model, device, bounded=True)
     except VcopyError:
         raise
     except Exception as exc:  # ONNX Runtime's errors have no common base class
@@ -120,7 +117,7 @@ def load_network(path: Path, device: str = "cpu") -> tuple[Network, SpdSettings]
         ) from None
     try:
         record = json.loads(session.get_modelmeta().custom_metadata_map[SETTINGS_KEY])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, RecursionError):
         raise VcopyError(f"{path}: not SPD weights made by vcopy (no {SETTINGS_KEY} settings)") from None
     settings = SpdSettings.from_record(record, path)
     inputs = session.get_inputs()

@@ -75,11 +75,18 @@ def build_model(config: dict[str, Any]) -> torch.nn.Module:
         return DetectionModel(config, ch=1, nc=1, verbose=False)
 
 
+SPD_WEIGHTS_KEYS = frozenset(
+    {"format", "model_config", "state_dict", "input_size", "max_aspect", "contrast_range", "score_threshold"}
+    | {"descriptor", "command", "dataset", "epoch", "init_spd", "train_config", "validation", "widths"}
+    | {"optimizer", "schedule", "best_f1"}  # a training checkpoint (last.pt) holds these too
+)
+
+
 def load_weights(path: Path) -> dict[str, Any]:
     """Read and check an SPD weights file. A weights file is data: its network must be exactly
     vcopy's (``model_config`` of its widths, which the detector then builds from vcopy's own
     config, never from the file's) and every setting in range, before anything is built."""
-    return checked_weights(read_torch_file(path, "SPD weights"), path)
+    return checked_weights(read_torch_file(path, "SPD weights", keys=SPD_WEIGHTS_KEYS), path)
 
 
 def checked_weights(weights: Any, path: Path) -> dict[str, Any]:

@@ -183,9 +183,18 @@ def save_model(model: VideoTextModel, path: Path, record: dict[str, Any]) -> Non
         torch.save(payload, tmp)
 
 
+MAX_TEXT_MODEL_BYTES = 256 << 20  # the largest network ``_CONFIG_LIMITS`` allows is ~200 MB
+TEXT_MODEL_KEYS = frozenset(
+    {"format", "config", "state_dict", "descriptor", "text_encoder_sha256", "command", "captions"}
+    | {"train_config", "epoch", "validation"}
+)
+
+
 def load_model(path: Path) -> tuple[VideoTextModel, dict[str, Any]]:
     """A trained model (in eval mode) and the record saved with it."""
-    payload = read_torch_file(path, "text-model weights")
+    payload = read_torch_file(
+        path, "text-model weights", max_bytes=MAX_TEXT_MODEL_BYTES, keys=TEXT_MODEL_KEYS
+    )
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise VcopyError(
             f"{path}: not text-model weights (format is not {WEIGHTS_FORMAT}; made by `vcopy train text`)"

@@ -13,6 +13,7 @@ around its best-matching frame.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from vcopy.errors import VcopyError
-from vcopy.files import atomic_path
+from vcopy.files import write_atomically
 from vcopy.library import Library
 from vcopy.text.encoder import TextEncoder
 from vcopy.text.model import load_model
@@ -139,24 +140,43 @@ def _paths(library: Library, space: TextSpace) -> tuple[Path, Path]:
     return folder / f"{stem}.faiss", folder / f"{stem}.json"
 
 
-def _load(index_path: Path, dim: int) -> Any:
-    """The saved text index, or an empty one where it is missing, damaged or not what vcopy writes
-    (it is derived data: ``sync_text_index`` rebuilds it from the library)."""
-    if index_path.is_file():
-        try:
-            index = faiss.read_index(str(index_path))
-        except RuntimeError:
-            index = None
-        if isinstance(index, faiss.IndexIDMap2) and index.d == dim:
-            return index
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+def _load(index_path: Path, info_path: Path, dim: int, library: Library) -> Any:
+    """The saved text index, or an empty one (``sync_text_index`` then rebuilds it from the
+    library: it is derived data) where it is missing, damaged, not what vcopy writes, or not built
+    from this library's videos as they are now (its info file records the library's identity, the
+    index file's SHA-256 and each video's SHA-256: another library's index is never used)."""
+    empty = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        data = np.fromfile(index_path, dtype=np.uint8)
+        if not isinstance(info, dict) or not isinstance(info.get("videos"), dict):
+            return empty
+        if info.get("library_id") != library.meta.get("library_id"):
+            return empty
+        if info.get("index_sha256") != hashlib.sha256(data.data).hexdigest():
+            return empty
+        index = faiss.deserialize_index(data)
+    except (OSError, ValueError, RuntimeError):
+        return empty
+    if not isinstance(index, faiss.IndexIDMap2) or index.d != dim:
+        return empty
+    built_from = info["videos"]
+    for video_id in faiss.vector_to_array(index.id_map).tolist() if index.ntotal else []:
+        video = library.video_by_id(int(video_id))
+        if video is not None and built_from.get(str(video_id)) != _short(video.sha256):
+            return empty
+    return index
+
+
+def _short(sha256: str) -> str:
+    return sha256[:16]
 
 
 def sync_text_index(library: Library, space: TextSpace) -> tuple[Any, TextIndexSync]:
     """The text index of ``library`` in ``space``, updated (and saved, when the library folder is
     writable) for videos added or removed since it was last written."""
     index_path, info_path = _paths(library, space)
-    index = _load(index_path, space.encoder.dim)
+    index = _load(index_path, info_path, space.encoder.dim, library)
     stored = faiss.vector_to_array(index.id_map).astype(np.int64) if index.ntotal else np.zeros(0, np.int64)
     videos = {v.id: v for v in library.videos()}
     gone = np.setdiff1d(stored, np.array(list(videos), dtype=np.int64))
@@ -172,12 +192,19 @@ def sync_text_index(library: Library, space: TextSpace) -> tuple[Any, TextIndexS
         new_vectors.append(video_vector(frames))
     if new_ids:
         index.add_with_ids(np.stack(new_vectors).astype(np.float32), np.array(new_ids, dtype=np.int64))
-    if (len(gone) or new_ids) and os.access(library.root, os.W_OK):
+    if (len(gone) or new_ids or not info_path.is_file()) and os.access(library.root, os.W_OK):
         index_path.parent.mkdir(exist_ok=True)
-        with atomic_path(index_path) as tmp:
-            faiss.write_index(index, str(tmp))
-        info = {"space": space.name, "videos": int(index.ntotal), "library_state": library.state_id}
-        info_path.write_text(json.dumps(info, indent=2) + "\n")
+        data = faiss.serialize_index(index)
+        held = faiss.vector_to_array(index.id_map).tolist() if index.ntotal else []
+        info = {
+            "space": space.name,
+            "videos": {str(i): _short(videos[i].sha256) for i in held},
+            "library_id": library.meta.get("library_id"),
+            "library_state": library.state_id,
+            "index_sha256": hashlib.sha256(data.data).hexdigest(),
+        }
+        write_atomically(index_path, data.tobytes())
+        write_atomically(info_path, (json.dumps(info, indent=1) + "\n").encode())
     return index, TextIndexSync(len(new_ids), len(gone), without)
 
 

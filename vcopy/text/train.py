@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from vcopy.checks import bounded_float, bounded_int, known_keys, load_training_state
-from vcopy.errors import VcopyError, read_torch_file
+from vcopy.errors import MAX_CHECKPOINT_BYTES, VcopyError, read_torch_file
 from vcopy.features import DEFAULT_DESCRIPTOR
 from vcopy.files import atomic_path
 from vcopy.indexing import index_videos
@@ -502,7 +502,7 @@ def read_checkpoint(path: Path, config: TextTrainConfig) -> dict[str, Any]:
     """A run's ``last.pt`` if it is a text-training checkpoint of a run with ``config``'s settings
     (its contents are checked again as they are loaded); ``vcopy train text --resume`` calls it
     before any work."""
-    state = read_torch_file(path, "a text-training checkpoint")
+    state = read_torch_file(path, "a text-training checkpoint", max_bytes=MAX_CHECKPOINT_BYTES)
     if not isinstance(state, dict) or state.get("settings") != _run_settings(config):
         raise VcopyError(f"{path}: made with other training settings; start a new run (drop --resume)")
     return state
