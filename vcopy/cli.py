@@ -183,9 +183,6 @@ def _decoding_options[F: Callable[..., Any]](command: F) -> F:
     )(command)
 
 
-_RAY_ADDRESS = re.compile(r"auto|local|(ray://)?[\w.\-\[\]:]+:\d+")
-
-
 def _ray_options[F: Callable[..., Any]](command: F) -> F:
     """--ray [ADDRESS] and --ray-workers, for the commands that can run on a Ray cluster."""
     command = click.option(
@@ -214,16 +211,18 @@ def _ray_session(address: str | None, workers: int | None, device: str) -> Any:
         if workers is not None:
             raise click.UsageError("--ray-workers goes with --ray")
         return contextlib.nullcontext()
-    if not _RAY_ADDRESS.fullmatch(address):
-        raise click.BadParameter(
-            f"{address!r} is not a cluster address (HOST:PORT, auto or local); put --ray after the paths",
-            param_hint="--ray",
-        )
-    from vcopy.distributed import RAY_MISSING, RayCluster, RaySession
+    from vcopy.distributed import RAY_MISSING, RayCluster, RaySession, check_reachable, parse_address
 
+    try:
+        endpoint = parse_address(address)
+    except ValueError as exc:
+        raise click.BadParameter(f"{printable(address)!r}: {exc}", param_hint="--ray") from None
     if importlib.util.find_spec("ray") is None:
         raise click.UsageError(RAY_MISSING)
-    return RaySession(RayCluster(None if address == "local" else address, workers), device)
+    if endpoint is not None:
+        check_reachable(address, endpoint)  # before the library is opened or a model loaded
+    local = address in ("local", "none")
+    return RaySession(RayCluster(None if local else address, workers), device)
 
 
 _existing_library = click.option(

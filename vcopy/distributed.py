@@ -14,6 +14,8 @@ import logging
 import math
 import os
 import pickle
+import re
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,36 @@ if TYPE_CHECKING:
 
 RAY_MISSING = "--ray needs Ray: pip install 'vcopy[ray]'"
 MAX_VIDEOS_PER_TASK = 8  # a task decodes its videos in one decoder process; a lost task redoes them
+
+
+RAY_CONNECT_TIMEOUT_S = 5.0  # a cluster address that takes longer to answer is refused
+
+
+def parse_address(address: str) -> tuple[str, int] | None:
+    """The (host, port) of a ``--ray`` address ``HOST:PORT`` or ``ray://HOST:PORT`` (an IPv6 host
+    in brackets), None for ``auto``, ``local`` and ``none``; ValueError saying what is wrong."""
+    if address in ("auto", "local", "none"):
+        return None
+    match = re.fullmatch(r"(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-]*):(\d{1,5})", address)
+    if match is None:
+        raise ValueError(
+            "not a cluster address (HOST:PORT, ray://HOST:PORT, auto, or none/local to start one here); "
+            "put --ray after the paths"
+        )
+    port = int(match[2])
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is not in 1..65535")
+    return match[1].strip("[]"), port
+
+
+def check_reachable(address: str, endpoint: tuple[str, int]) -> None:
+    """A VcopyError now, not a hang later, when nothing answers at a cluster's address."""
+    try:
+        with socket.create_connection(endpoint, timeout=RAY_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise VcopyError(f"--ray {address}: cannot reach a Ray cluster there ({reason})") from None
 
 
 @dataclass(frozen=True)
@@ -54,6 +86,7 @@ class RaySession:
             raise VcopyError(RAY_MISSING) from None
         logging.getLogger("ray").setLevel(logging.ERROR)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a cluster started here sends nothing out
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # Ray's C++ logs: not on our stderr
         kwargs: dict[str, Any] = {
             "include_dashboard": False,
             "log_to_driver": False,

@@ -39,7 +39,7 @@ def read_torch_file(
     torch file is a one-line VcopyError saying it is not ``what``."""
     import torch
 
-    _check_archive(path, what, max_bytes)
+    check_torch_archive(path, what, max_bytes)
     try:
         loaded = torch.load(path, map_location=map_location, weights_only=True)
     except (OSError, RuntimeError, ValueError, EOFError) as exc:
@@ -54,7 +54,9 @@ def read_torch_file(
     return loaded
 
 
-def _check_archive(path: Path, what: str, max_bytes: int) -> None:
+def check_torch_archive(path: Path, what: str, max_bytes: int = MAX_WEIGHTS_BYTES) -> None:
+    """A VcopyError unless ``path`` is a torch archive (a zip) whose members unpack to at most
+    ``max_bytes`` (read from its directory alone; torch is not imported)."""
     import zipfile
 
     try:

@@ -221,8 +221,9 @@ class Library:
         default ``uniform``) and upgrading one made by an older vcopy."""
         root = Path(root)
         lock_fd = None
-        if write and descriptor is None and not (root / _DB).is_file():  # nothing to create it with
+        if not (root / _DB).is_file():
             _refuse_stored_files(root)
+        if write and descriptor is None and not (root / _DB).is_file():  # nothing to create it with
             raise LibraryError(f"{root}: not a vcopy library (no {_DB}); create one with `vcopy index`")
         if write:
             try:
@@ -237,9 +238,9 @@ class Library:
             db = _connect(root / _DB, write)
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall()) if _has_meta(db) else {}
             if not meta:
+                _refuse_stored_files(root)
                 if not write or descriptor is None or sampling is None:
                     raise LibraryError(f"{root}: library is empty and has no settings yet")
-                _refuse_stored_files(root)
                 _create(db, descriptor, sampling, keyframer)
                 _write_identity(root, db)
                 meta = dict(db.execute("SELECT key, value FROM meta").fetchall())

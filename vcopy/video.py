@@ -412,6 +412,8 @@ def _decode_worker(tasks: list[_Task], cfg: SamplingConfig, emit: Callable[[Deco
             emit(VideoEnd(task.path, decoder, file_stamp(task.path)))
         except DecodeError as exc:
             emit(VideoFailed(task.path, str(exc)))
+        except UnicodeEncodeError:  # FFmpeg takes UTF-8 names
+            emit(VideoFailed(task.path, "its name is not valid UTF-8 (rename the file to read it)"))
         except (av.FFmpegError, OSError) as exc:
             emit(VideoFailed(task.path, f"decoding failed ({_ffmpeg_reason(exc)})"))
         except Exception as exc:  # a decoder bug on one file must not stop the batch

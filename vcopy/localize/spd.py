@@ -31,7 +31,7 @@ from typing import Any, cast
 import numpy as np
 
 from vcopy.checks import bounded_float, bounded_int
-from vcopy.errors import VcopyError
+from vcopy.errors import VcopyError, check_torch_archive
 from vcopy.features import descriptor_kind
 from vcopy.localize.base import MapInput, Segment, box_segment, suppress_overlaps
 from vcopy.video import sha256_file
@@ -104,6 +104,7 @@ def load_network(path: Path, device: str = "cpu") -> tuple[Network, SpdSettings]
     if path.suffix == ".onnx":
         model: bytes = read_model_file(path, "SPD weights")
     else:
+        check_torch_archive(path, "SPD weights")  # before torch is imported
         from vcopy.localize.spd_model import export_onnx
 
         model = export_onnx(path)
