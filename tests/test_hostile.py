@@ -256,22 +256,6 @@ def test_a_library_of_vcopy_0_2_is_upgraded_in_place(corpus: Corpus, tmp_path: P
     assert report["queries"][0]["matches"] == []
 
 
-def test_files_a_kill_leaves_behind_are_ignored_then_removed(library: Path, tmp_path: Path) -> None:
-    lib = _library_copy(library, tmp_path)
-    orphans = [
-        lib / "vectors" / "0123456789abcdef.npy",
-        lib / "ann-99-deadbeef.faiss",
-        lib / "ann-99-deadbeef.ivfdata",
-    ]
-    for path in orphans:  # written, then killed before the commit that would name them
-        path.write_bytes(b"half a file")
-    with Library.open(lib) as opened:
-        assert opened.ann.ntotal == _videos_and_rows(lib)[1] and not opened.verify()
-    with Library.open(lib, write=True):
-        pass
-    assert not any(p.exists() for p in orphans)
-
-
 def test_a_library_path_that_is_a_file_is_one_line(corpus: Corpus, tmp_path: Path) -> None:
     not_a_folder = tmp_path / "lib"
     not_a_folder.write_text("a file")
@@ -351,7 +335,12 @@ def test_a_read_only_library_can_be_read(corpus: Corpus, library: Path, tmp_path
     assert len(json.loads(proc.stdout)["queries"][0]["results"]) == 3
     proc = _read_only(lib, "index", corpus.refs, "--library", lib)
     _one_line_error(proc, 5, "lib")
-    assert sorted(p.name for p in lib.iterdir()) == [_index_file(lib).name, "library.sqlite", "vectors"]
+    assert sorted(p.name for p in lib.iterdir()) == [
+        _index_file(lib).name,
+        "library.id",
+        "library.sqlite",
+        "vectors",
+    ]
 
 
 # -- loops, FIFOs, truncated files ----------------------------------------------------------------

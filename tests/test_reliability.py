@@ -455,12 +455,18 @@ def test_out_of_range_options_are_usage_errors(args: tuple[str, ...], tmp_path: 
     assert not (tmp_path / "lib").exists()
 
 
+def _copy_with_setting(library: Path, tmp_path: Path, key: str, value: str) -> Path:
+    """A copy of ``library`` whose recorded setting ``key`` is ``value``."""
+    lib = _library_copy(library, tmp_path)
+    with sqlite3.connect(lib / "library.sqlite") as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+    return lib
+
+
 def test_a_recorded_index_spec_that_cannot_work_is_one_line(
     corpus: Corpus, library: Path, tmp_path: Path
 ) -> None:
-    lib = _library_copy(library, tmp_path)
-    with sqlite3.connect(lib / "library.sqlite") as db:
-        db.execute("UPDATE meta SET value = 'IVF0,Flat' WHERE key = 'ann_spec'")
+    lib = _copy_with_setting(library, tmp_path, "ann_spec", "IVF0,Flat")
     _one_line_error(run_vcopy("query", corpus.copy, "--library", lib), 5, "library.sqlite", "IVF0")
 
 
@@ -613,9 +619,7 @@ def test_a_failed_commit_is_not_tried_again(
 def test_a_baseline_localizer_needs_no_spd_of_custom_key_frames(
     corpus: Corpus, library: Path, tmp_path: Path
 ) -> None:
-    lib = _library_copy(library, tmp_path)
-    with sqlite3.connect(lib / "library.sqlite") as db:
-        db.execute("UPDATE meta SET value = 'ske/deadbeef' WHERE key = 'keyframes'")
+    lib = _copy_with_setting(library, tmp_path, "keyframes", "ske/deadbeef")
     proc = run_vcopy("query", corpus.copy, "--library", lib, "--localizer", "dp", "--json", "-")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["queries"][0]["status"] == "ok"

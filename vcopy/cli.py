@@ -614,7 +614,7 @@ def search_text_command(
 @click.option(
     "--min-score",
     default=None,
-    type=FiniteFloat(min=0, max=1),
+    type=FiniteFloat(min=0, max=2),
     help="A pair is a match from this score [default: the localizer's threshold, calibrated on the "
     "benchmark's train split]. Weaker pairs are listed in the report's below_threshold.",
 )

@@ -461,19 +461,14 @@ class Library:
         if not batch:
             return
         self._require_writer()
-        try:
-            self._commit(batch, durations_s)
-        except OSError as exc:
-            where = exc.filename or self.root
-            raise LibraryError(
-                f"{where}: cannot be written ({exc.strerror or exc}); {len(batch)} videos not stored"
-            ) from None
-        except sqlite3.OperationalError as exc:
-            raise LibraryError(
-                f"{self.root / _DB}: cannot be written ({exc}); {len(batch)} videos not stored"
-            ) from None
+        with _write_errors(self.root, f"{len(batch)} videos not stored"):
+            replaced = self._commit(batch, durations_s)
+        with _write_errors(self.root, "the videos are stored; the next writer finishes the rest"):
+            self._unlink(replaced)
+            self._maybe_snapshot()
 
-    def _commit(self, batch: list[EncodedVideo], durations_s: list[float]) -> None:
+    def _commit(self, batch: list[EncodedVideo], durations_s: list[float]) -> list[str]:
+        """The vector files and rows of a commit; returns the files of the videos it replaced."""
         ann = self.ann  # loaded before the rows change
         folder = self.root / _VECTORS
         folder.mkdir(exist_ok=True)
@@ -522,8 +517,7 @@ class Library:
         _forget(ann, removed)  # the in-memory index changes only once the rows have
         for video_id, video in zip(new_ids, batch, strict=True):
             ann.add(vector_ids(video_id, len(video.vectors)), video.vectors)
-        self._unlink(old_files)
-        self._maybe_snapshot()
+        return old_files
 
     def remove(self, video_ids: list[int]) -> None:
         """Delete videos: their rows (committed), then their vector files."""
@@ -531,13 +525,15 @@ class Library:
             return
         self._require_writer()
         ann = self.load_index()  # before the rows change
-        with _transaction(self._db):
-            files, removed = self._delete_rows(video_ids)
-            self._tighten([], loosened=files)
-            self._bump_generation()
-        _forget(ann, removed)
-        self._unlink(files)
-        self._maybe_snapshot()
+        with _write_errors(self.root, "nothing removed"):
+            with _transaction(self._db):
+                files, removed = self._delete_rows(video_ids)
+                self._tighten([], loosened=files)
+                self._bump_generation()
+            _forget(ann, removed)
+        with _write_errors(self.root, "the videos are removed; the next writer finishes the rest"):
+            self._unlink(files)
+            self._maybe_snapshot()
 
     def record_failure(self, path: Path, reason: str) -> None:
         self._require_writer()
@@ -577,8 +573,9 @@ class Library:
         file (a build that fails changes nothing)."""
         self._require_writer()
         requested = spec if spec is not None else AnnSpec.parse(self.meta["ann_spec"])
-        self._ann = self._build_ann(requested.resolved(self.dim, self.vector_count))
-        self._snapshot(ann_spec=str(requested))
+        with _write_errors(self.root, "the index was not rebuilt"):
+            self._ann = self._build_ann(requested.resolved(self.dim, self.vector_count))
+            self._snapshot(ann_spec=str(requested))
         return self.ann
 
     # -- internals -----------------------------------------------------------------------------
@@ -1007,6 +1004,20 @@ def _check_identity(root: Path, db: sqlite3.Connection, meta: dict[str, str], wr
 def _names_every_vector_file(root: Path, db: sqlite3.Connection) -> bool:
     named = {r[0] for r in db.execute("SELECT vectors_file FROM videos")}
     return all(p.name in named for p in (root / _VECTORS).glob("*.npy"))
+
+
+@contextlib.contextmanager
+def _write_errors(root: Path, outcome: str) -> Iterator[None]:
+    """A file or the database that cannot be written (a full disk) as a ``LibraryError`` naming it
+    and what became of the work."""
+    try:
+        yield
+    except OSError as exc:
+        raise LibraryError(
+            f"{exc.filename or root}: cannot be written ({exc.strerror or exc}); {outcome}"
+        ) from None
+    except sqlite3.OperationalError as exc:
+        raise LibraryError(f"{root / _DB}: cannot be written ({exc}); {outcome}") from None
 
 
 @contextlib.contextmanager
