@@ -253,9 +253,8 @@ def _peak_rss_mb(*args: str | Path) -> tuple[subprocess.CompletedProcess, float]
         "sys.exit(p.returncode)"
     )
     command = [sys.executable, "-c", code, sys.executable, "-m", "vcopy", *map(str, args)]
-    proc = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
-    )
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     *lines, rss_kb = proc.stderr.strip().splitlines()
     proc.stderr = "\n".join(lines)
     return proc, int(rss_kb) / 1024

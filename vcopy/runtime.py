@@ -81,6 +81,13 @@ def onnx_session(
     )
 
 
+def run_failure(exc: BaseException) -> str:
+    """Why a network did not run, in a few words (ONNX Runtime's messages carry source paths)."""
+    if "Available memory of" in str(exc):
+        return f"it asks for more than the {BOUNDED_ARENA_BYTES >> 20} MiB a network may use"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][-120:]}" if str(exc) else type(exc).__name__
+
+
 def _register_bounded_arena(ort: Any) -> None:
     """The process's one CPU arena for bounded sessions (ONNX Runtime shares it between them)."""
     global _bounded_arena

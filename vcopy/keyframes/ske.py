@@ -117,6 +117,8 @@ class LearnedKeyFrames:
     def _checked_network(self) -> int:
         """The vector size the network takes, once it is known to be vcopy's: one input
         ``vectors`` [batch, frames, dim], one output [batch, frames] of probabilities, run once."""
+        from vcopy.runtime import run_failure
+
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else []
         if (
@@ -134,7 +136,7 @@ class LearnedKeyFrames:
         try:
             probe = self.probabilities(np.zeros((_PROBE_FRAMES, dim), np.float32))
         except Exception as exc:  # ONNX Runtime's errors have no common base class
-            reason = type(exc).__name__
+            reason = run_failure(exc)
             raise VcopyError(
                 f"{self.weights_path}: not SKE weights (its network does not run: {reason})"
             ) from None

@@ -99,7 +99,7 @@ class SpdSettings:
 def load_network(path: Path, device: str = "cpu") -> tuple[Network, SpdSettings]:
     """The network of an SPD weights file and its settings: an ``.onnx`` file as it is, any other
     (``vcopy train spd``'s ``.pt``) exported first (which needs torch)."""
-    from vcopy.runtime import onnx_session, read_model_file
+    from vcopy.runtime import onnx_session, read_model_file, run_failure
 
     if path.suffix == ".onnx":
         model: bytes = read_model_file(path, "SPD weights")
@@ -132,7 +132,7 @@ def load_network(path: Path, device: str = "cpu") -> tuple[Network, SpdSettings]
     try:
         probe = network(np.zeros((1, 1, settings.input_size, settings.input_size), np.float32))
     except Exception as exc:  # ONNX Runtime's errors have no common base class
-        reason = type(exc).__name__
+        reason = run_failure(exc)
         raise VcopyError(f"{path}: not SPD weights (its network does not run: {reason})") from None
     if probe.ndim != 3 or probe.shape[1] != 5:
         raise VcopyError(f"{path}: not SPD weights made by vcopy (its network's output shape)")
