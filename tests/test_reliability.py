@@ -372,8 +372,10 @@ def _ske_variant(tmp_path: Path, name: str, how: str) -> Path:
             [helper.make_tensor_value_info("key", TensorProto.FLOAT, ["batch", "twice"])],
         )
         data = _with_metadata(graph, meta)
-    elif how == "deep metadata":
-        data = _with_metadata(model.graph, {SETTINGS_KEY: "[" * 100_000 + "]" * 100_000})
+    elif how == "deep metadata":  # parses (500 levels), then must not be taken for a name
+        record = json.loads(meta[SETTINGS_KEY])
+        record["descriptor"] = json.loads("[" * 500 + "]" * 500)
+        data = _with_metadata(model.graph, {SETTINGS_KEY: json.dumps(record)})
     elif how == "another descriptor":
         record = json.loads(meta[SETTINGS_KEY])
         record["descriptor"] = "efficientnet_lite0/224px"
@@ -398,7 +400,7 @@ def _with_metadata(graph: onnx.GraphProto, metadata: dict[str, str]) -> bytes:
     [
         ("renamed input", "its network's input"),
         ("wrong length", "one probability per frame"),
-        ("deep metadata", "not SKE weights"),
+        ("deep metadata", "descriptor is not a name"),
         ("another descriptor", "learned on descriptor"),
         ("bomb", "does not run"),
     ],

@@ -44,13 +44,16 @@ class SkeSettings:
         if not isinstance(record, dict) or record.get("format") != ONNX_FORMAT:
             raise VcopyError(f"{path}: not SKE weights made by vcopy (settings format)")
         try:
-            spd_file = str(record["spd_file"])
+            spd_file, descriptor = record["spd_file"], record["descriptor"]
+            for name, value in (("spd_file", spd_file), ("descriptor", descriptor)):
+                if not isinstance(value, str) or not 0 < len(value) <= 200:
+                    raise ValueError(f"{name} is not a name")
             if Path(spd_file).name != spd_file:
                 raise ValueError("spd_file must be a file name")
             return cls(
                 threshold=bounded_float(record["threshold"], "threshold", 0.0, 1.0),
                 uniform_period=bounded_int(record["uniform_period"], "uniform_period", 1, 10_000),
-                descriptor=str(record["descriptor"]),
+                descriptor=descriptor,
                 spd_file=spd_file,
                 validation_segment_f1=_optional(record.get("validation_segment_f1")),
                 validation_key_rate=_optional(record.get("validation_key_rate")),
