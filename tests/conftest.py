@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_sample_images
 
-from vcopy import synth
+from vcopy import processes, synth
 from vcopy.synth import benchmark
 
 COPY_QUERY_S = (6.0, 16.0)  # where the copied segment sits in the query
@@ -71,19 +71,7 @@ def library(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def descendants(pid: int) -> list[int]:
     """The processes below ``pid`` (children, their children, ...), from /proc."""
-    parents: dict[int, int] = {}
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat_file.parent.name)] = int(fields[1])
-    found, frontier = [], [pid]
-    while frontier:
-        below = [child for child, parent in parents.items() if parent in frontier]
-        found += below
-        frontier = below
-    return found
+    return list(processes.descendants(pid))
 
 
 def alive(pid: int) -> bool:

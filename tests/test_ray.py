@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Corpus, alive, run_vcopy
+from conftest import Corpus, alive, descendants, run_vcopy
 
 from vcopy.library import Library
 
@@ -162,3 +162,34 @@ def test_ray_options_are_checked_before_any_work(corpus: Corpus, tmp_path: Path)
     proc = run_vcopy("index", corpus.refs, "--library", lib, "--ray-workers", "2")
     assert proc.returncode == 2 and "--ray-workers goes with --ray" in proc.stderr
     assert not lib.exists()
+
+
+def test_a_local_cluster_goes_with_a_killed_vcopy(corpus: Corpus, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vcopy", "index", corpus.refs, "--library", tmp_path / "lib", "--ray"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+    )
+    deadline = time.monotonic() + 120
+    below: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        below = descendants(proc.pid)
+        if any(_command(pid).startswith("ray::DashboardAgent") for pid in below):
+            break  # the whole local cluster is up, Ray's agents included
+        time.sleep(0.2)
+    assert proc.poll() is None, "vcopy ended before its cluster was up"
+    below = descendants(proc.pid)
+    proc.kill()  # SIGKILL: vcopy runs no code after it
+    proc.wait()
+    deadline = time.monotonic() + 20  # Ray's agents alone linger about 90 s
+    while time.monotonic() < deadline and any(alive(pid) for pid in below):
+        time.sleep(0.5)
+    assert not [(pid, _command(pid)) for pid in below if alive(pid)]
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

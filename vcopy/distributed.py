@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vcopy.errors import VcopyError
+from vcopy.processes import Reaper
 
 if TYPE_CHECKING:
     from vcopy.features import EncodedVideo, FailedVideo
@@ -78,6 +79,7 @@ class RaySession:
     def __init__(self, cluster: RayCluster, device: str = "cpu") -> None:
         self.cluster = cluster
         self.device = device
+        self._reaper: Reaper | None = None
 
     def __enter__(self) -> RaySession:
         try:
@@ -95,11 +97,13 @@ class RaySession:
         }
         address = self.cluster.address
         try:
-            if address is None:
+            if address is None:  # a cluster of our own: reaped if we are killed
+                self._reaper = Reaper()
                 ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
             else:
                 ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            self._close_reaper()
             raise VcopyError(f"--ray {address or 'local'}: cannot reach a Ray cluster ({exc})") from None
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
@@ -110,6 +114,12 @@ class RaySession:
         import ray
 
         ray.shutdown()
+        self._close_reaper()
+
+    def _close_reaper(self) -> None:
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
 
     @property
     def workers(self) -> int:

@@ -12,12 +12,10 @@ output.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import os
 import pickle
 import queue
-import signal
 import stat
 import subprocess
 import sys
@@ -32,8 +30,8 @@ from typing import IO
 import numpy as np
 
 from vcopy.errors import DecodeError
+from vcopy.processes import die_with_parent
 
-_PR_SET_PDEATHSIG = 1  # prctl(2)
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".3gp"}
     | {".mts", ".m2ts", ".mxf", ".vob", ".ogv", ".f4v"}
@@ -379,19 +377,6 @@ def sample_frames(
 class _Task:
     path: Path
     use_pyav: bool = False
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Have the kernel kill this process when its parent dies, however it dies (``kill -9`` of
-    ``vcopy index`` by a cron job's timeout included), so that no decoder is left holding a video
-    open (Linux ``PR_SET_PDEATHSIG``; elsewhere the parent's kill on exit is all there is)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:  # the parent died before the request took effect
-        os._exit(1)
 
 
 def _decode_worker(tasks: list[_Task], cfg: SamplingConfig, emit: Callable[[DecodeEvent], None]) -> None:

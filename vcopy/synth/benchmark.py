@@ -33,9 +33,10 @@ import numpy as np
 from vcopy import __version__, synth
 from vcopy.errors import VcopyError
 from vcopy.files import write_atomically
+from vcopy.processes import die_with_parent
 from vcopy.synth import edits, ffmpeg_edits
 from vcopy.synth.edits import Edit
-from vcopy.video import die_with_parent, sha256_file
+from vcopy.video import sha256_file
 
 GROUND_TRUTH = "groundtruth.json"
 SCHEMA = "vcopy.groundtruth/1"
