@@ -986,7 +986,8 @@ def _check_identity(root: Path, db: sqlite3.Connection, meta: dict[str, str], wr
     if not recorded and on_disk:
         raise LibraryError(
             f"{root / _DB}: a database with no identity in a library that has one ({root / _ID}); "
-            f"restore this library's own {_DB} from a backup"
+            f"restore this library's own {_DB} from a backup (if this is its own, from before vcopy "
+            f"recorded identities, remove {root / _ID})"
         )
     if write and on_disk is None:
         if recorded and any((root / _VECTORS).glob("*.npy")) and not _names_every_vector_file(root, db):
