@@ -36,6 +36,7 @@ def test_no_two_references_share_footage_and_test_footage_is_held_out() -> None:
     assert {u[0] for u in used} == {"base", "held_out"}  # train and long pan over base, test over held-out
 
 
+@pytest.mark.slow
 def test_ground_truth_matches_the_files(small_bench: Path) -> None:
     truth = json.loads(small_bench.read_text())
     root = small_bench.parent
@@ -58,6 +59,7 @@ def test_ground_truth_matches_the_files(small_bench: Path) -> None:
     assert kinds == {0, 1, 2}  # negatives, single copies, two references in one query
 
 
+@pytest.mark.slow
 def test_index_query_eval(small_bench: Path, tmp_path: Path) -> None:
     root = small_bench.parent
     lib, report = tmp_path / "lib", tmp_path / "report.json"

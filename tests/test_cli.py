@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
+import pytest
 from conftest import COPY_QUERY_S, COPY_REFERENCE_S, Corpus, alive, descendants, one_frame_clip, run_vcopy
 
 from vcopy import synth
@@ -31,6 +32,7 @@ def _query_json(
     return proc, report
 
 
+@pytest.mark.slow
 def test_finds_the_copy_and_its_boundaries(corpus: Corpus, library: Path) -> None:
     proc, report = _query_json(library, corpus.copy, corpus.unrelated)
     assert proc.returncode == 0, proc.stderr
@@ -67,6 +69,7 @@ def test_library_keeps_each_frames_layout_to_within_its_int8_step(library: Path)
     assert np.abs(stored - encoded.text.layouts).max() > 1e-4  # it is stored quantised, not as is
 
 
+@pytest.mark.slow
 def test_table_and_exit_codes(corpus: Corpus, library: Path, tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     proc = run_vcopy("query", corpus.copy, "--library", library, "--json", report_path, "--fail-on-match")
@@ -90,6 +93,7 @@ def test_table_and_exit_codes(corpus: Corpus, library: Path, tmp_path: Path) -> 
     assert proc.returncode == 5 and "not a vcopy library" in proc.stderr
 
 
+@pytest.mark.slow
 def test_output_formats_and_verbosity(corpus: Corpus, library: Path) -> None:
     import csv
     import io
@@ -171,6 +175,7 @@ def test_bad_inputs_are_reported_one_line_each(corpus: Corpus, library: Path, tm
         assert len(lines) == 1 and entry["error"] in lines[0], proc.stderr
 
 
+@pytest.mark.slow
 def test_bad_inputs_never_damage_the_library(corpus: Corpus, tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     shutil.copytree(corpus.refs, tmp_path / "videos")
@@ -201,6 +206,7 @@ def test_unreadable_files(corpus: Corpus, library: Path, tmp_path: Path) -> None
     assert {Path(q["path"]).name: q["error"] for q in report["queries"]} == expected
 
 
+@pytest.mark.slow
 def test_incremental_index_and_prune(corpus: Corpus, tmp_path: Path) -> None:
     videos, lib = tmp_path / "videos", tmp_path / "lib"
     shutil.copytree(corpus.refs, videos)
@@ -220,6 +226,7 @@ def test_incremental_index_and_prune(corpus: Corpus, tmp_path: Path) -> None:
         assert abs(r2.duration_s - 8.0) < 0.5
 
 
+@pytest.mark.slow
 def test_sigkill_mid_index_leaves_a_library_that_opens(corpus: Corpus, tmp_path: Path) -> None:
     videos, lib = tmp_path / "videos", tmp_path / "lib"
     videos.mkdir()
@@ -319,6 +326,7 @@ def test_pairs_below_min_score_are_reported_but_are_not_matches(corpus: Corpus, 
     assert Path(default["queries"][0]["matches"][0]["reference"]["path"]) == corpus.copied_reference
 
 
+@pytest.mark.slow
 def test_a_library_keeps_the_descriptor_it_was_built_with(corpus: Corpus, tmp_path: Path) -> None:
     lib = tmp_path / "old"
     proc = run_vcopy("index", corpus.refs, "--library", lib, "--descriptor", "efficientnet_lite0")

@@ -55,6 +55,7 @@ def test_aligned_times_follow_the_segment() -> None:
     assert [r for _, r in pairs] == [104.0, 108.0, 112.0, 116.0]  # a copy at half speed
 
 
+@pytest.mark.slow
 def test_evidence_pages_show_the_report_in_a_browser(corpus: Corpus, library: Path, tmp_path: Path) -> None:
     report_path, pages = tmp_path / "report.json", tmp_path / "evidence"
     proc = run_vcopy("query", corpus.copy, "--library", library, "--json", report_path, "--evidence", pages)

@@ -52,6 +52,7 @@ def _crafted_spd_weights(path: Path) -> Path:
 # -- weights and checkpoints are data ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_crafted_spd_weights_are_refused_and_run_nothing(
     corpus: Corpus, library: Path, tmp_path: Path
 ) -> None:
@@ -87,6 +88,7 @@ def test_crafted_text_training_checkpoint_is_refused_before_any_work(tmp_path: P
     assert not (tmp_path / PAYLOAD_FILE).exists() and not (run / "library").exists()
 
 
+@pytest.mark.slow
 def test_crafted_text_models_are_refused(library: Path, tmp_path: Path) -> None:
     huge = tmp_path / "huge.pt"  # would ask for a 10^7-wide hidden layer (tens of GB)
     torch.save({"format": "vcopy.text-model/1", "config": {"hidden": 10**7}, "state_dict": {}}, huge)
@@ -105,6 +107,7 @@ def test_crafted_text_models_are_refused(library: Path, tmp_path: Path) -> None:
 HOSTILE_NAMES = ["clip [hd].mp4", "a[/b]b.mp4", "esc\x1b]0;retitled\x07\x1b[2J.mp4", "two\nlines.mp4"]
 
 
+@pytest.mark.slow
 def test_hostile_file_names_are_printed_as_text(corpus: Corpus, tmp_path: Path) -> None:
     videos, lib = tmp_path / "videos [/b]", tmp_path / "lib"
     sources = sorted(corpus.refs.glob("*.mp4"))
@@ -142,6 +145,7 @@ def test_hostile_file_names_are_printed_as_text(corpus: Corpus, tmp_path: Path) 
     assert "\\x1b[31m\\n.mp4: not a readable video" in line
 
 
+@pytest.mark.slow
 def test_a_name_that_is_not_utf8_fails_alone(corpus: Corpus, tmp_path: Path) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -186,6 +190,7 @@ def _garble(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["deleted", "garbled", "another kind of index"])
 def test_a_damaged_index_file_is_an_error_until_it_is_rebuilt(
     how: str, corpus: Corpus, library: Path, tmp_path: Path
@@ -209,6 +214,7 @@ def test_a_damaged_index_file_is_an_error_until_it_is_rebuilt(
     assert _videos_and_rows(lib) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["deleted", "garbled"])
 def test_a_damaged_vector_file_is_named_and_never_searched(
     how: str, corpus: Corpus, library: Path, tmp_path: Path
@@ -318,6 +324,7 @@ def run_vcopy_raw(command: list[str]) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow
 def test_a_read_only_library_can_be_read(corpus: Corpus, library: Path, tmp_path: Path) -> None:
     probe = subprocess.run(
         ["unshare", "-m", "mount", "--bind", "-o", "ro", tmp_path, tmp_path], capture_output=True
@@ -346,6 +353,7 @@ def test_a_read_only_library_can_be_read(corpus: Corpus, library: Path, tmp_path
 # -- loops, FIFOs, truncated files ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_loops_and_fifos_among_the_arguments_are_named_and_skipped(corpus: Corpus, tmp_path: Path) -> None:
     loop, fifo = tmp_path / "loop.mp4", tmp_path / "fifo.mp4"
     loop.symlink_to(loop)
@@ -362,6 +370,7 @@ def test_loops_and_fifos_among_the_arguments_are_named_and_skipped(corpus: Corpu
     assert any("fifo.mp4: not a regular file (a FIFO)" in x for x in proc.stderr.splitlines())
 
 
+@pytest.mark.slow
 def test_a_truncated_file_is_reported_as_partly_decoded(corpus: Corpus, tmp_path: Path) -> None:
     clip = synth.concat([synth.procedural_video(300, 20), synth.procedural_video(301, 16)])
     source = synth.write_video(tmp_path / "whole.mp4", clip)  # remuxed with its index (moov) first,
@@ -382,6 +391,7 @@ def test_a_truncated_file_is_reported_as_partly_decoded(corpus: Corpus, tmp_path
     assert plain["warnings"] == []
 
 
+@pytest.mark.slow
 def test_damaged_class_embeddings_are_computed_again(library: Path, tmp_path: Path) -> None:
     lib = _library_copy(library, tmp_path)
     [cache] = (lib / "text").glob("class-embeddings-*.npy")

@@ -93,6 +93,7 @@ def test_the_onnx_network_selects_as_torch_does(tmp_path: Path) -> None:
         LearnedKeyFrames(tmp_path / "junk.onnx")
 
 
+@pytest.mark.slow
 def test_train_copy_resume_then_index_and_query_with_key_frames(small_bench: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     common = (

@@ -84,6 +84,7 @@ def test_a_removed_video_leaves_the_search_at_once(tmp_path: Path) -> None:
         assert len(list((root / "vectors").iterdir())) == 19
 
 
+@pytest.mark.slow
 def test_auto_moves_a_growing_library_to_ivf_pq_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ann, "AUTO_IVF_VECTORS", 2_000)
     monkeypatch.setattr(ann, "TRAINING_SAMPLES_PER_LIST", 10)
@@ -96,6 +97,7 @@ def test_auto_moves_a_growing_library_to_ivf_pq_once(tmp_path: Path, monkeypatch
         assert hits == [library.video_by_path(str(v.path)).id for v in made]  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_auto_trains_again_when_the_library_outgrows_its_lists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -83,6 +83,7 @@ def _encoders() -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_a_library_and_a_report_made_on_ray_equal_local_ones(
     corpus: Corpus, library: Path, ray_head: str, tmp_path: Path
 ) -> None:
@@ -105,6 +106,7 @@ def test_a_library_and_a_report_made_on_ray_equal_local_ones(
     assert any(matches for _, matches in _findings(reports[1]))  # the copy is found
 
 
+@pytest.mark.slow
 def test_a_killed_worker_costs_no_video_and_a_bad_file_fails_alone(
     corpus: Corpus, library: Path, ray_head: str, tmp_path: Path
 ) -> None:
@@ -164,6 +166,7 @@ def test_ray_options_are_checked_before_any_work(corpus: Corpus, tmp_path: Path)
     assert not lib.exists()
 
 
+@pytest.mark.slow
 def test_a_local_cluster_goes_with_a_killed_vcopy(corpus: Corpus, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "vcopy", "index", corpus.refs, "--library", tmp_path / "lib", "--ray"],

@@ -44,6 +44,7 @@ def workdir(
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", range(6))
 def test_a_readme_example_runs_as_a_saved_script(number: int, workdir: Path) -> None:
     script = workdir / f"example{number}.py"

@@ -68,6 +68,7 @@ def test_reports_never_replace_a_device_node_a_link_or_a_fifo(
 # -- a database that is not the library's own ----------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["lost", "emptied", "foreign"])
 def test_a_writer_never_deletes_vectors_its_database_does_not_name(
     corpus: Corpus, library: Path, tmp_path: Path, how: str
@@ -149,6 +150,7 @@ def test_a_zeroed_lists_file_is_an_error_at_open(corpus: Corpus, library: Path, 
     assert problems and len(problems) == len(set(problems)), problems  # each problem once
 
 
+@pytest.mark.slow
 def test_another_librarys_text_index_is_not_used(corpus: Corpus, library: Path, tmp_path: Path) -> None:
     lib = _library_copy(library, tmp_path)
     other = tmp_path / "other"  # the same videos under other ids
@@ -306,6 +308,7 @@ def _metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
 
 
+@pytest.mark.slow
 def test_crafted_spd_files_are_refused_before_they_cost_memory(
     corpus: Corpus, library: Path, tmp_path: Path
 ) -> None:
@@ -334,6 +337,7 @@ def test_crafted_spd_files_are_refused_before_they_cost_memory(
     _one_line_error(proc, 5, "extra.pt", "unknown key 'extra'")
 
 
+@pytest.mark.slow
 def test_crafted_text_models_are_refused_before_they_are_loaded(library: Path, tmp_path: Path) -> None:
     model = tmp_path / "text-model.pt"
     raw = io.BytesIO()
@@ -395,6 +399,7 @@ def _with_metadata(graph: onnx.GraphProto, metadata: dict[str, str]) -> bytes:
     return model.SerializeToString()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("how", "words"),
     [

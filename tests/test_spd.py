@@ -158,6 +158,7 @@ def test_copy_boxes_follow_pieces_laid_end_to_end() -> None:
     assert copy_boxes([_piece("x", 7)], reference, copies).shape == (0, 4)
 
 
+@pytest.mark.slow
 def test_train_resume_and_query_with_the_weights(small_bench: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     common = ("train", "spd", small_bench.parent, "--out", out, "--steps-per-epoch", "3", "--batch-size", "4")

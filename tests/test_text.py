@@ -66,6 +66,7 @@ def photo_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return library
 
 
+@pytest.mark.slow
 def test_search_text_finds_the_video_that_shows_it(photo_library: Path) -> None:
     proc = run_vcopy("search-text", "a cat", "--library", photo_library, "--top", "2", "--json", "-")
     assert proc.returncode == 0, proc.stderr
@@ -79,6 +80,7 @@ def test_search_text_finds_the_video_that_shows_it(photo_library: Path) -> None:
     assert {m["role"] for m in report["models"]} == {"text_encoder", "text_space"}
 
 
+@pytest.mark.slow
 def test_many_queries_in_one_run(photo_library: Path, tmp_path: Path) -> None:
     queries = tmp_path / "queries.txt"
     queries.write_text("\n".join(PHOTOS.values()) + "\n\n")
@@ -93,6 +95,7 @@ def test_many_queries_in_one_run(photo_library: Path, tmp_path: Path) -> None:
     assert "a cup of coffee" in proc.stdout  # the tables
 
 
+@pytest.mark.slow
 def test_text_vectors_are_computed_on_first_use_without_decoding(photo_library: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"  # no text index yet
     shutil.copytree(

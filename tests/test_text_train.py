@@ -175,6 +175,7 @@ def captioned(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_train_text_end_to_end_resume_and_search(captioned: Path) -> None:
     videos, out = captioned / "videos", captioned / "run"
     args = ["train", "text", "--captions", videos / "captions.jsonl", "--videos", videos, "--out", out]
