@@ -121,7 +121,7 @@ class EvidenceWriter:
         self.background_rank = background_rank
         self.views = views  # the query views the report was made with
         self.videos = {v.path: v for v in library.videos()}
-        self._checks: dict[tuple[Path, str | None], str] = {}  # each file hashed once, however many pages
+        self._checks: dict[tuple[Path, str | None], tuple[bool, str]] = {}  # each file hashed once
 
     def write(self, report: dict[str, Any], out_dir: Path) -> list[EvidencePage]:
         """One page per match, then ``index.html`` listing them; returns the match pages."""
@@ -213,12 +213,15 @@ class EvidenceWriter:
         return video if video is not None and video.sha256 == reference["sha256"] else None
 
     def _file_check(self, path: Path, sha256: str | None) -> str:
+        return self._checked(path, sha256)[1]
+
+    def _same_file(self, path: Path, sha256: str | None) -> bool:
+        return self._checked(path, sha256)[0]
+
+    def _checked(self, path: Path, sha256: str | None) -> tuple[bool, str]:
         if (path, sha256) not in self._checks:
             self._checks[path, sha256] = _file_check(path, sha256)
         return self._checks[path, sha256]
-
-    def _same_file(self, path: Path, sha256: str | None) -> bool:
-        return self._file_check(path, sha256) == _SAME
 
     def _frame_pairs(
         self, query_path: Path | None, reference_path: Path | None, segments: Sequence[dict[str, Any]]
@@ -257,26 +260,21 @@ def _figure(frame: np.ndarray | None, caption: str) -> str:
     return f"{image}<figcaption>{_e(caption)}</figcaption>"
 
 
-_SAME = "<span class='ok'>same bytes as in the report</span>"
 _NOT_IN_LIBRARY = "<span class='warn'>not read: the library holds no video of this path and SHA-256</span>"
 
 
-def _file_check(path: Path, sha256: str | None) -> str:
-    """Whether a file still has the report's bytes; only a regular video file is read (never a
-    device, FIFO or a file of another kind that a crafted report names)."""
+def _file_check(path: Path, sha256: str | None) -> tuple[bool, str]:
+    """Whether a file still has the report's bytes, and that said as HTML; only a regular video
+    file is read (never a device, FIFO or a file of another kind that a crafted report names)."""
     try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        return f"<span class='warn'>not readable now ({_e(exc.strerror or exc)})</span>"
-    if not stat.S_ISREG(mode) or path.suffix.lower() not in VIDEO_SUFFIXES:
-        return "<span class='warn'>not read: not a regular video file</span>"
-    try:
+        if not stat.S_ISREG(os.stat(path).st_mode) or path.suffix.lower() not in VIDEO_SUFFIXES:
+            return False, "<span class='warn'>not read: not a regular video file</span>"
         actual = sha256_file(path)
     except OSError as exc:
-        return f"<span class='warn'>not readable now ({_e(exc.strerror or exc)})</span>"
+        return False, f"<span class='warn'>not readable now ({_e(exc.strerror or exc)})</span>"
     if actual != sha256:
-        return "<span class='warn'>its bytes changed since the report</span>"
-    return _SAME
+        return False, "<span class='warn'>its bytes changed since the report</span>"
+    return True, "<span class='ok'>same bytes as in the report</span>"
 
 
 def _write_page(path: Path, page: str) -> None:

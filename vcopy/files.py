@@ -64,6 +64,21 @@ def output_file_problem(path: Path) -> str | None:
     return None
 
 
+def read_bounded(path: Path, max_bytes: int) -> bytes:
+    """A regular file's bytes, once its size is known to be at most ``max_bytes`` (checked before
+    anything is read: a sparse file of gigabytes costs nothing); ``OSError`` saying why not."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError("not a regular file")
+    if info.st_size > max_bytes:
+        raise OSError(f"{info.st_size} bytes; at most {max_bytes} are read")
+    with open(path, "rb") as file:
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:  # it grew meanwhile
+        raise OSError(f"over {max_bytes} bytes")
+    return data
+
+
 def write_output_file(path: Path, data: bytes) -> None:
     """Replace ``path`` (a regular file or a new name; ``output_file_problem`` otherwise, as an
     ``OSError``) with ``data`` in one rename: a symbolic link is never followed or replaced, a

@@ -51,7 +51,6 @@ import io
 import os
 import re
 import sqlite3
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -322,14 +321,10 @@ class Library:
         return [LibraryVideo(*row) for row in rows]
 
     def video(self, video_id: int) -> LibraryVideo:
-        video = self.video_by_id(video_id)
-        if video is None:
-            raise LibraryError(f"{self.root}: no video with id {video_id}")
-        return video
-
-    def video_by_id(self, video_id: int) -> LibraryVideo | None:
         row = self._db.execute(f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE id = ?", (video_id,)).fetchone()
-        return None if row is None else LibraryVideo(*row)
+        if row is None:
+            raise LibraryError(f"{self.root}: no video with id {video_id}")
+        return LibraryVideo(*row)
 
     def video_by_path(self, path: str) -> LibraryVideo | None:
         row = self._db.execute(f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE path = ?", (path,)).fetchone()
@@ -691,15 +686,14 @@ class Library:
         added ones in (from their vector files), all read in one snapshot of the database; read
         again when a writer replaced the index file meanwhile."""
         for _ in range(3):
-            with _read_snapshot(self._db):
-                meta = self.meta
-                try:
+            try:
+                with _read_snapshot(self._db):
+                    meta = self.meta
                     return self._open_ann_as_of(meta)
-                except LibraryError:
-                    failure = sys.exc_info()
-            fresh = self.meta  # a writer may have replaced the files since the snapshot
-            if all(fresh.get(key) == meta.get(key) for key in ("ann_file", *_DISK_TIER_FILES)):
-                raise failure[1] from None  # type: ignore[misc]
+            except LibraryError:
+                fresh = self.meta  # a writer may have replaced the files since the snapshot
+                if all(fresh.get(key) == meta.get(key) for key in ("ann_file", *_DISK_TIER_FILES)):
+                    raise
         raise LibraryError(f"{self.root}: its index kept changing while it was read; try again")
 
     def _open_ann_as_of(self, meta: dict[str, str]) -> AnnIndex:
@@ -1221,6 +1215,12 @@ def _set_meta(db: sqlite3.Connection, **values: str) -> None:
     db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
 
 
+def _busy(root: Path, lock_fd: int) -> LibraryError:
+    """The error of a library whose write lock another process holds (its pid is in the file)."""
+    holder = os.pread(lock_fd, 64, 0).decode(errors="replace").strip() or "unknown"
+    return LibraryError(f"{root}: another process (pid {holder}) is writing this library; try again later")
+
+
 def check_no_writer(root: Path) -> None:
     """A ``LibraryError`` now if another process is writing the library at ``root``: an ``index``
     that would wait for it is refused before it loads any model."""
@@ -1231,10 +1231,7 @@ def check_no_writer(root: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-        raise LibraryError(
-            f"{root}: another process (pid {holder}) is writing this library; try again later"
-        ) from None
+        raise _busy(root, fd) from None
     finally:
         os.close(fd)
 
@@ -1247,11 +1244,9 @@ def _take_lock(root: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        error = _busy(root, fd)
         os.close(fd)
-        raise LibraryError(
-            f"{root}: another process (pid {holder}) is writing this library; try again later"
-        ) from None
+        raise error from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd

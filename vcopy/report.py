@@ -6,9 +6,7 @@ import csv
 import io
 import json
 import math
-import os
 import platform
-import stat
 import time
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -17,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import vcopy
 from vcopy.errors import VcopyError
-from vcopy.files import write_output_file
+from vcopy.files import read_bounded, write_output_file
 
 if TYPE_CHECKING:  # reports are also written by commands that never load the copy finder
     from vcopy.library import Library
@@ -130,14 +128,11 @@ def read_report(path: Path) -> dict[str, Any]:
     import jsonschema
 
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise VcopyError(f"{path}: not a readable report (not a regular file)")
-        with open(path, "rb") as file:
-            data = file.read(MAX_REPORT_BYTES + 1)
-        if len(data) > MAX_REPORT_BYTES:
-            raise VcopyError(f"{path}: not a readable report (over {MAX_REPORT_BYTES >> 20} MiB)")
+        data = read_bounded(path, MAX_REPORT_BYTES)
         report = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except OSError as exc:
+        raise VcopyError(f"{path}: not a readable report ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise VcopyError(f"{path}: not a readable report ({type(exc).__name__}: {exc})") from None
     if not isinstance(report, dict) or report.get("schema") != SCHEMA_ID:
         raise VcopyError(f"{path}: not a vcopy report (schema is not {SCHEMA_ID})")

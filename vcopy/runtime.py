@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import stat
 import warnings
 from pathlib import Path
 from typing import Any, cast
@@ -33,19 +32,12 @@ def read_model_file(path: Path, what: str, max_bytes: int = MAX_MODEL_BYTES) -> 
     """A weights file's bytes, once it is known to be a regular file of at most ``max_bytes``
     (checked before anything is read: a sparse file of gigabytes costs nothing); a one-line
     VcopyError saying it is not ``what`` otherwise."""
+    from vcopy.files import read_bounded
+
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise VcopyError(f"{path}: not {what} (not a regular file)")
-        if info.st_size > max_bytes:
-            raise VcopyError(f"{path}: not {what} ({info.st_size} bytes; at most {max_bytes} are read)")
-        with open(path, "rb") as file:
-            data = file.read(max_bytes + 1)
+        return read_bounded(path, max_bytes)
     except OSError as exc:
-        raise VcopyError(f"{path}: not readable {what} ({exc.strerror or exc})") from None
-    if len(data) > max_bytes:
-        raise VcopyError(f"{path}: not {what} (over {max_bytes} bytes)")
-    return data
+        raise VcopyError(f"{path}: not {what} ({exc.strerror or exc})") from None
 
 
 def onnx_session(

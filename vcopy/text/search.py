@@ -27,7 +27,7 @@ import torch
 
 from vcopy.errors import VcopyError
 from vcopy.files import write_atomically
-from vcopy.library import Library
+from vcopy.library import Library, LibraryVideo
 from vcopy.text.encoder import TextEncoder
 from vcopy.text.model import load_model
 from vcopy.text.store import frame_layouts
@@ -140,7 +140,9 @@ def _paths(library: Library, space: TextSpace) -> tuple[Path, Path]:
     return folder / f"{stem}.faiss", folder / f"{stem}.json"
 
 
-def _load(index_path: Path, info_path: Path, dim: int, library: Library) -> Any:
+def _load(
+    index_path: Path, info_path: Path, dim: int, library: Library, videos: dict[int, LibraryVideo]
+) -> Any:
     """The saved text index, or an empty one (``sync_text_index`` then rebuilds it from the
     library: it is derived data) where it is missing, damaged, not what vcopy writes, or not built
     from this library's videos as they are now (its info file records the library's identity, the
@@ -162,7 +164,7 @@ def _load(index_path: Path, info_path: Path, dim: int, library: Library) -> Any:
         return empty
     built_from = info["videos"]
     for video_id in faiss.vector_to_array(index.id_map).tolist() if index.ntotal else []:
-        video = library.video_by_id(int(video_id))
+        video = videos.get(int(video_id))
         if video is not None and built_from.get(str(video_id)) != _short(video.sha256):
             return empty
     return index
@@ -176,9 +178,9 @@ def sync_text_index(library: Library, space: TextSpace) -> tuple[Any, TextIndexS
     """The text index of ``library`` in ``space``, updated (and saved, when the library folder is
     writable) for videos added or removed since it was last written."""
     index_path, info_path = _paths(library, space)
-    index = _load(index_path, info_path, space.encoder.dim, library)
-    stored = faiss.vector_to_array(index.id_map).astype(np.int64) if index.ntotal else np.zeros(0, np.int64)
     videos = {v.id: v for v in library.videos()}
+    index = _load(index_path, info_path, space.encoder.dim, library, videos)
+    stored = faiss.vector_to_array(index.id_map).astype(np.int64) if index.ntotal else np.zeros(0, np.int64)
     gone = np.setdiff1d(stored, np.array(list(videos), dtype=np.int64))
     if len(gone):
         index.remove_ids(gone)
