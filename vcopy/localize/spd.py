@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,6 +43,8 @@ CONTRAST_RANGE = (-0.2, 0.8)  # contrast values mapped to image values 0..1
 DIAGONAL_HALF_WIDTH = 3  # frames either side of a box's diagonal searched when its ends are refined
 SECOND_LOOK_FRAMES_PER_PIXEL = 4  # maps drawn this coarsely get a second look at weak boxes
 TWO_FRAME_END_FRAMES_PER_PIXEL = 2  # on axes drawn this coarsely a box end needs two strong frames
+TILE_FRAMES_PER_PIXEL = 2  # a map drawn coarser than this is also drawn in windows at most this coarse
+PATH_SEGMENTS = 2  # paths a second opinion reports per map
 BACKGROUND_CONTRAST = -0.1  # typical contrast of unrelated frames; a drawn map's median is moved here
 
 Network = Callable[[np.ndarray], np.ndarray]  # images [B, 1, H, W] float32 -> [B, 5, anchors]: xywh, score
@@ -58,6 +60,9 @@ class SpdSettings:
     score_threshold: float  # calibrated on the train split: what counts as a match
     descriptor: str  # the descriptor whose maps the network was trained on
     validation_segment_f1: float | None = None
+    path_threshold: float | None = (
+        None  # calibrated on the train split: a DP path's mean contrast that scores as a match
+    )
 
     @classmethod
     def from_record(cls, record: Any, path: Path) -> SpdSettings:
@@ -71,6 +76,7 @@ class SpdSettings:
             if not isinstance(record["descriptor"], str):
                 raise ValueError("descriptor is not a name")
             f1 = record.get("validation_segment_f1")
+            path_threshold = record.get("path_threshold")
             return cls(
                 input_size=bounded_int(record["input_size"], "input_size", 32, 1024),
                 max_aspect=bounded_int(record["max_aspect"], "max_aspect", 1, 16),
@@ -78,6 +84,9 @@ class SpdSettings:
                 score_threshold=bounded_float(record["score_threshold"], "score_threshold", 0, 1),
                 descriptor=record["descriptor"],
                 validation_segment_f1=None if f1 is None else bounded_float(f1, "validation F1", 0, 1),
+                path_threshold=None
+                if path_threshold is None
+                else bounded_float(path_threshold, "path_threshold", 0.01, 2),
             )
         except KeyError as exc:
             raise VcopyError(f"{path}: not SPD weights ({exc} is missing)") from None
@@ -93,6 +102,7 @@ class SpdSettings:
             "score_threshold": self.score_threshold,
             "descriptor": self.descriptor,
             "validation_segment_f1": self.validation_segment_f1,
+            "path_threshold": self.path_threshold,
         }
 
 
@@ -266,6 +276,12 @@ class Detection:
     cols: tuple[int, int]  # reference frames
     score: float
 
+    def moved(self, first_row: int, first_column: int) -> Detection:
+        """This detection on a map whose part it was found on starts at (``first_row``,
+        ``first_column``)."""
+        rows = (self.rows[0] + first_row, self.rows[1] + first_row)
+        return Detection(rows, (self.cols[0] + first_column, self.cols[1] + first_column), self.score)
+
 
 def refine_span(strength: np.ndarray, min_contrast: float, min_run: int = 1) -> tuple[int, int] | None:
     """First and last index of the strong frames (strength reaching ``min_contrast``) that lie in
@@ -298,6 +314,7 @@ class SimilarityPatternDetector:
     iou_threshold: float = 0.5
     refine_min_contrast: float = 0.15
     second_look_score: float = 0.15  # weaker boxes on coarsely drawn maps are cropped and looked at again
+    path_threshold: float | None = None  # None: the weights' (absent there: no second opinion)
     max_aspect: int | None = None
     batch_size: int = 64
     device: str = "cpu"
@@ -317,6 +334,8 @@ class SimilarityPatternDetector:
             self.score_threshold = settings.score_threshold
         if self.max_aspect is None:
             self.max_aspect = settings.max_aspect
+        if self.path_threshold is None:
+            self.path_threshold = settings.path_threshold
         self.sha256 = sha256_file(self.weights_path)
 
     @property
@@ -342,6 +361,7 @@ class SimilarityPatternDetector:
             "refine_two_frame_ends_from_frames_per_pixel": TWO_FRAME_END_FRAMES_PER_PIXEL,
             "second_look_score": self.second_look_score,
             "second_look_from_frames_per_pixel": SECOND_LOOK_FRAMES_PER_PIXEL,
+            "path_threshold": self.path_threshold,
         }
 
     def __call__(
@@ -350,11 +370,34 @@ class SimilarityPatternDetector:
         return self.localize_batch([(similarity, query_timestamps_s, reference_timestamps_s)])[0]
 
     def localize_batch(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
+        """Segments of each map: SPD's boxes, and on a map where none is a match, the second
+        opinion of a path finder (``path_segments``)."""
         detections = self.detect([m[0] for m in maps])
-        return [
-            suppress_overlaps([box_segment(q_times, r_times, d.rows, d.cols, d.score) for d in dets])
-            for dets, (_, q_times, r_times) in zip(detections, maps, strict=True)
-        ]
+        found = []
+        for dets, (contrast, q_times, r_times) in zip(detections, maps, strict=True):
+            segments = [box_segment(q_times, r_times, d.rows, d.cols, d.score) for d in dets]
+            if not any(s.score >= self.match_threshold for s in segments):
+                segments += self.path_segments(contrast, q_times, r_times)
+            found.append(suppress_overlaps(segments))
+        return found
+
+    def path_segments(
+        self, contrast: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
+    ) -> list[Segment]:
+        """The best paths of dynamic programming (``vcopy.localize.dp``) on a map, scored on SPD's
+        scale: a path whose mean contrast is ``path_threshold`` (calibrated on the train split)
+        scores the match threshold, others in proportion. A copy of held or slowly moving shots
+        is a block on the map, not a band; SPD trained on bands may miss it, a path does not.
+        None without a ``path_threshold``."""
+        if self.path_threshold is None or contrast.size == 0:
+            return []
+        from vcopy.localize.dp import DynamicProgramming
+
+        paths = DynamicProgramming(min_score=0.0, max_segments=PATH_SEGMENTS)(
+            contrast, query_timestamps_s, reference_timestamps_s
+        )
+        scale = self.match_threshold / self.path_threshold
+        return [replace(p, score=float(np.clip(p.score * scale, 0.0, 1.0))) for p in paths]
 
     def rendering(self, shape: tuple[int, int]) -> Rendering:
         """How a map of ``shape`` is drawn for the network."""
@@ -362,18 +405,55 @@ class SimilarityPatternDetector:
         width = canvas_width(shape, self.input_size, self.max_aspect)
         return Rendering.plan(shape, self.input_size, width)
 
+    def views(self, shape: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """The parts of a map of ``shape`` that are drawn, as ([first, stop) rows, [first, stop)
+        columns): the whole map, and, when it is drawn coarser than ``TILE_FRAMES_PER_PIXEL`` or
+        its axes at unlike frames per pixel (a short copy inside a long upload is then a sliver),
+        windows overlapping by half, each drawn with both axes at about the same frames per pixel
+        (at most ``TILE_FRAMES_PER_PIXEL``), so that a copy looks the same whatever the length of
+        the upload or the reference."""
+        assert self.max_aspect is not None
+        whole = ((0, shape[0]), (0, shape[1]))
+        short, long = sorted(shape)
+        short_frames = min(short, int(self.input_size * TILE_FRAMES_PER_PIXEL))
+        long_frames = max(self.max_aspect * short_frames, self.input_size)
+        plan = self.rendering(shape)
+        coarse = max(plan.x.frames_per_pixel, plan.y.frames_per_pixel) > TILE_FRAMES_PER_PIXEL
+        if long <= long_frames and not coarse:
+            return [whole]
+        short_spans, long_spans = _windows(short, short_frames), _windows(long, long_frames)
+        if shape[0] <= shape[1]:
+            return [whole, *((r, c) for r in short_spans for c in long_spans)]
+        return [whole, *((r, c) for r in long_spans for c in short_spans)]
+
     def detect(
         self, maps: Sequence[np.ndarray], score_threshold: float | None = None
     ) -> list[list[Detection]]:
-        """Detections on each map (frame indices) scoring at least ``score_floor``, best first. On a
-        map drawn at several frames per pixel, a box scored at least ``second_look_score`` but
-        below the threshold is looked at again: the map around it (twice its size) is cropped and
-        detected on at full detail, and what the crop finds above the threshold replaces it (a
-        faint band of a few pixels in a long map fills the crop). The crops all go through the
-        network as one batch. Boxes below the threshold are kept: they rank pairs, they are not
-        matches."""
+        """Detections on each map (frame indices) scoring at least ``score_floor``, best first.
+        Each map is drawn whole and, when long, in windows (``views``); a box that overlaps a better
+        one is dropped, except that matches found in windows are joined."""
         threshold = self.score_threshold if score_threshold is None else score_threshold
         assert threshold is not None
+        origins: list[tuple[int, int, int, bool]] = []  # map index, first row, first column, a window
+        parts: list[np.ndarray] = []
+        for i, m in enumerate(maps):
+            views = self.views(m.shape) if m.size else [((0, 0), (0, 0))]
+            for k, ((r0, r1), (c0, c1)) in enumerate(views):
+                origins.append((i, r0, c0, k > 0))
+                parts.append(m[r0:r1, c0:c1])
+        found = self._detect_with_second_look(parts, threshold)
+        per_map: list[list[tuple[Detection, bool]]] = [[] for _ in maps]
+        for (i, r0, c0, window), dets in zip(origins, found, strict=True):
+            per_map[i] += [(d.moved(r0, c0), window) for d in dets]
+        return [_joined(f, threshold) for f in per_map]
+
+    def _detect_with_second_look(self, maps: Sequence[np.ndarray], threshold: float) -> list[list[Detection]]:
+        """Detections on each map scoring at least ``score_floor``. On a map drawn at several
+        frames per pixel, a box scored at least ``second_look_score`` but below the threshold is
+        looked at again: the map around it (twice its size) is cropped and detected on at full
+        detail, and what the crop finds above the threshold replaces it (a faint band of a few
+        pixels in a long map fills the crop). The crops all go through the network as one batch.
+        Boxes below the threshold are kept: they rank pairs, they are not matches."""
         floor = min(threshold, self.score_floor)
         plans = [self.rendering(m.shape) if m.size else None for m in maps]
         first = self._detect_once(maps, plans, [floor] * len(maps))
@@ -394,11 +474,8 @@ class SimilarityPatternDetector:
         for (i, r0, c0, weak), found in zip(origins, second, strict=True):
             if found:
                 results[i].remove(weak)
-            results[i] += [
-                Detection((d.rows[0] + r0, d.rows[1] + r0), (d.cols[0] + c0, d.cols[1] + c0), d.score)
-                for d in found
-            ]
-        return [sorted(found, key=lambda d: -d.score) for found in results]
+            results[i] += [d.moved(r0, c0) for d in found]
+        return results
 
     def _detect_once(
         self,
@@ -432,9 +509,12 @@ class SimilarityPatternDetector:
     def _detection(
         self, contrast: np.ndarray, plan: Rendering, box_xyxy_px: np.ndarray, score: float
     ) -> Detection:
+        """The box's frames, its ends refined on the map: twice over, each axis along the other's
+        refined span (a box that overshoots one axis tilts its diagonal off the band)."""
         rows, cols = plan.frames(box_xyxy_px)
-        rows = self._refine(contrast, rows, cols, plan.query_axis, axis=1)
-        cols = self._refine(contrast, rows, cols, plan.reference_axis, axis=0)
+        for _ in range(2):
+            rows = self._refine(contrast, rows, cols, plan.query_axis, axis=1)
+            cols = self._refine(contrast, rows, cols, plan.reference_axis, axis=0)
         return Detection(rows, cols, score)
 
     def _refine(
@@ -444,14 +524,31 @@ class SimilarityPatternDetector:
         the frames at its ends whose best contrast near the box's diagonal (where a copy's band
         runs) is weak. On an axis drawn at several frames per pixel (a margin of several frames
         around the box) an end needs two strong frames in a row, so a lone bright noise cell
-        beside the band does not extend it. ``axis`` 1 refines rows (``scale`` is then the query axis's)."""
+        beside the band does not extend it; on an axis drawn finer, an end whose neighbours
+        outside the box stay strong grows into them, by up to the box's length (a box drawn short
+        on a block, a held shot matching a held shot, reaches the block's edge). ``axis`` 1
+        refines rows (``scale`` is then the query axis's)."""
         along, across = (rows, cols) if axis == 1 else (cols, rows)
+        grid = contrast if axis == 1 else contrast.T
         pad = max(1, int(np.ceil(scale.frames_per_pixel)))
         first, last = max(0, along[0] - pad), min(scale.frames - 1, along[1] + pad)
-        strength = _diagonal_strength(contrast if axis == 1 else contrast.T, (first, last), along, across)
+        strength = _diagonal_strength(grid, (first, last), along, across)
         min_run = 2 if scale.frames_per_pixel >= TWO_FRAME_END_FRAMES_PER_PIXEL else 1
         refined = refine_span(strength, self.refine_min_contrast, min_run)
-        return along if refined is None else (first + refined[0], first + refined[1])
+        if refined is None:
+            return along
+        start, end = first + refined[0], first + refined[1]
+        if min_run > 1 or (start > first and end < last):
+            return start, end
+        reach = along[1] - along[0] + 1
+        lo = max(0, start - reach) if start == first else start
+        hi = min(scale.frames - 1, end + reach) if end == last else end
+        strong = _diagonal_strength(grid, (lo, hi), along, across) >= self.refine_min_contrast
+        while start > lo and strong[start - 1 - lo]:
+            start -= 1
+        while end < hi and strong[end + 1 - lo]:
+            end += 1
+        return start, end
 
 
 def _diagonal_strength(
@@ -466,6 +563,45 @@ def _diagonal_strength(
     half = max(DIAGONAL_HALF_WIDTH, round(0.1 * (across[1] - across[0] + 1)))
     columns = np.clip(centre[:, None] + np.arange(-half, half + 1)[None, :], across[0], across[1])
     return contrast[rows[:, None], columns].max(axis=1)
+
+
+def _windows(frames: int, length: int) -> list[tuple[int, int]]:
+    """[first, stop) windows of ``length`` frames overlapping by half that cover ``frames``."""
+    if frames <= length:
+        return [(0, frames)]
+    starts = [*range(0, frames - length, max(1, length // 2)), frames - length]
+    return [(s, s + length) for s in starts]
+
+
+def _overlaps(a: Detection, b: Detection) -> bool:
+    """Whether two boxes share frames on both axes."""
+    return (
+        a.rows[0] <= b.rows[1]
+        and b.rows[0] <= a.rows[1]
+        and a.cols[0] <= b.cols[1]
+        and b.cols[0] <= a.cols[1]
+    )
+
+
+def _joined(found: list[tuple[Detection, bool]], threshold: float) -> list[Detection]:
+    """Matches found in windows first (drawn at the scale the network knows best), then the rest
+    best first, each (detection, from a window) dropped where it overlaps a kept one (the
+    whole map's boxes among themselves are left to ``suppress_overlaps``), except that matches
+    from windows are joined (their union, the best score): a copy longer
+    than half a window is found in pieces by the windows it crosses."""
+    kept: list[tuple[Detection, bool]] = []
+    for d, window in sorted(found, key=lambda f: (not (f[1] and f[0].score >= threshold), -f[0].score)):
+        joins = window and d.score >= threshold
+        for k, (j, j_window) in enumerate(kept):
+            if (window or j_window) and _overlaps(d, j):
+                if joins and j_window:
+                    rows = (min(d.rows[0], j.rows[0]), max(d.rows[1], j.rows[1]))
+                    cols = (min(d.cols[0], j.cols[0]), max(d.cols[1], j.cols[1]))
+                    kept[k] = (Detection(rows, cols, j.score), True)
+                break
+        else:
+            kept.append((d, window))
+    return [d for d, _ in kept]
 
 
 def _widened(span: tuple[int, int], frames: int) -> tuple[int, int]:
