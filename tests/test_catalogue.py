@@ -103,3 +103,30 @@ def test_a_30_s_copy_inside_a_10_minute_upload_is_found(tmp_path: Path) -> None:
     (result,) = _query(_library(tmp_path / "library", refs), [query])
     start = before.duration_s
     assert _ends_within(result, "r0.mp4", (start, start + 30.0, 0.0, 30.0), 2.0), result
+
+
+def test_the_catalogue_generator_holds_long_static_shots_and_copies_anywhere() -> None:
+    from collections import Counter
+
+    from vcopy.synth.benchmark import SIZES, _plan_catalogue_split, dominant_kind, shot_profile
+
+    rng = np.random.default_rng(0)
+    tiles = [("held_out", p, t) for p in range(14) for t in range(12)]
+    refs, queries = _plan_catalogue_split("test", SIZES["catalogue"].splits["test"], rng, tiles)
+    profile = shot_profile(refs)
+    assert 3.5 <= profile["median_shot_s"] <= 6.0 and profile["static_shot_share"] >= 0.3
+    lengths = [s.duration_s for r in refs for s in r.shots]
+    assert max(lengths) > 40  # a heavy tail: some shots are held for most of a minute or more
+    framed = [{(s.photo, s.tile) for s in r.shots if s.photo >= 0} for r in refs]
+    assert sum(len(f) for f in framed) == len(set().union(*framed)) >= 0.8 * len(refs)  # none shared
+    assert sum(s.kind == "intro" for r in refs for s in r.shots) >= 5  # shared openings
+    copies = [(q, c) for q in queries for c in q.copies]
+    assert Counter(len(q.copies) for q in queries).keys() >= {0, 1, 2, 3}
+    assert any(
+        c.reference_start_s == 0 and c.reference_end_s == refs[c.reference].duration_s for _, c in copies
+    )
+    assert any(q.fillers[0].duration_s == 0 for q, _ in copies)  # a copy that opens its query
+    kinds = Counter(
+        dominant_kind(refs[c.reference], c.reference_start_s, c.reference_end_s) for _, c in copies
+    )
+    assert {"static", "zoom", "talking", "slide", "pan", "montage"} <= kinds.keys()

@@ -180,6 +180,7 @@ def load_ground_truth(path: Path, split: str | None = None) -> dict[str, TrueQue
             tq = TrueQuery(q["path"])
             tq.tags["transform"] = {t.split(":")[0] for t in q.get("transforms", [])} or {"none"}
             tq.tags["speed"] = {f"{c['speed']:g}x" for c in q["copies"] if "speed" in c} or {"no copy"}
+            tq.tags["shot"] = {c["shot"] for c in q["copies"] if c.get("shot")} or {"no copy"}
             for c in q["copies"]:
                 tq.boxes.setdefault(refs[c["reference"]], []).append(
                     (c["query_start"], c["query_end"], c["reference_start"], c["reference_end"])
@@ -221,6 +222,7 @@ class Evaluation:
     overall: Scores
     by_transform: dict[str, Scores]
     by_speed: dict[str, Scores]
+    by_shot: dict[str, Scores]  # by the kind of shot copied (generator version 3 records it)
     missing_queries: list[str]  # ground-truth queries absent from the report (scored as misses)
 
 
@@ -230,6 +232,7 @@ def evaluate(gt_path: Path, report_path: Path, split: str | None = None) -> Eval
     groups: dict[str, dict[str, dict[str, TrueQuery]]] = {
         "transform": defaultdict(dict),
         "speed": defaultdict(dict),
+        "shot": defaultdict(dict),
     }
     for sha, tq in truth.items():
         for kind, values in tq.tags.items():
@@ -239,5 +242,6 @@ def evaluate(gt_path: Path, report_path: Path, split: str | None = None) -> Eval
         overall=score(truth, predictions),
         by_transform={k: score(v, predictions) for k, v in sorted(groups["transform"].items())},
         by_speed={k: score(v, predictions) for k, v in sorted(groups["speed"].items())},
+        by_shot={k: score(v, predictions) for k, v in sorted(groups["shot"].items())},
         missing_queries=sorted(tq.path for sha, tq in truth.items() if sha not in reported),
     )

@@ -20,6 +20,7 @@ the train split never has.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -34,7 +35,7 @@ from vcopy import __version__, synth
 from vcopy.errors import VcopyError
 from vcopy.files import write_atomically
 from vcopy.processes import die_with_parent
-from vcopy.synth import edits, ffmpeg_edits
+from vcopy.synth import edits, ffmpeg_edits, shots
 from vcopy.synth.edits import Edit
 from vcopy.video import sha256_file
 
@@ -43,7 +44,10 @@ SCHEMA = "vcopy.groundtruth/1"
 SPEEDS = (1.0, 1.0, 1.0, 1.0, 0.5, 0.75, 1.5, 2.0)
 # 2: held-out photos in the test split, ffmpeg-made edits, up to 3 edits in test, and each photo tile
 # in one reference only (version 1 gave every reference the same tiles, so references shared footage)
+# 3 (size "catalogue"): shots shaped like real catalogues (vcopy.synth.shots), several copies per
+# query anywhere in it, whole re-uploads, intros shared by references (hard negatives)
 GENERATOR_VERSION = 2
+CATALOGUE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class SplitSpec:
     max_edits: int = 2
     photo_set: str = "base"  # which PHOTO_SETS its references pan over
     ffmpeg_fraction: float = 0.0  # share of queries that also get an ffmpeg-made edit
+    catalogue: bool = False  # version 3: catalogue-like shots (vcopy.synth.shots), copies anywhere
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,19 @@ SIZES = {
             "long": SplitSpec(4, (600, 3600), 6, (20, 180), (20, 200), fps=5.0, size=(180, 320), max_edits=1),
         }
     ),
-}
+    "catalogue": BenchmarkSize(
+        {
+            "train": SplitSpec(30, (20, 150), 120, (3, 60), (2, 40), catalogue=True),
+            "test": SplitSpec(
+                50, (20, 150), 150, (3, 120), (2, 40), max_edits=3, photo_set="held_out",
+                ffmpeg_fraction=0.35, catalogue=True,
+            ),
+            "long": SplitSpec(
+                3, (600, 1200), 4, (10, 120), (60, 300), fps=5.0, size=(180, 320), max_edits=1, catalogue=True
+            ),
+        }
+    ),
+}  # fmt: skip
 LONG_REF_S = (600.0, 1200.0, 1800.0, 3600.0)
 LONG_QUERY_S = (60.0, 120.0, 180.0, 300.0, 480.0, 600.0)
 
@@ -97,6 +114,8 @@ class Shot:
     photo: int = -1  # index into photos(photo_set), -1 for procedural
     tile: int = 0
     photo_set: str = "base"
+    kind: str = ""  # version 3: a kind of vcopy.synth.shots; its picture is a tile of the photo
+    # (CATALOGUE_GRID), or with photo -1 the procedural picture of seed ``tile``
 
 
 @dataclass(frozen=True)
@@ -146,9 +165,11 @@ class Copy:
     reference_end: float
     speed: float
     transforms: list[str] = field(default_factory=list)
+    shot: str = ""  # the kind of shot that fills most of the copied span (dominant_kind)
 
 
 _TILE_GRID = (2, 3)
+CATALOGUE_GRID = (3, 4)  # version 3 frames smaller tiles (a reference holds a tile, not a photo's worth)
 PHOTO_SETS = ("base", "held_out")
 # scikit-image's sample photos (colour, then greyscale), the test split's footage
 _HELD_OUT_PHOTOS = (
@@ -157,6 +178,7 @@ _HELD_OUT_PHOTOS = (
 )  # fmt: skip
 
 
+@functools.cache
 def photos(photo_set: str = "base") -> list[np.ndarray]:
     """Real photographs that ship inside installed packages (RGB uint8): ``base`` from scikit-learn,
     ultralytics and matplotlib; ``held_out`` from scikit-image."""
@@ -182,8 +204,8 @@ def photos(photo_set: str = "base") -> list[np.ndarray]:
     return [np.asarray(Image.open(p).convert("RGB")) for p in found]
 
 
-def _tile(image: np.ndarray, tile: int) -> np.ndarray:
-    rows, cols = _TILE_GRID
+def _tile(image: np.ndarray, tile: int, grid: tuple[int, int] = _TILE_GRID) -> np.ndarray:
+    rows, cols = grid
     h, w = image.shape[0] // rows, image.shape[1] // cols
     r, c = divmod(tile, cols)
     return image[r * h : (r + 1) * h, c * w : (c + 1) * w]
@@ -198,7 +220,15 @@ def render(recipe: Recipe, start_s: float = 0.0, end_s: float | None = None) -> 
     for shot in recipe.shots:
         n = round(shot.duration_s * recipe.fps)
         if at + n > start_f and at < end_f:
-            if shot.photo >= 0:
+            if shot.kind:
+                picture = (
+                    _tile(pictures[shot.photo_set][shot.photo], shot.tile, CATALOGUE_GRID)
+                    if shot.photo >= 0
+                    else shots.procedural_picture(shot.tile, recipe.size)
+                )
+                spec = shots.ShotSpec(shot.kind, shot.seed, n / recipe.fps, shot.tile)
+                clip = shots.render_shot(spec, picture, recipe.fps, recipe.size)
+            elif shot.photo >= 0:
                 clip = synth.photo_pan(
                     _tile(pictures[shot.photo_set][shot.photo], shot.tile),
                     shot.seed,
@@ -210,7 +240,32 @@ def render(recipe: Recipe, start_s: float = 0.0, end_s: float | None = None) -> 
                 clip = synth.procedural_shot(shot.seed, n / recipe.fps, recipe.fps, recipe.size)
             pieces.append(clip.frames[max(0, start_f - at) : end_f - at])
         at += n
+    if not pieces:  # a filler of no length: a copy at the very start or end of its query
+        return synth.Clip(np.zeros((0, *recipe.size, 3), dtype=np.uint8), recipe.fps)
     return synth.Clip(np.concatenate(pieces), recipe.fps)
+
+
+def catalogue_shots(
+    rng: np.random.Generator,
+    duration_s: float,
+    tiles: list[tuple[str, int, int]] | None = None,
+    intro: int | None = None,
+) -> tuple[Shot, ...]:
+    """Version-3 shots up to ``duration_s`` (``vcopy.synth.shots.plan_shots``), framing one photo
+    tile popped from ``tiles`` (when there is one) and two procedural pictures of their own;
+    ``intro``: open with that shared intro."""
+    pool: list[tuple[str, int, int]] = [tiles.pop()] if tiles else []
+    pool += [("", -1, int(rng.integers(2**31))) for _ in range(2)]
+    opening = [] if intro is None else [Shot(0, shots.INTRO_S[intro], -1, intro, kind="intro")]
+    rest = max(0.0, duration_s - sum(o.duration_s for o in opening))
+    planned = shots.plan_shots(rng, rest, len(pool)) if rest > 0.5 else []
+    return (*opening, *(Shot(p.seed, p.duration_s, *_source(pool[p.picture]), kind=p.kind) for p in planned))
+
+
+def _source(picture: tuple[str, int, int]) -> tuple[int, int, str]:
+    """(photo, tile, photo set) of a pool entry (photo set, photo, tile)."""
+    photo_set, photo, tile = picture
+    return photo, tile, photo_set or "base"
 
 
 def random_shots(
@@ -304,6 +359,89 @@ def _plan_split(
     return refs, queries
 
 
+QUERY_KINDS = {"single": 0.4, "several": 0.2, "whole": 0.1, "negative": 0.15, "intro": 0.15}
+
+
+def _plan_catalogue_split(
+    name: str, spec: SplitSpec, rng: np.random.Generator, tiles: list[tuple[str, int, int]]
+) -> tuple[list[Recipe], list[QueryPlan]]:
+    """Version 3: references of catalogue-like shots, a third opening with one of the shared
+    intros; queries copying 1-3 segments (log-uniform lengths) anywhere, the whole reference, or
+    nothing (some of these open with a shared intro: a hard negative)."""
+    long_form = name == "long"
+
+    def intro() -> int | None:
+        return int(rng.integers(len(shots.INTRO_S))) if rng.random() < 0.35 else None
+
+    refs = [
+        Recipe(
+            catalogue_shots(rng, float(np.exp(rng.uniform(*np.log(spec.ref_s)))), tiles, intro()),
+            spec.fps,
+            spec.size,
+        )
+        for _ in range(spec.n_refs)
+    ]
+    kinds, shares = list(QUERY_KINDS), np.array(list(QUERY_KINDS.values()))
+    queries = []
+    ffmpeg_plan = _ffmpeg_plan(rng, spec.n_queries, spec.ffmpeg_fraction)
+    for i, edit in enumerate(_edit_plan(rng, spec.n_queries, spec.max_edits)):
+        kind = str(rng.choice(kinds, p=shares))
+        n_copies = {"single": 1, "several": int(rng.integers(2, 4)), "whole": 1}.get(kind, 0)
+        copies = []
+        for r in rng.choice(len(refs), n_copies, replace=n_copies > len(refs)):
+            duration = refs[r].duration_s
+            if kind == "whole":
+                start, end = 0.0, duration
+            else:
+                length = min(float(np.exp(rng.uniform(*np.log(spec.copy_s)))), duration)
+                start = float(rng.uniform(0, duration - length))
+                end = start + length
+            speed = float(rng.choice(SPEEDS)) if not long_form else 1.0
+            copies.append(CopyPlan(int(r), round(start, 1), round(min(end, duration), 1), speed))
+        lengths = rng.uniform(*spec.filler_s, n_copies + 1)
+        if n_copies:
+            lengths[0] *= rng.random() < 0.7  # 3 in 10 copies open their query
+            lengths[-1] *= rng.random() < 0.7  # and 3 in 10 close it
+        opening = (
+            [int(rng.integers(len(shots.INTRO_S)))] + [None] * n_copies
+            if kind == "intro"
+            else [None] * (n_copies + 1)
+        )
+        fillers = tuple(
+            Recipe(catalogue_shots(rng, float(f), None, o), spec.fps, spec.size)
+            for f, o in zip(lengths, opening, strict=True)
+        )
+        seed = int(rng.integers(2**31))
+        queries.append(
+            QueryPlan(f"{name}/queries/q{i:04d}.mp4", fillers, tuple(copies), edit, seed, ffmpeg_plan[i])
+        )
+    return refs, queries
+
+
+def dominant_kind(recipe: Recipe, start_s: float, end_s: float) -> str:
+    """The kind of shot that fills most of ``recipe`` between ``start_s`` and ``end_s`` (a
+    version-2 shot is a "pan" over a photo or a procedural "scene")."""
+    seconds: dict[str, float] = {}
+    at = 0.0
+    for shot in recipe.shots:
+        length = round(shot.duration_s * recipe.fps) / recipe.fps
+        kind = shot.kind or ("pan" if shot.photo >= 0 else "scene")
+        seconds[kind] = seconds.get(kind, 0.0) + max(0.0, min(end_s, at + length) - max(start_s, at))
+        at += length
+    return max(seconds, key=lambda k: seconds[k])
+
+
+def shot_profile(recipes: list[Recipe]) -> dict[str, float]:
+    """Median shot length (s) and the share of static shots (held pictures, talking heads, slides)
+    of a split's references."""
+    lengths = [s.duration_s for r in recipes for s in r.shots]
+    static = [s.kind in shots.STATIC_KINDS for r in recipes for s in r.shots]
+    return {
+        "median_shot_s": round(float(np.median(lengths)), 2),
+        "static_shot_share": round(float(np.mean(static)), 3),
+    }
+
+
 def _write_reference(job: tuple[Path, Recipe]) -> None:
     path, recipe = job
     synth.write_video(path, render(recipe), crf=20)
@@ -346,6 +484,7 @@ def _write_query(job: tuple[Path, QueryPlan, list[Recipe]]) -> list[dict[str, ob
     labels = plan.labels
     return [
         {
+            "shot": dominant_kind(refs[c.reference], c.reference_start_s, c.reference_end_s),
             "reference": c.reference,
             "query_start": round(a / fps, 3),
             "query_end": round(b / fps, 3),
@@ -367,7 +506,8 @@ def _same_dataset(recorded: object, size: str, seed: int) -> bool:
 
 
 def _parameters(size: str, seed: int) -> dict[str, object]:
-    return {"size": size, "seed": seed, "generator_version": GENERATOR_VERSION, "vcopy_version": __version__}
+    version = CATALOGUE_VERSION if size == "catalogue" else GENERATOR_VERSION
+    return {"size": size, "seed": seed, "generator_version": version, "vcopy_version": __version__}
 
 
 def generate(out_dir: Path, size: str = "default", seed: int = 0, workers: int | None = None) -> Path:
@@ -380,11 +520,15 @@ def generate(out_dir: Path, size: str = "default", seed: int = 0, workers: int |
     rng = np.random.default_rng(seed)
     tiles = {}
     for photo_set in PHOTO_SETS:
-        n_tiles = _TILE_GRID[0] * _TILE_GRID[1]
+        grid = CATALOGUE_GRID if size == "catalogue" else _TILE_GRID
+        n_tiles = grid[0] * grid[1]
         found = [(photo_set, p, t) for p in range(len(photos(photo_set))) for t in range(n_tiles)]
         tiles[photo_set] = [found[i] for i in rng.permutation(len(found))]
     plans = {
-        name: _plan_split(name, spec, rng, tiles[spec.photo_set]) for name, spec in SIZES[size].splits.items()
+        name: (_plan_catalogue_split if spec.catalogue else _plan_split)(
+            name, spec, rng, tiles[spec.photo_set]
+        )
+        for name, spec in SIZES[size].splits.items()
     }
 
     ref_jobs = [
@@ -427,9 +571,10 @@ def generate(out_dir: Path, size: str = "default", seed: int = 0, workers: int |
             for c in copies
         ]
         queries.append(q)
+    profiles = {name: shot_profile(refs) for name, (refs, _) in plans.items()}
     ground_truth = {
         "schema": SCHEMA,
-        "generator": _parameters(size, seed),
+        "generator": {**_parameters(size, seed), "shot_profiles": profiles},
         "references": references,
         "queries": queries,
     }
