@@ -1,7 +1,7 @@
 """The benchmark: generate (or reuse) the copy dataset, index it, query with every localizer on the
 very same similarity maps, score, and print one markdown table.
 
-    python examples/benchmark.py WORK_DIR [--small] [--descriptor NAME] [--localizers spd,tn] [--calibrate]
+    python examples/benchmark.py WORK_DIR [--small | --catalogue] [--descriptor NAME] [--localizers spd,tn] [--calibrate]
 
 WORK_DIR/bench holds the dataset (reused when present), WORK_DIR/library a fresh library of the
 test and long-form references, WORK_DIR/reports one report per split and localizer.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -185,6 +186,33 @@ def time_long_form(localizer: Localizer, maps: list[MapInput]) -> tuple[float, f
     return batched * 1000, float(np.median(alone)) * 1000
 
 
+def neighbour_share(library: Library, references: list[Path], min_cosine: float = 0.85) -> float:
+    """The share of consecutive stored frames (1 frame/s) of ``references`` whose descriptors have
+    cosine similarity at least ``min_cosine``: how much of the footage holds still."""
+    wanted = {p.resolve().as_posix() for p in references}
+    similar, pairs = 0, 0
+    for video in library.videos():
+        if Path(video.path).resolve().as_posix() in wanted:
+            vectors, _ = library.frames_of(video.id)
+            v = vectors.astype(np.float32)
+            v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+            cosine = (v[1:] * v[:-1]).sum(axis=1)
+            similar, pairs = similar + int((cosine >= min_cosine).sum()), pairs + len(cosine)
+    return similar / max(1, pairs)
+
+
+def print_breakdown(title: str, groups: dict[str, Scores]) -> None:
+    print(f"\n{title}:\n")
+    print("| group | queries | copied pairs | video R | µAP | segment F1 |")
+    print("|---|---|---|---|---|---|")
+    for group, s in groups.items():
+        if s.true_pairs:  # groups of negative queries only have no recall to show
+            print(
+                f"| {group} | {s.queries} | {s.true_pairs} | {s.video_recall:.3f} | {s.video_micro_ap:.3f} | "
+                f"{s.segment_f1:.3f} |"
+            )
+
+
 def _ms(seconds: list[float]) -> str:
     return f"{np.median(seconds) * 1000:.2f}" if seconds else "n/a"
 
@@ -208,6 +236,7 @@ def main() -> None:
     )
     parser.add_argument("work_dir", type=Path)
     parser.add_argument("--small", action="store_true", help="the small dataset (a smoke run, minutes)")
+    parser.add_argument("--catalogue", action="store_true", help="generator version 3's catalogue dataset")
     parser.add_argument("--localizers", default=",".join(LOCALIZERS), help="comma-separated names")
     parser.add_argument("--descriptor", default=DEFAULT_DESCRIPTOR, choices=sorted(DESCRIPTORS))
     parser.add_argument("--calibrate", action="store_true", help="fit each threshold on the train split")
@@ -224,7 +253,7 @@ def main() -> None:
     args = parser.parse_args()
     names = args.localizers.split(",")
     work = args.work_dir
-    gt = generate(work / "bench", "small" if args.small else "default")
+    gt = generate(work / "bench", "small" if args.small else "catalogue" if args.catalogue else "default")
     splits = [s for s in ("test", "long") if split_paths(gt, s, "queries")]
     references = [p for s in splits for p in split_paths(gt, s, "references")]
 
@@ -286,16 +315,19 @@ def main() -> None:
             f"{_ms(runs['long'].map_seconds[n]) if 'long' in runs else 'n/a'} |"
         )
     default = names[0]
-    per_edit = evaluate(gt, work / "reports" / f"test-{default}.json", "test").by_transform
-    print(f"\nPer edit, test split, {default} (a query can carry several edits):\n")
-    print("| edit | queries | copied pairs | video R | µAP | segment F1 |")
-    print("|---|---|---|---|---|---|")
-    for edit, s in per_edit.items():
-        if s.true_pairs:  # edits of negative queries only have no recall to show
-            print(
-                f"| {edit} | {s.queries} | {s.true_pairs} | {s.video_recall:.3f} | {s.video_micro_ap:.3f} | "
-                f"{s.segment_f1:.3f} |"
-            )
+    evaluation = evaluate(gt, work / "reports" / f"test-{default}.json", "test")
+    print_breakdown(
+        f"Per edit, test split, {default} (a query can carry several edits)", evaluation.by_transform
+    )
+    if len(evaluation.by_shot) > 1:
+        print_breakdown(f"Per kind of shot copied, test split, {default}", evaluation.by_shot)
+    profiles = json.loads(gt.read_text())["generator"].get("shot_profiles", {})
+    with Library.open(work / "library") as library:
+        for split in splits:
+            share = neighbour_share(library, split_paths(gt, split, "references"))
+            profile = ", ".join(f"{k} {v}" for k, v in profiles.get(split, {}).items())
+            still = f"1 frame/s neighbours at cosine >= 0.85 {share:.3f}"
+            print(f"- shot profile, {split} references: {profile}, {still}")
     shapes = {s: np.median([a * b for a, b in runs[s].map_shapes]) for s in runs}
     print()
     print("- median map size (cells): " + ", ".join(f"{s} {v:.0f}" for s, v in shapes.items()))

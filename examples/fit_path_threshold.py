@@ -82,9 +82,7 @@ def main() -> None:
                 f"{s.video_micro_ap:.3f} | {s.segment_f1:.3f} |",
                 flush=True,
             )
-    best = max(
-        (r for r in rows if r[0] is not None), key=lambda r: (r[1].video_f1, r[1].segment_f1, r[0])
-    )[0]
+    best = max((r for r in rows if r[0] is not None), key=lambda r: (r[1].video_f1, r[1].segment_f1, r[0]))[0]
     print(f"path_threshold {best} (train split, best video F1)")
     calibrated = {**weights, "path_threshold": float(best)}
     calibrated.pop("widths", None)  # derived when loaded

@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--small", action="store_true", help="the small benchmark used by the tests")
     parser.add_argument(
-        "--catalogue", action="store_true", help="generator version 3: catalogue-like shots (train, test, long)"
+        "--catalogue",
+        action="store_true",
+        help="generator version 3: catalogue-like shots (train, test, long)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
