@@ -1,7 +1,8 @@
 """The benchmark: generate (or reuse) the copy dataset, index it, query with every localizer on the
 very same similarity maps, score, and print one markdown table.
 
-    python examples/benchmark.py WORK_DIR [--small | --catalogue] [--descriptor NAME] [--localizers spd,tn] [--calibrate]
+    python examples/benchmark.py WORK_DIR [--small | --catalogue] [--descriptor NAME]
+        [--localizers spd,tn] [--calibrate]
 
 WORK_DIR/bench holds the dataset (reused when present), WORK_DIR/library a fresh library of the
 test and long-form references, WORK_DIR/reports one report per split and localizer.
