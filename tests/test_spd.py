@@ -45,7 +45,7 @@ def test_render_keeps_thin_bands_and_stretches_small_maps() -> None:
     np.testing.assert_allclose(images[1], np.full((1, 64, 64), 0.1), atol=1e-6)
 
 
-def test_a_faint_band_in_a_long_map_is_found_by_the_second_look() -> None:
+def test_a_faint_band_in_a_long_map_is_found_by_the_second_look_and_in_windows() -> None:
     rng = np.random.default_rng(0)
     contrast = rng.normal(-0.1, 0.06, (1200, 1800)).astype(np.float32)  # 20 x 30 minutes at 1 fps
     band = np.arange(120)  # a 2-minute copy, faint (contrast 0.3 +- 0.1) and one frame wide
@@ -55,8 +55,10 @@ def test_a_faint_band_in_a_long_map_is_found_by_the_second_look() -> None:
     assert len(found) == 1
     (r0, r1), (c0, c1) = found[0].rows, found[0].cols
     assert abs(r0 - 540) <= 6 and abs(r1 - 659) <= 6 and abs(c0 - 840) <= 6 and abs(c1 - 959) <= 6
-    drawn_whole = _synthetic_spd(second_look_score=1.0)
-    assert all(d.score < spd.match_threshold for d in drawn_whole.detect([contrast])[0])  # too faint
+    whole = spd._detect_once([contrast], [spd.rendering(contrast.shape)], [spd.score_floor])[0]
+    assert all(d.score < spd.match_threshold for d in whole)  # too faint drawn whole at one look
+    in_windows = _synthetic_spd(second_look_score=1.0).detect([contrast])[0]  # windows alone find it too
+    assert [d for d in in_windows if d.score >= spd.match_threshold]
 
 
 def test_crops_of_a_second_look_share_one_network_call() -> None:
@@ -198,3 +200,35 @@ def test_train_resume_and_query_with_the_weights(small_bench: Path, tmp_path: Pa
     assert any(m["name"] == "spd:spd.pt" for m in data["models"])
     assert data["parameters"]["localizer_settings"]["weights"] == str(out / "spd.pt")
     assert data["parameters"]["localizer_settings"]["second_look_score"] == 0.15
+
+
+def test_a_short_band_in_a_long_map_is_drawn_in_windows_and_found_with_its_ends() -> None:
+    rng = np.random.default_rng(2)
+    contrast = rng.normal(-0.1, 0.05, (1500, 30)).astype(np.float32)  # a 25-minute upload, a 30-s reference
+    band = np.arange(30)
+    contrast[700 + band, band] = 0.55
+    spd = _synthetic_spd()
+    views = spd.views(contrast.shape)
+    assert views[0] == ((0, 1500), (0, 30)) and len(views) > 20  # the whole map, then windows
+    assert all(
+        r1 - r0 == 64 and c1 - c0 == 30 for (r0, r1), (c0, c1) in views[1:]
+    )  # 0.47 frames/px both ways
+    found = [d for d in spd.detect([contrast])[0] if d.score >= spd.match_threshold]
+    assert len(found) == 1
+    (r0, r1), (c0, c1) = found[0].rows, found[0].cols
+    assert abs(r0 - 700) <= 1 and abs(r1 - 729) <= 1 and c0 <= 1 and c1 >= 28
+
+
+def test_a_block_spd_does_not_see_gets_the_second_opinion_of_a_path() -> None:
+    rng = np.random.default_rng(3)
+    contrast = rng.normal(-0.1, 0.03, (40, 60)).astype(np.float32)
+    contrast[10:20, 30:42] = 0.45  # a held shot copied: every query second matches every second of it
+    times = (np.arange(40, dtype=np.float64), np.arange(60, dtype=np.float64))
+    without = _synthetic_spd()
+    without.path_threshold = None
+    assert not [s for s in without(contrast, *times) if s.score >= without.match_threshold]
+    spd = _synthetic_spd(path_threshold=0.4)
+    (segment,) = [s for s in spd(contrast, *times) if s.score >= spd.match_threshold]
+    assert (segment.query_start_s, segment.query_end_s) == (9.5, 19.5)
+    assert segment.reference_start_s >= 29.5 and segment.reference_end_s <= 41.5
+    assert segment.score == pytest.approx(min(1.0, 0.45 / 0.4 * spd.match_threshold), abs=0.02)

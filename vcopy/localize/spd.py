@@ -430,22 +430,27 @@ class SimilarityPatternDetector:
         self, maps: Sequence[np.ndarray], score_threshold: float | None = None
     ) -> list[list[Detection]]:
         """Detections on each map (frame indices) scoring at least ``score_floor``, best first.
-        Each map is drawn whole and, when long, in windows (``views``); a box that overlaps a better
-        one is dropped, except that matches found in windows are joined."""
+        Each map is drawn whole and, when long, in windows (``views``), whose boxes are then joined
+        (``_joined``)."""
         threshold = self.score_threshold if score_threshold is None else score_threshold
         assert threshold is not None
-        origins: list[tuple[int, int, int, bool]] = []  # map index, first row, first column, a window
+        origins: list[tuple[int, int, int]] = []  # map index, first row, first column
         parts: list[np.ndarray] = []
+        windowed = []
         for i, m in enumerate(maps):
             views = self.views(m.shape) if m.size else [((0, 0), (0, 0))]
-            for k, ((r0, r1), (c0, c1)) in enumerate(views):
-                origins.append((i, r0, c0, k > 0))
+            windowed.append(len(views) > 1)
+            for (r0, r1), (c0, c1) in views:
+                origins.append((i, r0, c0))
                 parts.append(m[r0:r1, c0:c1])
         found = self._detect_with_second_look(parts, threshold)
-        per_map: list[list[tuple[Detection, bool]]] = [[] for _ in maps]
-        for (i, r0, c0, window), dets in zip(origins, found, strict=True):
-            per_map[i] += [(d.moved(r0, c0), window) for d in dets]
-        return [_joined(f, threshold) for f in per_map]
+        per_map: list[list[Detection]] = [[] for _ in maps]
+        for (i, r0, c0), dets in zip(origins, found, strict=True):
+            per_map[i] += [d.moved(r0, c0) for d in dets]
+        return [
+            _joined(f, threshold) if w else sorted(f, key=lambda d: -d.score)
+            for f, w in zip(per_map, windowed, strict=True)
+        ]
 
     def _detect_with_second_look(self, maps: Sequence[np.ndarray], threshold: float) -> list[list[Detection]]:
         """Detections on each map scoring at least ``score_floor``. On a map drawn at several
@@ -583,25 +588,36 @@ def _overlaps(a: Detection, b: Detection) -> bool:
     )
 
 
-def _joined(found: list[tuple[Detection, bool]], threshold: float) -> list[Detection]:
-    """Matches found in windows first (drawn at the scale the network knows best), then the rest
-    best first, each (detection, from a window) dropped where it overlaps a kept one (the
-    whole map's boxes among themselves are left to ``suppress_overlaps``), except that matches
-    from windows are joined (their union, the best score): a copy longer
-    than half a window is found in pieces by the windows it crosses."""
-    kept: list[tuple[Detection, bool]] = []
-    for d, window in sorted(found, key=lambda f: (not (f[1] and f[0].score >= threshold), -f[0].score)):
-        joins = window and d.score >= threshold
-        for k, (j, j_window) in enumerate(kept):
-            if (window or j_window) and _overlaps(d, j):
-                if joins and j_window:
-                    rows = (min(d.rows[0], j.rows[0]), max(d.rows[1], j.rows[1]))
-                    cols = (min(d.cols[0], j.cols[0]), max(d.cols[1], j.cols[1]))
-                    kept[k] = (Detection(rows, cols, j.score), True)
-                break
-        else:
-            kept.append((d, window))
-    return [d for d, _ in kept]
+def _joined(found: list[Detection], threshold: float) -> list[Detection]:
+    """Matches first, then the rest, best first; a box that overlaps kept ones is dropped, except
+    that a match is joined with the matches it overlaps when all lie on one diagonal (their union,
+    the best score): a copy longer than half a window is found in pieces by the windows it
+    crosses, and the whole map may see more of it than any window."""
+    kept: list[Detection] = []
+    for d in sorted(found, key=lambda d: (d.score < threshold, -d.score)):
+        hits = [k for k, j in enumerate(kept) if _overlaps(d, j)]
+        if not hits:
+            kept.append(d)
+        elif d.score >= threshold and all(kept[k].score >= threshold for k in hits):
+            parts = [d, *(kept[k] for k in hits)]
+            rows = (min(p.rows[0] for p in parts), max(p.rows[1] for p in parts))
+            cols = (min(p.cols[0] for p in parts), max(p.cols[1] for p in parts))
+            union = Detection(rows, cols, max(p.score for p in parts))
+            if all(_on_diagonal(p, union) for p in parts):
+                kept = [j for k, j in enumerate(kept) if k not in hits]
+                kept.append(union)
+    return sorted(kept, key=lambda d: -d.score)
+
+
+def _on_diagonal(part: Detection, box: Detection) -> bool:
+    """Whether both corners of ``part``'s diagonal lie near ``box``'s diagonal (within the band
+    ``_diagonal_strength`` searches): a piece of the same copy, not a neighbouring one."""
+    slope = (box.cols[1] - box.cols[0]) / max(1, box.rows[1] - box.rows[0])
+    tolerance = max(DIAGONAL_HALF_WIDTH, round(0.1 * (box.cols[1] - box.cols[0] + 1)))
+    return all(
+        abs(box.cols[0] + (row - box.rows[0]) * slope - col) <= tolerance
+        for row, col in ((part.rows[0], part.cols[0]), (part.rows[1], part.cols[1]))
+    )
 
 
 def _widened(span: tuple[int, int], frames: int) -> tuple[int, int]:
