@@ -370,34 +370,33 @@ class SimilarityPatternDetector:
         return self.localize_batch([(similarity, query_timestamps_s, reference_timestamps_s)])[0]
 
     def localize_batch(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
-        """Segments of each map: SPD's boxes, and on a map where none is a match, the second
+        """Segments of each map: SPD's boxes, and on the maps where none is a match, the second
         opinion of a path finder (``path_segments``)."""
         detections = self.detect([m[0] for m in maps])
-        found = []
-        for dets, (contrast, q_times, r_times) in zip(detections, maps, strict=True):
-            segments = [box_segment(q_times, r_times, d.rows, d.cols, d.score) for d in dets]
-            if not any(s.score >= self.match_threshold for s in segments):
-                segments += self.path_segments(contrast, q_times, r_times)
-            found.append(suppress_overlaps(segments))
-        return found
+        found = [
+            [box_segment(q_times, r_times, d.rows, d.cols, d.score) for d in dets]
+            for dets, (_, q_times, r_times) in zip(detections, maps, strict=True)
+        ]
+        unmatched = [k for k, f in enumerate(found) if not any(s.score >= self.match_threshold for s in f)]
+        for k, paths in zip(unmatched, self.path_segments([maps[k] for k in unmatched]), strict=True):
+            found[k] += paths
+        return [suppress_overlaps(f) for f in found]
 
-    def path_segments(
-        self, contrast: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
-    ) -> list[Segment]:
-        """The best paths of dynamic programming (``vcopy.localize.dp``) on a map, scored on SPD's
-        scale: a path whose mean contrast is ``path_threshold`` (calibrated on the train split)
-        scores the match threshold, others in proportion. A copy of held or slowly moving shots
-        is a block on the map, not a band; SPD trained on bands may miss it, a path does not.
-        None without a ``path_threshold``."""
-        if self.path_threshold is None or contrast.size == 0:
-            return []
+    def path_segments(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
+        """The best paths of dynamic programming (``vcopy.localize.dp``, all maps in one sweep) on
+        each map, scored on SPD's scale: a path whose mean contrast is ``path_threshold``
+        (calibrated on the train split) scores the match threshold, others in proportion. A copy
+        of held or slowly moving shots is a block on the map, not a band; SPD trained on bands
+        may miss it, a path does not. Nothing without a ``path_threshold``."""
+        if self.path_threshold is None or not maps:
+            return [[] for _ in maps]
         from vcopy.localize.dp import DynamicProgramming
 
-        paths = DynamicProgramming(min_score=0.0, max_segments=PATH_SEGMENTS)(
-            contrast, query_timestamps_s, reference_timestamps_s
-        )
         scale = self.match_threshold / self.path_threshold
-        return [replace(p, score=float(np.clip(p.score * scale, 0.0, 1.0))) for p in paths]
+        paths = DynamicProgramming(min_score=0.0, max_segments=PATH_SEGMENTS).localize_batch(maps)
+        return [
+            [replace(p, score=float(np.clip(p.score * scale, 0.0, 1.0))) for p in found] for found in paths
+        ]
 
     def rendering(self, shape: tuple[int, int]) -> Rendering:
         """How a map of ``shape`` is drawn for the network."""
