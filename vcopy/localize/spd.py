@@ -383,7 +383,7 @@ class SimilarityPatternDetector:
         return [suppress_overlaps(f) for f in found]
 
     def path_segments(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
-        """The best paths of dynamic programming (``vcopy.localize.dp``, all maps in one sweep) on
+        """The best paths of dynamic programming (``vcopy.localize.dp``, compiled on first use) on
         each map, scored on SPD's scale: a path whose mean contrast is ``path_threshold``
         (calibrated on the train split) scores the match threshold, others in proportion. A copy
         of held or slowly moving shots is a block on the map, not a band; SPD trained on bands
