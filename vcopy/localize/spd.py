@@ -406,11 +406,13 @@ class SimilarityPatternDetector:
 
     def views(self, shape: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """The parts of a map of ``shape`` that are drawn, as ([first, stop) rows, [first, stop)
-        columns): the whole map, and, when it is drawn coarser than ``TILE_FRAMES_PER_PIXEL`` or
-        its axes at unlike frames per pixel (a short copy inside a long upload is then a sliver),
-        windows overlapping by half, each drawn with both axes at about the same frames per pixel
-        (at most ``TILE_FRAMES_PER_PIXEL``), so that a copy looks the same whatever the length of
-        the upload or the reference."""
+        columns): the whole map, and, when the query is long (its axis drawn coarser than
+        ``TILE_FRAMES_PER_PIXEL``, or at other frames per pixel than a short reference's: a short
+        copy inside a long upload is then a sliver), windows overlapping by half, each drawn with
+        both axes at about the same frames per pixel (at most ``TILE_FRAMES_PER_PIXEL``), so that
+        a copy looks the same whatever the length of the upload. A short query against a long
+        reference is drawn whole (windows along a long reference found as many coincidences as
+        copies on the benchmark, README)."""
         assert self.max_aspect is not None
         whole = ((0, shape[0]), (0, shape[1]))
         short, long = sorted(shape)
@@ -418,7 +420,8 @@ class SimilarityPatternDetector:
         long_frames = max(self.max_aspect * short_frames, self.input_size)
         plan = self.rendering(shape)
         coarse = max(plan.x.frames_per_pixel, plan.y.frames_per_pixel) > TILE_FRAMES_PER_PIXEL
-        if long <= long_frames and not coarse:
+        short_query = shape[0] < shape[1] and short_frames == short  # a short query, a long reference
+        if (long <= long_frames and not coarse) or short_query:
             return [whole]
         short_spans, long_spans = _windows(short, short_frames), _windows(long, long_frames)
         if shape[0] <= shape[1]:
