@@ -217,18 +217,3 @@ def test_a_short_band_in_a_long_map_is_drawn_in_windows_and_found_with_its_ends(
     assert len(found) == 1
     (r0, r1), (c0, c1) = found[0].rows, found[0].cols
     assert abs(r0 - 700) <= 1 and abs(r1 - 729) <= 1 and c0 <= 1 and c1 >= 28
-
-
-def test_a_block_spd_does_not_see_gets_the_second_opinion_of_a_path() -> None:
-    rng = np.random.default_rng(3)
-    contrast = rng.normal(-0.1, 0.03, (40, 60)).astype(np.float32)
-    contrast[10:20, 30:42] = 0.45  # a held shot copied: every query second matches every second of it
-    times = (np.arange(40, dtype=np.float64), np.arange(60, dtype=np.float64))
-    without = _synthetic_spd()
-    without.path_threshold = None
-    assert not [s for s in without(contrast, *times) if s.score >= without.match_threshold]
-    spd = _synthetic_spd(path_threshold=0.4)
-    (segment,) = [s for s in spd(contrast, *times) if s.score >= spd.match_threshold]
-    assert (segment.query_start_s, segment.query_end_s) == (9.5, 19.5)
-    assert segment.reference_start_s >= 29.5 and segment.reference_end_s <= 41.5
-    assert segment.score == pytest.approx(min(1.0, 0.45 / 0.4 * spd.match_threshold), abs=0.02)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,7 +44,6 @@ DIAGONAL_HALF_WIDTH = 3  # frames either side of a box's diagonal searched when 
 SECOND_LOOK_FRAMES_PER_PIXEL = 4  # maps drawn this coarsely get a second look at weak boxes
 TWO_FRAME_END_FRAMES_PER_PIXEL = 2  # on axes drawn this coarsely a box end needs two strong frames
 TILE_FRAMES_PER_PIXEL = 2  # a map drawn coarser than this is also drawn in windows at most this coarse
-PATH_SEGMENTS = 2  # paths a second opinion reports per map
 BACKGROUND_CONTRAST = -0.1  # typical contrast of unrelated frames; a drawn map's median is moved here
 
 Network = Callable[[np.ndarray], np.ndarray]  # images [B, 1, H, W] float32 -> [B, 5, anchors]: xywh, score
@@ -60,9 +59,6 @@ class SpdSettings:
     score_threshold: float  # calibrated on the train split: what counts as a match
     descriptor: str  # the descriptor whose maps the network was trained on
     validation_segment_f1: float | None = None
-    path_threshold: float | None = (
-        None  # calibrated on the train split: a DP path's mean contrast that scores as a match
-    )
 
     @classmethod
     def from_record(cls, record: Any, path: Path) -> SpdSettings:
@@ -76,7 +72,6 @@ class SpdSettings:
             if not isinstance(record["descriptor"], str):
                 raise ValueError("descriptor is not a name")
             f1 = record.get("validation_segment_f1")
-            path_threshold = record.get("path_threshold")
             return cls(
                 input_size=bounded_int(record["input_size"], "input_size", 32, 1024),
                 max_aspect=bounded_int(record["max_aspect"], "max_aspect", 1, 16),
@@ -84,9 +79,6 @@ class SpdSettings:
                 score_threshold=bounded_float(record["score_threshold"], "score_threshold", 0, 1),
                 descriptor=record["descriptor"],
                 validation_segment_f1=None if f1 is None else bounded_float(f1, "validation F1", 0, 1),
-                path_threshold=None
-                if path_threshold is None
-                else bounded_float(path_threshold, "path_threshold", 0.01, 2),
             )
         except KeyError as exc:
             raise VcopyError(f"{path}: not SPD weights ({exc} is missing)") from None
@@ -102,7 +94,6 @@ class SpdSettings:
             "score_threshold": self.score_threshold,
             "descriptor": self.descriptor,
             "validation_segment_f1": self.validation_segment_f1,
-            "path_threshold": self.path_threshold,
         }
 
 
@@ -314,7 +305,6 @@ class SimilarityPatternDetector:
     iou_threshold: float = 0.5
     refine_min_contrast: float = 0.15
     second_look_score: float = 0.15  # weaker boxes on coarsely drawn maps are cropped and looked at again
-    path_threshold: float | None = None  # None: the weights' (absent there: no second opinion)
     max_aspect: int | None = None
     batch_size: int = 64
     device: str = "cpu"
@@ -334,8 +324,6 @@ class SimilarityPatternDetector:
             self.score_threshold = settings.score_threshold
         if self.max_aspect is None:
             self.max_aspect = settings.max_aspect
-        if self.path_threshold is None:
-            self.path_threshold = settings.path_threshold
         self.sha256 = sha256_file(self.weights_path)
 
     @property
@@ -361,7 +349,6 @@ class SimilarityPatternDetector:
             "refine_two_frame_ends_from_frames_per_pixel": TWO_FRAME_END_FRAMES_PER_PIXEL,
             "second_look_score": self.second_look_score,
             "second_look_from_frames_per_pixel": SECOND_LOOK_FRAMES_PER_PIXEL,
-            "path_threshold": self.path_threshold,
         }
 
     def __call__(
@@ -370,32 +357,10 @@ class SimilarityPatternDetector:
         return self.localize_batch([(similarity, query_timestamps_s, reference_timestamps_s)])[0]
 
     def localize_batch(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
-        """Segments of each map: SPD's boxes, and on the maps where none is a match, the second
-        opinion of a path finder (``path_segments``)."""
         detections = self.detect([m[0] for m in maps])
-        found = [
-            [box_segment(q_times, r_times, d.rows, d.cols, d.score) for d in dets]
-            for dets, (_, q_times, r_times) in zip(detections, maps, strict=True)
-        ]
-        unmatched = [k for k, f in enumerate(found) if not any(s.score >= self.match_threshold for s in f)]
-        for k, paths in zip(unmatched, self.path_segments([maps[k] for k in unmatched]), strict=True):
-            found[k] += paths
-        return [suppress_overlaps(f) for f in found]
-
-    def path_segments(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
-        """The best paths of dynamic programming (``vcopy.localize.dp``, compiled on first use) on
-        each map, scored on SPD's scale: a path whose mean contrast is ``path_threshold``
-        (calibrated on the train split) scores the match threshold, others in proportion. A copy
-        of held or slowly moving shots is a block on the map, not a band; SPD trained on bands
-        may miss it, a path does not. Nothing without a ``path_threshold``."""
-        if self.path_threshold is None or not maps:
-            return [[] for _ in maps]
-        from vcopy.localize.dp import DynamicProgramming
-
-        scale = self.match_threshold / self.path_threshold
-        paths = DynamicProgramming(min_score=0.0, max_segments=PATH_SEGMENTS).localize_batch(maps)
         return [
-            [replace(p, score=float(np.clip(p.score * scale, 0.0, 1.0))) for p in found] for found in paths
+            suppress_overlaps([box_segment(q_times, r_times, d.rows, d.cols, d.score) for d in dets])
+            for dets, (_, q_times, r_times) in zip(detections, maps, strict=True)
         ]
 
     def rendering(self, shape: tuple[int, int]) -> Rendering:

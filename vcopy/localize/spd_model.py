@@ -78,7 +78,6 @@ def build_model(config: dict[str, Any]) -> torch.nn.Module:
 SPD_WEIGHTS_KEYS = frozenset(
     {"format", "model_config", "state_dict", "input_size", "max_aspect", "contrast_range", "score_threshold"}
     | {"descriptor", "command", "dataset", "epoch", "init_spd", "train_config", "validation", "widths"}
-    | {"path_threshold"}  # calibrated after training (spd.py, SpdSettings)
     | {"optimizer", "schedule", "best_f1"}  # a training checkpoint (last.pt) holds these too
 )
 
@@ -115,7 +114,6 @@ def settings(weights: dict[str, Any], path: Path) -> SpdSettings:
             **{k: weights[k] for k in ("input_size", "max_aspect", "contrast_range", "score_threshold")},
             "descriptor": weights["descriptor"],
             "validation_segment_f1": weights.get("validation", {}).get("segment_f1"),
-            "path_threshold": weights.get("path_threshold"),
         },
         path,
     )
