@@ -60,9 +60,7 @@ def main() -> None:
         sampling = SamplingConfig(frame_size=descriptor.frame_size)
         with Library.open(library_root, write=True, descriptor=descriptor, sampling=sampling) as library:
             index_videos(library, refs, descriptor)
-    print(
-        "| upload | found (query s) | found (reference s) | ends off by (s) | score | query CPU s | localize s |"
-    )
+    print("| upload | found (query s) | found (reference s) | ends off (s) | score | query s | localize s |")
     print("|---|---|---|---|---|---|---|")
     with Library.open(library_root) as library:
         finder = CopyFinder(library, descriptor, QueryConfig())
