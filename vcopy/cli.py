@@ -888,7 +888,8 @@ def eval_command(report_path: Path, gt_path: Path, split: str | None, json_desti
 
     Video level: precision, recall, F1 over (query, reference) pairs and micro AP (VSC22).
     Segment level: precision, recall, F1 of copied-segment boxes (VCSL protocol). Broken down per
-    transformation and per speed when the ground truth names them. Files are matched by SHA-256.
+    transformation, per speed and per kind of shot copied when the ground truth names them. Files
+    are matched by SHA-256.
     """
     from dataclasses import asdict
 
@@ -908,6 +909,8 @@ def eval_command(report_path: Path, gt_path: Path, split: str | None, json_desti
     console.print(_scores_table("overall", {"all": result.overall}))
     console.print(_scores_table("per transformation", result.by_transform))
     console.print(_scores_table("per speed", result.by_speed))
+    if len(result.by_shot) > 1:  # ground truth that names the kind of shot each copy copies
+        console.print(_scores_table("per kind of shot copied", result.by_shot))
     if json_destination:
         write_report(asdict(result), json_destination)
 
