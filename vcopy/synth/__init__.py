@@ -96,16 +96,25 @@ def photo_pan(
 ) -> Clip:
     """A camera moving and zooming over a real photo."""
     rng = np.random.default_rng(seed)
-    height, width = size
-    ih, iw = image.shape[:2]
     n_frames = max(1, round(duration_s * fps))
     zoom = np.linspace(rng.uniform(0.4, 0.7), rng.uniform(0.4, 0.7), n_frames)
     cy0, cy1 = rng.uniform(0.3, 0.7, 2)
     cy = np.linspace(cy0, cy1, n_frames)
     cx0, cx1 = rng.uniform(0.3, 0.7, 2)
     cx = np.linspace(cx0, cx1, n_frames)
-    frames = np.empty((n_frames, height, width, 3), dtype=np.uint8)
-    for f in range(n_frames):
+    return Clip(camera_path(image, zoom, cy, cx, size), fps)
+
+
+def camera_path(
+    image: np.ndarray, zoom: np.ndarray, cy: np.ndarray, cx: np.ndarray, size: tuple[int, int]
+) -> np.ndarray:
+    """Frames [N, H, W, 3] of a camera over ``image``: per frame, the window ``zoom`` of the
+    image's height (as wide as ``size``'s aspect allows) centred at (``cy``, ``cx``) in fractions
+    of the image, kept inside it, sampled (nearest) at ``size``."""
+    height, width = size
+    ih, iw = image.shape[:2]
+    frames = np.empty((len(zoom), height, width, 3), dtype=np.uint8)
+    for f in range(len(zoom)):
         h = int(ih * zoom[f])
         w = min(iw, int(h * width / height))
         y0 = int(np.clip(cy[f] * ih - h / 2, 0, ih - h))
@@ -113,7 +122,7 @@ def photo_pan(
         rows = y0 + (np.arange(height) * h // height)
         cols = x0 + (np.arange(width) * w // width)
         frames[f] = image[rows][:, cols]
-    return Clip(frames, fps)
+    return frames
 
 
 def concat(clips: Sequence[Clip]) -> Clip:

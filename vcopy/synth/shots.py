@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from vcopy.synth import Clip, photo_pan, procedural_shot, procedural_video
+from vcopy.synth import Clip, camera_path, photo_pan, procedural_shot, procedural_video
 
 # kind -> share of shots; static and near-static kinds dominate, as in real catalogues
 SHOT_KINDS: dict[str, float] = {
@@ -127,21 +127,11 @@ def _zoom(shot: ShotSpec, picture: np.ndarray, fps: float, size: tuple[int, int]
     """A slow zoom (in or out, by 10-30%) drifting a little across the picture."""
     rng = np.random.default_rng(shot.seed)
     n = _frames(shot, fps)
-    height, width = size
-    ih, iw = picture.shape[:2]
     start = rng.uniform(0.6, 0.95)
     end = start * rng.uniform(0.7, 0.9) if rng.random() < 0.5 else min(1.0, start / rng.uniform(0.7, 0.9))
-    zoom = np.linspace(start, end, n)
     (cy0, cy1), (cx0, cx1) = rng.uniform(0.4, 0.6, (2, 2))
-    cy, cx = np.linspace(cy0, cy1, n), np.linspace(cx0, cx1, n)
-    frames = np.empty((n, height, width, 3), dtype=np.uint8)
-    for f in range(n):
-        h = int(ih * zoom[f])
-        w = min(iw, int(h * width / height))
-        y0 = int(np.clip(cy[f] * ih - h / 2, 0, ih - h))
-        x0 = int(np.clip(cx[f] * iw - w / 2, 0, iw - w))
-        frames[f] = picture[y0 + np.arange(height) * h // height][:, x0 + np.arange(width) * w // width]
-    return Clip(frames, fps)
+    zoom, cy, cx = np.linspace(start, end, n), np.linspace(cy0, cy1, n), np.linspace(cx0, cx1, n)
+    return Clip(camera_path(picture, zoom, cy, cx, size), fps)
 
 
 def _talking(shot: ShotSpec, picture: np.ndarray, fps: float, size: tuple[int, int]) -> Clip:
