@@ -46,6 +46,10 @@ class SecondOpinion:
     def match_threshold(self) -> float:
         return self.spd.match_threshold
 
+    @property
+    def settings(self) -> dict[str, object]:
+        return {**self.spd.settings, "path_threshold": self.path_threshold}
+
     def __call__(self, similarity: np.ndarray, q: np.ndarray, r: np.ndarray) -> list[Segment]:
         return self.localize_batch([(similarity, q, r)])[0]
 
