@@ -5,9 +5,11 @@ along x, ``input_size`` pixels high and ``input_size`` times 1, 2 or 4 (up to ``
 so that both axes get about the same frames per pixel; an axis longer than its pixels is
 max-pooled a whole number of frames per pixel (a thin diagonal band survives), a shorter one is
 stretched. An ultralytics YOLO detector finds the boxes of class "copy", and each box maps back to
-query and reference frames. A box is a few frames coarse (more on a shrunk axis), so its ends are
-then refined on the full-resolution map: rows and columns at the ends of the (slightly widened)
-box whose best contrast stays below ``refine_min_contrast`` are cut off. Maps drawn on the same
+query and reference frames. A map whose query is long is also drawn in windows (``views``), so
+that a short copy in a long upload is not a sliver. A box is a few frames coarse (more on a shrunk
+axis), so its ends are then refined on the full-resolution map: rows and columns at the ends of the
+(slightly widened) box whose best contrast stays below ``refine_min_contrast`` are cut off, and
+ends whose neighbours stay strong grow into them. Maps drawn on the same
 canvas go through the network as one batch; the crops of a second look (below) all go as one, on
 the widest canvas they need (a call costs a few ms however few maps it holds).
 
