@@ -45,7 +45,7 @@ CONTRAST_RANGE = (-0.2, 0.8)  # contrast values mapped to image values 0..1
 DIAGONAL_HALF_WIDTH = 3  # frames either side of a box's diagonal searched when its ends are refined
 SECOND_LOOK_FRAMES_PER_PIXEL = 4  # maps drawn this coarsely get a second look at weak boxes
 TWO_FRAME_END_FRAMES_PER_PIXEL = 2  # on axes drawn this coarsely a box end needs two strong frames
-TILE_FRAMES_PER_PIXEL = 2  # a map drawn coarser than this is also drawn in windows at most this coarse
+WINDOW_FRAMES_PER_PIXEL = 2  # a map drawn coarser than this is also drawn in windows at most this coarse
 BACKGROUND_CONTRAST = -0.1  # typical contrast of unrelated frames; a drawn map's median is moved here
 
 Network = Callable[[np.ndarray], np.ndarray]  # images [B, 1, H, W] float32 -> [B, 5, anchors]: xywh, score
@@ -374,19 +374,19 @@ class SimilarityPatternDetector:
     def views(self, shape: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """The parts of a map of ``shape`` that are drawn, as ([first, stop) rows, [first, stop)
         columns): the whole map, and, when the query is long (its axis drawn coarser than
-        ``TILE_FRAMES_PER_PIXEL``, or at other frames per pixel than a short reference's: a short
+        ``WINDOW_FRAMES_PER_PIXEL``, or at other frames per pixel than a short reference's: a short
         copy inside a long upload is then a sliver), windows overlapping by half, each drawn with
-        both axes at about the same frames per pixel (at most ``TILE_FRAMES_PER_PIXEL``), so that
+        both axes at about the same frames per pixel (at most ``WINDOW_FRAMES_PER_PIXEL``), so that
         a copy looks the same whatever the length of the upload. A short query against a long
         reference is drawn whole (windows along a long reference found as many coincidences as
         copies on the benchmark, README)."""
         assert self.max_aspect is not None
         whole = ((0, shape[0]), (0, shape[1]))
         short, long = sorted(shape)
-        short_frames = min(short, int(self.input_size * TILE_FRAMES_PER_PIXEL))
+        short_frames = min(short, int(self.input_size * WINDOW_FRAMES_PER_PIXEL))
         long_frames = max(self.max_aspect * short_frames, self.input_size)
         plan = self.rendering(shape)
-        coarse = max(plan.x.frames_per_pixel, plan.y.frames_per_pixel) > TILE_FRAMES_PER_PIXEL
+        coarse = max(plan.x.frames_per_pixel, plan.y.frames_per_pixel) > WINDOW_FRAMES_PER_PIXEL
         short_query = shape[0] < shape[1] and short_frames == short  # a short query, a long reference
         if (long <= long_frames and not coarse) or short_query:
             return [whole]
@@ -503,25 +503,26 @@ class SimilarityPatternDetector:
         on a block, a held shot matching a held shot, reaches the block's edge). ``axis`` 1
         refines rows (``scale`` is then the query axis's)."""
         along, across = (rows, cols) if axis == 1 else (cols, rows)
-        grid = contrast if axis == 1 else contrast.T
         pad = max(1, int(np.ceil(scale.frames_per_pixel)))
         first, last = max(0, along[0] - pad), min(scale.frames - 1, along[1] + pad)
-        strength = _diagonal_strength(grid, (first, last), along, across)
+        reach = along[1] - along[0] + 1  # how far an end may grow
+        lo, hi = max(0, first - reach), min(scale.frames - 1, last + reach)
+        grid = contrast if axis == 1 else contrast.T
+        strength = _diagonal_strength(grid, (lo, hi), along, across)  # each row on its own
         min_run = 2 if scale.frames_per_pixel >= TWO_FRAME_END_FRAMES_PER_PIXEL else 1
-        refined = refine_span(strength, self.refine_min_contrast, min_run)
+        refined = refine_span(strength[first - lo : last - lo + 1], self.refine_min_contrast, min_run)
         if refined is None:
             return along
         start, end = first + refined[0], first + refined[1]
-        if min_run > 1 or (start > first and end < last):
+        if min_run > 1:
             return start, end
-        reach = along[1] - along[0] + 1
-        lo = max(0, start - reach) if start == first else start
-        hi = min(scale.frames - 1, end + reach) if end == last else end
-        strong = _diagonal_strength(grid, (lo, hi), along, across) >= self.refine_min_contrast
-        while start > lo and strong[start - 1 - lo]:
-            start -= 1
-        while end < hi and strong[end + 1 - lo]:
-            end += 1
+        strong = strength >= self.refine_min_contrast
+        if start == first:
+            while start > lo and strong[start - 1 - lo]:
+                start -= 1
+        if end == last:
+            while end < hi and strong[end + 1 - lo]:
+                end += 1
         return start, end
 
 
