@@ -22,6 +22,7 @@ from vcopy.keyframes.ske import jointly_trained_spd
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer, localizer_settings
 from vcopy.localize.base import BoundaryRanges, boundary_ranges
+from vcopy.localize.rescore import PairRescorer, shipped_rescorer
 from vcopy.pipeline import Pipeline
 from vcopy.similarity import background_similarity, exact_score, retrieve, similarity_map
 from vcopy.video import find_videos
@@ -43,6 +44,7 @@ class QueryConfig:
     min_score: float | None = None  # a match scores at least this; None: the localizer's calibrated threshold
     views: tuple[str, ...] = DEFAULT_VIEWS  # query views (vcopy.features.views): a frame counts as its best
     stall_timeout_s: float = 120.0  # a decoder silent this long is killed
+    rescore: bool = True  # score pairs with the shipped re-scorer where it was fitted for the SPD weights
 
 
 @dataclass(frozen=True)
@@ -113,13 +115,25 @@ class CopyFinder:
                 f"localizer {self.localizer.name} was trained on maps of descriptor {trained_on}, "
                 f"not {self.descriptor.name}"
             )
+        self.rescorer = self._rescorer()
         self.sampling = replace(library.sampling, stall_timeout_s=self.config.stall_timeout_s)
         library.load_index()  # a missing or damaged index is an error before any decoding
+
+    def _rescorer(self) -> PairRescorer | None:
+        """The shipped re-scorer, where it was fitted on this SPD's scores (``vcopy.localize.rescore``)."""
+        if not self.config.rescore or self.config.localizer != "spd":
+            return None
+        from vcopy.localize.spd import SimilarityPatternDetector
+
+        assert isinstance(self.localizer, SimilarityPatternDetector)
+        return shipped_rescorer(self.localizer.sha256)
 
     @property
     def min_score(self) -> float:
         """The score from which a pair is a match."""
-        return self.localizer.match_threshold if self.config.min_score is None else self.config.min_score
+        if self.config.min_score is not None:
+            return self.config.min_score
+        return self.localizer.match_threshold if self.rescorer is None else self.rescorer.match_threshold
 
     @property
     def parameters(self) -> dict[str, object]:
@@ -129,6 +143,7 @@ class CopyFinder:
             "min_score": self.min_score,
             "spd_weights": None if self.config.spd_weights is None else str(self.config.spd_weights),
             "localizer_settings": localizer_settings(self.localizer),
+            "rescorer": None if self.rescorer is None else self.rescorer.fitted_on,
             "sampling": asdict(self.sampling),
             "descriptor": self.descriptor.name,
             "keyframes": self.pipeline.spec.keyframes,
@@ -199,6 +214,8 @@ class CopyFinder:
         found = self.localizer.localize_batch(
             [(m.contrast, m.query_timestamps_s, m.reference_timestamps_s) for m in maps]
         )
+        if self.rescorer is not None:
+            found = self.rescorer.rescore([m.contrast for m in maps], found)
         for m, segments in zip(maps, found, strict=True):
             if not segments:
                 continue
