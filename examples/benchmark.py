@@ -46,7 +46,7 @@ from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
 from vcopy.localize.base import MapInput
 from vcopy.query import CopyFinder, QueryConfig, QueryResult, SimilarityMap
 from vcopy.report import build_report, write_report
-from vcopy.synth.benchmark import generate, split_paths
+from vcopy.synth.benchmark import GROUND_TRUTH, generate, split_paths
 from vcopy.video import SamplingConfig
 
 LONG_FORM_FRAMES = 60  # both axes at least this long: a long query against a long reference
@@ -98,6 +98,15 @@ def build_library(root: Path, references: list[Path], descriptor: Descriptor) ->
         root, write=True, descriptor=descriptor, sampling=SamplingConfig(frame_size=descriptor.frame_size)
     ) as library:
         return index_videos(library, references, descriptor)
+
+
+def train_library(work: Path, descriptor: Descriptor) -> Path:
+    """WORK/library-train: a library of the references of the train split of the benchmark in
+    WORK/bench, built when it is missing."""
+    root = work / "library-train"
+    if not root.exists():
+        build_library(root, split_paths(work / "bench" / GROUND_TRUTH, "train", "references"), descriptor)
+    return root
 
 
 def run_split(

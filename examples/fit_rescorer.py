@@ -44,12 +44,10 @@ class Pairs:
 def train_pairs(work: Path) -> Pairs:
     gt = work / "bench" / GROUND_TRUTH
     descriptor = create_descriptor("sscd_distilled")
-    library_root = work / "library-train"
-    if not library_root.exists():
-        sys.path.insert(0, str(Path(__file__).parent))
-        from benchmark import build_library
+    sys.path.insert(0, str(Path(__file__).parent))
+    from benchmark import train_library
 
-        build_library(library_root, split_paths(gt, "train", "references"), descriptor)
+    library_root = train_library(work, descriptor)
     truth = load_ground_truth(gt, "train")
     features, labels, queries = [], [], []
     with Library.open(library_root) as library:

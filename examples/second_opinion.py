@@ -68,16 +68,14 @@ def train_scores(work: Path) -> list[Scores]:
     opinion at each of ``PATH_THRESHOLDS`` (the maps are computed once)."""
     gt = work / "bench" / GROUND_TRUTH
     descriptor = create_descriptor("sscd_distilled")
-    library_root = work / "library-train"
-    if not library_root.exists():
-        sys.path.insert(0, str(Path(__file__).parent))
-        from benchmark import build_library
+    sys.path.insert(0, str(Path(__file__).parent))
+    from benchmark import train_library
 
-        build_library(library_root, split_paths(gt, "train", "references"), descriptor)
+    library_root = train_library(work, descriptor)
     truth = load_ground_truth(gt, "train")
     found = []
     with Library.open(library_root) as library:
-        finder = CopyFinder(library, descriptor, QueryConfig())
+        finder = CopyFinder(library, descriptor, QueryConfig(rescore=False))
         queries = split_paths(gt, "train", "queries")
         encoded = [
             v for v in encode_videos(queries, descriptor, finder.sampling) if isinstance(v, EncodedVideo)
