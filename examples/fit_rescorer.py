@@ -22,7 +22,7 @@ import numpy as np
 from vcopy.evaluate import load_ground_truth, micro_average_precision, recall_at_precision
 from vcopy.features import EncodedVideo, create_descriptor, encode_videos
 from vcopy.library import Library
-from vcopy.localize.rescore import PairRescorer, fit_rescorer, pair_features
+from vcopy.localize.rescore import FEATURES, PairRescorer, best_paths, fit_rescorer, pair_features
 from vcopy.localize.spd import SimilarityPatternDetector
 from vcopy.query import CopyFinder, QueryConfig
 from vcopy.synth.benchmark import GROUND_TRUTH, split_paths
@@ -32,7 +32,8 @@ FOLDS = 5
 
 @dataclass
 class Pairs:
-    """Every candidate pair SPD boxes on one benchmark's train split."""
+    """Every candidate pair the re-scorer scores on one benchmark's train split: those SPD boxes,
+    and those DP finds a path on."""
 
     features: np.ndarray
     labels: np.ndarray
@@ -57,13 +58,12 @@ def train_pairs(work: Path) -> Pairs:
             if not isinstance(video, EncodedVideo):
                 continue
             maps = finder.similarity_maps(video)
-            found = finder.localizer.localize_batch(
-                [(m.contrast, m.query_timestamps_s, m.reference_timestamps_s) for m in maps]
-            )
+            inputs = [(m.contrast, m.query_timestamps_s, m.reference_timestamps_s) for m in maps]
+            found = finder.localizer.localize_batch(inputs)
             copied = truth[video.stamp.sha256].boxes
             rows = pair_features([m.contrast for m in maps], found)
-            for m, segments, row in zip(maps, found, rows, strict=True):
-                if segments:  # a pair without a box is not reported, so it is not scored
+            for m, boxes, path, row in zip(maps, found, best_paths(inputs, found), rows, strict=True):
+                if boxes or path:  # a pair with neither is not reported, so it is not scored
                     features.append(row)
                     labels.append(library.video(m.reference_id).sha256 in copied)
                     queries.append(video.stamp.sha256)
@@ -122,13 +122,14 @@ def main() -> None:
     queries = [f"{k}:{q}" for k, r in enumerate(runs) for q in r.queries]
     cv = cross_validated(features, labels, queries)
     threshold = best_f1_threshold(cv, labels, sum(r.true_pairs for r in runs))
-    print("| train split | pairs boxed (copies) | SPD µAP, R@P95 | re-scored (5-fold) µAP, R@P95 |")
+    print("| train split | pairs scored (copies) | SPD µAP, R@P95 | re-scored (5-fold) µAP, R@P95 |")
     print("|---|---|---|---|")
     start = 0
     for work, r in zip(args.work_dirs, runs, strict=True):
         part = slice(start, start + len(r.labels))
         start += len(r.labels)
-        spd = ranking(r.features[:, 0], r.labels, r.true_pairs)
+        boxed = r.features[:, FEATURES.index("has_box")] == 1  # SPD alone reports only these
+        spd = ranking(r.features[boxed, 0], r.labels[boxed], r.true_pairs)
         rescored = ranking(cv[part], r.labels, r.true_pairs)
         print(
             f"| {work} | {len(r.labels)} ({int(r.labels.sum())} of {r.true_pairs}) | "

@@ -19,8 +19,11 @@ from conftest import COPY_QUERY_S, COPY_REFERENCE_S, Corpus, alive, descendants,
 from vcopy import synth
 from vcopy.features import EncodedVideo, create_descriptor, encode_videos
 from vcopy.library import Library
+from vcopy.localize.rescore import shipped_rescorer
+from vcopy.localize.spd import shipped_weights_path
 from vcopy.report import load_schema
 from vcopy.text.store import LAYOUT_STEPS, frame_layouts
+from vcopy.video import sha256_file
 
 
 def _query_json(
@@ -320,9 +323,9 @@ def test_pairs_below_min_score_are_reported_but_are_not_matches(corpus: Corpus, 
         (m["score"] for m in query["below_threshold"]), reverse=True
     )
     _, default = _query_json(library, corpus.copy)
-    assert (
-        default["parameters"]["min_score"] == default["parameters"]["localizer_settings"]["score_threshold"]
-    )
+    rescorer = shipped_rescorer(sha256_file(shipped_weights_path()))
+    assert rescorer is not None and default["parameters"]["rescorer"] == rescorer.fitted_on
+    assert default["parameters"]["min_score"] == rescorer.match_threshold  # the re-scorer's, not SPD's
     assert Path(default["queries"][0]["matches"][0]["reference"]["path"]) == corpus.copied_reference
 
 

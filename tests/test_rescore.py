@@ -31,6 +31,7 @@ def test_features_of_one_querys_candidates() -> None:
     rows = pair_features([copied, unrelated], [boxed, []])
     named = [dict(zip(FEATURES, r, strict=True)) for r in rows]
     assert named[0]["spd_score"] == pytest.approx(0.4) and named[1]["spd_score"] == 0.0
+    assert [n["has_box"] for n in named] == [1, 0]
     assert named[0]["mean_row_max"] == pytest.approx(0.65) and named[1]["mean_row_max"] == pytest.approx(0.1)
     assert named[0]["margin"] == pytest.approx(0.55) and named[1]["margin"] == pytest.approx(-0.55)
     assert [n["rank"] for n in named] == [0, 1]
@@ -61,13 +62,28 @@ def test_the_fit_learns_which_feature_separates_copies() -> None:
 def test_rescoring_gives_the_best_segment_the_pair_score_and_keeps_boxes() -> None:
     weights = np.zeros(len(FEATURES))
     weights[FEATURES.index("margin")] = 10.0
-    c = np.zeros((3, 3), dtype=np.float32)
-    strong = c + np.eye(3, dtype=np.float32)
+    times = np.arange(3, dtype=np.float64)
+    flat = np.zeros((3, 3), dtype=np.float32)
+    strong = flat + np.eye(3, dtype=np.float32)
     found = [[Segment(0, 1, 0, 1, 0.1), Segment(2, 3, 2, 3, 0.05)], [Segment(0, 3, 0, 3, 0.9)]]
-    rescored = _rescorer(weights).rescore([strong, c], found)
+    rescored = _rescorer(weights).rescore([(strong, times, times), (flat, times, times)], found)
     assert rescored[0][0].score > 0.99 and rescored[0][1].score == pytest.approx(rescored[0][0].score / 2)
     assert rescored[1][0].score < 0.01  # SPD's strong box on a map the other candidate beats
     assert [replace(s, score=0) for s in rescored[0]] == [replace(s, score=0) for s in found[0]]
+
+
+def test_a_map_without_a_box_is_scored_on_dps_best_path() -> None:
+    weights = np.zeros(len(FEATURES))
+    weights[FEATURES.index("margin")] = 10.0
+    times = np.arange(20, dtype=np.float64)
+    copied = np.full((20, 20), -0.1, dtype=np.float32)
+    copied[np.arange(5, 15), np.arange(2, 12)] = 0.6  # a band SPD did not box
+    unrelated = np.full((20, 20), -0.1, dtype=np.float32)
+    rescored = _rescorer(weights).rescore([(copied, times, times), (unrelated, times, times)], [[], []])
+    [path] = rescored[0]
+    assert (path.query_start_s, path.query_end_s) == pytest.approx((5, 15), abs=1)
+    assert (path.reference_start_s, path.reference_end_s) == pytest.approx((2, 12), abs=1)
+    assert path.score > 0.9 and rescored[1] == []  # no path at all on the unrelated map
 
 
 def test_a_damaged_rescorer_file_is_one_line_naming_it(tmp_path: Path) -> None:

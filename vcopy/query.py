@@ -211,11 +211,10 @@ class CopyFinder:
         duration = video_duration_s(video, self.sampling)
         matches: list[Match] = []
         below: list[Match] = []
-        found = self.localizer.localize_batch(
-            [(m.contrast, m.query_timestamps_s, m.reference_timestamps_s) for m in maps]
-        )
+        inputs = [(m.contrast, m.query_timestamps_s, m.reference_timestamps_s) for m in maps]
+        found = self.localizer.localize_batch(inputs)
         if self.rescorer is not None:
-            found = self.rescorer.rescore([m.contrast for m in maps], found)
+            found = self.rescorer.rescore(inputs, found)
         for m, segments in zip(maps, found, strict=True):
             if not segments:
                 continue

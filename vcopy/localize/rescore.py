@@ -2,10 +2,12 @@
 the candidate's map beside the query's other candidates (a logistic model fitted on train splits).
 
 SPD scores a box by its shape on one map; a copy of a held shot is a block there, which SPD may
-score weakly although the reference stands out from every other candidate (the query's frames
-match it far better than anything else in the library). The re-scorer weighs both: its score is the
-probability that the pair is a copy, the pair's segments keep SPD's boxes (their scores scaled so
-the best is the pair's score), and a pair is a match from the threshold fitted with it.
+score weakly or not box at all although the reference stands out from every other candidate (the
+query's frames match it far better than anything else in the library). The re-scorer weighs both:
+its score is the probability that the pair is a copy; the pair's segments keep SPD's boxes (their
+scores scaled so the best is the pair's score), and a map SPD draws no box on gets dynamic
+programming's best path, so every candidate with a path is ranked. A pair is a match from the
+threshold fitted with the model.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from vcopy.errors import VcopyError
 from vcopy.files import write_atomically
-from vcopy.localize.base import Segment
+from vcopy.localize.base import MapInput, Segment
 
 FORMAT = "vcopy.rescorer/1"
 SHIPPED_RESCORER = "rescorer.json"
@@ -29,6 +31,7 @@ MAX_RANK = 5  # candidates ranked lower than this count as ranked this
 # what describes a pair, in the order of the model's weights; contrast statistics are per query frame
 FEATURES = (
     "spd_score",  # SPD's best box on the map (0 without a box)
+    "has_box",  # 1 where SPD drew a box on the map, 0 where the segment is DP's best path
     "margin",  # mean best contrast of the query's frames here, minus that of the best other candidate
     "rank",  # the candidate's place among the query's candidates (0: best), at most MAX_RANK
     "max_contrast",  # the map's largest contrast
@@ -50,6 +53,7 @@ def pair_features(contrasts: Sequence[np.ndarray], segments: Sequence[Sequence[S
         others = np.delete(mean_row_max, k)
         rows[k] = (
             max((s.score for s in found), default=0.0),
+            float(bool(found)),
             mean_row_max[k] - (others.max() if len(others) else 0.0),
             min(k, MAX_RANK),
             float(r.max()),
@@ -76,15 +80,18 @@ class PairRescorer:
         z = (features - self.mean) / self.scale
         return np.asarray(1.0 / (1.0 + np.exp(-(z @ self.weights + self.bias))))
 
-    def rescore(self, contrasts: Sequence[np.ndarray], segments: list[list[Segment]]) -> list[list[Segment]]:
-        """One query's candidates' segments with scores on the re-scorer's scale: each map's best
-        segment scores the pair's probability, its others in proportion."""
-        scores = self.probabilities(pair_features(contrasts, segments))
+    def rescore(self, maps: Sequence[MapInput], segments: list[list[Segment]]) -> list[list[Segment]]:
+        """One query's candidates' segments (``segments``: SPD's on each of ``maps``) with scores on
+        the re-scorer's scale: each map's best segment scores the pair's probability, its others in
+        proportion; a map without a box gets DP's best path, if any, scored the same way."""
+        scores = self.probabilities(pair_features([m[0] for m in maps], segments))
+        paths = best_paths(maps, segments)
         rescored = []
-        for found, pair_score in zip(segments, scores, strict=True):
+        for found, path, pair_score in zip(segments, paths, scores, strict=True):
             best = max((s.score for s in found), default=0.0)
             rescored.append(
                 [_with_score(s, float(pair_score) * (s.score / best if best > 0 else 1.0)) for s in found]
+                or [_with_score(p, float(pair_score)) for p in path]
             )
         return rescored
 
@@ -136,6 +143,19 @@ class PairRescorer:
             raise VcopyError(f"{path}: cannot read the re-scorer ({exc.strerror or exc})") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise VcopyError(f"{path}: not a vcopy re-scorer ({exc})") from None
+
+
+def best_paths(maps: Sequence[MapInput], segments: Sequence[Sequence[Segment]]) -> list[list[Segment]]:
+    """DP's best path (at most one, any mean contrast) on each map without segments; [] elsewhere."""
+    from vcopy.localize.dp import DynamicProgramming  # numba: imported once a map needs it
+
+    unboxed = [k for k, found in enumerate(segments) if not found]
+    paths: list[list[Segment]] = [[] for _ in maps]
+    if unboxed:
+        dp = DynamicProgramming(min_score=0.0, max_segments=1)
+        for k in unboxed:
+            paths[k] = dp(*maps[k])
+    return paths
 
 
 def _with_score(segment: Segment, score: float) -> Segment:
