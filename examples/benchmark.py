@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from vcopy.ann import AnnSpec
-from vcopy.evaluate import Scores, evaluate, load_ground_truth, load_predictions, score
+from vcopy.evaluate import Scores, evaluate, load_predictions, score
 from vcopy.features import (
     DEFAULT_DESCRIPTOR,
     DESCRIPTORS,
@@ -40,13 +40,14 @@ from vcopy.features import (
     create_descriptor,
     encode_videos,
 )
+from vcopy.groundtruth import GROUND_TRUTH, load_ground_truth, split_paths
 from vcopy.indexing import IndexSummary, index_videos
 from vcopy.library import Library, recorded_descriptor
 from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
 from vcopy.localize.base import MapInput
 from vcopy.query import CopyFinder, QueryConfig, QueryResult, SimilarityMap
 from vcopy.report import build_report, write_report
-from vcopy.synth.benchmark import GROUND_TRUTH, generate, split_paths
+from vcopy.synth.benchmark import generate
 from vcopy.video import SamplingConfig
 
 LONG_FORM_FRAMES = 60  # both axes at least this long: a long query against a long reference

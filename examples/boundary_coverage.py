@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vcopy.evaluate import load_ground_truth
 from vcopy.features import EncodedVideo, encode_videos
+from vcopy.groundtruth import GROUND_TRUTH, load_ground_truth
 from vcopy.library import Library
 from vcopy.localize.base import MARGIN_STEPS, TIE_CONTRAST, boundary_ranges
 from vcopy.query import CopyFinder
-from vcopy.synth.benchmark import GROUND_TRUTH
 
 TIES = (0.0, 0.05, 0.1, 0.2, 0.3)
 MARGINS = (0.5, 1.0, 1.5)  # sampling steps

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from vcopy.features import DESCRIPTORS, EncodedVideo, create_descriptor, encode_videos
-from vcopy.synth.benchmark import GROUND_TRUTH, copied_frame_pairs
+from vcopy.groundtruth import GROUND_TRUTH
+from vcopy.synth.benchmark import copied_frame_pairs
 from vcopy.video import SamplingConfig
 
 NORMALISATIONS = ("none", "shipped", "library", "both")

@@ -19,7 +19,7 @@ import numpy as np
 
 from vcopy.features import EncodedVideo, encode_videos
 from vcopy.features.sscd import SscdDescriptor
-from vcopy.synth.benchmark import GROUND_TRUTH, split_paths
+from vcopy.groundtruth import GROUND_TRUTH, split_paths
 from vcopy.video import SamplingConfig
 
 

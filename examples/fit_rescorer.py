@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vcopy.evaluate import load_ground_truth, micro_average_precision, recall_at_precision
+from vcopy.evaluate import micro_average_precision, recall_at_precision
 from vcopy.features import EncodedVideo, create_descriptor, encode_videos
+from vcopy.groundtruth import GROUND_TRUTH, load_ground_truth, split_paths
 from vcopy.library import Library
 from vcopy.localize.rescore import FEATURES, PairRescorer, best_paths, fit_rescorer, pair_features
 from vcopy.localize.spd import SimilarityPatternDetector
 from vcopy.query import CopyFinder, QueryConfig
-from vcopy.synth.benchmark import GROUND_TRUTH, split_paths
 
 FOLDS = 5
 

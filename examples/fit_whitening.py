@@ -17,7 +17,8 @@ import numpy as np
 
 from vcopy.features import EncodedVideo, encode_videos
 from vcopy.features.efficientnet import EfficientNetDescriptor
-from vcopy.synth.benchmark import GROUND_TRUTH, copied_frame_pairs
+from vcopy.groundtruth import GROUND_TRUTH
+from vcopy.synth.benchmark import copied_frame_pairs
 from vcopy.video import SamplingConfig
 from vcopy.whitening import fit_learned_whitening
 

@@ -35,16 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vcopy.evaluate import Prediction, Scores, TrueQuery, load_ground_truth, recall_at_precision, score
+from vcopy.evaluate import Prediction, Scores, recall_at_precision, score
 from vcopy.features import create_descriptor
 from vcopy.features.views import DEFAULT_VIEWS
+from vcopy.groundtruth import GROUND_TRUTH, TrueQuery, load_ground_truth
 from vcopy.keyframes import grid_map, grid_rows, grid_times, with_first
 from vcopy.keyframes.ske import LearnedKeyFrames
 from vcopy.localize.spd import SimilarityPatternDetector, shipped_weights_path
 from vcopy.localize.spd_train import encode_dataset, read_dataset
 from vcopy.query import QueryConfig
 from vcopy.similarity import background_similarity, exact_score, similarity_map
-from vcopy.synth.benchmark import GROUND_TRUTH
 
 Selector = Callable[[np.ndarray], np.ndarray]
 FPS = 1.0
@@ -136,10 +136,10 @@ def _gap(contrast: np.ndarray, q_times: np.ndarray, r_times: np.ndarray) -> tupl
 def product_run(gt: Path, work: Path, joint: Path, n_queries: int) -> None:
     """Index the test references with `vcopy index`'s code path into a uniform and a key-frame
     library (text features included) and time queries against each: throughput, storage, latency."""
+    from vcopy.groundtruth import split_paths
     from vcopy.indexing import index_videos
     from vcopy.library import Library
     from vcopy.query import CopyFinder
-    from vcopy.synth.benchmark import split_paths
     from vcopy.video import SamplingConfig
 
     references = split_paths(gt, "test", "references")

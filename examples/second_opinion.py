@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vcopy.evaluate import Scores, load_ground_truth, load_predictions, score
+from vcopy.evaluate import Scores, load_predictions, score
 from vcopy.features import EncodedVideo, create_descriptor, encode_videos
+from vcopy.groundtruth import GROUND_TRUTH, load_ground_truth, split_paths
 from vcopy.library import Library
 from vcopy.localize import Segment, create_localizer
 from vcopy.localize.base import MapInput, suppress_overlaps
@@ -29,7 +30,6 @@ from vcopy.localize.dp import DynamicProgramming
 from vcopy.localize.spd import SimilarityPatternDetector
 from vcopy.query import CopyFinder, QueryConfig
 from vcopy.report import build_report, write_report
-from vcopy.synth.benchmark import GROUND_TRUTH, split_paths
 
 PATH_THRESHOLDS = (0.35, 0.45, 0.55, 0.65)
 

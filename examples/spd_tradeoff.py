@@ -21,13 +21,13 @@ from benchmark import long_form_maps
 from vcopy.errors import VcopyError
 from vcopy.evaluate import evaluate
 from vcopy.features import EncodedVideo, create_descriptor, encode_videos
+from vcopy.groundtruth import split_paths
 from vcopy.library import Library
 from vcopy.localize import create_localizer
 from vcopy.localize.base import MapInput
 from vcopy.localize.spd import SimilarityPatternDetector
 from vcopy.query import CopyFinder, QueryConfig
 from vcopy.report import build_report, write_report
-from vcopy.synth.benchmark import split_paths
 
 SETTINGS = ((2, True), (2, False), (1, True), (1, False))  # (max_aspect, second look)
 ROUNDS = 5

@@ -21,7 +21,7 @@ from vcopy.features import EncodedVideo, create_descriptor, encode_videos
 from vcopy.library import Library
 from vcopy.localize.rescore import shipped_rescorer
 from vcopy.localize.spd import shipped_weights_path
-from vcopy.report import load_schema
+from vcopy.report import VSC_SUBMISSION_COLUMNS, load_schema
 from vcopy.text.store import LAYOUT_STEPS, frame_layouts
 from vcopy.video import sha256_file
 
@@ -108,6 +108,14 @@ def test_output_formats_and_verbosity(corpus: Corpus, library: Path) -> None:
     assert abs(float(row["query_start"]) - COPY_QUERY_S[0]) <= 1.5
     assert row["query_start_timecode"].startswith("00:00:0") and len(row["query_start_timecode"]) == 12
     assert as_csv.stderr == ""  # -q: no progress, no notes
+
+    as_vsc = run_vcopy("-q", "query", corpus.copy, "--library", library, "--format", "vsc")
+    assert as_vsc.returncode == 0, as_vsc.stderr
+    submission = list(csv.DictReader(io.StringIO(as_vsc.stdout)))
+    assert tuple(submission[0]) == VSC_SUBMISSION_COLUMNS  # VSC22's matching-track submission
+    best = max(submission, key=lambda row: float(row["score"]))
+    assert (best["query_id"], best["ref_id"]) == (corpus.copy.stem, corpus.copied_reference.stem)
+    assert abs(float(best["query_start"]) - COPY_QUERY_S[0]) <= 1.5
 
     as_json = run_vcopy(  # -v after the subcommand works as before it
         "query", corpus.copy, corpus.unrelated, "--library", library, "--format", "json", "-v"

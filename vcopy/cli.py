@@ -638,10 +638,11 @@ def search_text_command(
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["table", "json", "csv"]),
+    type=click.Choice(["table", "json", "csv", "vsc"]),
     default="table",
     show_default=True,
-    help="What goes to stdout: the table, the JSON report, or one CSV row per copied segment.",
+    help="What goes to stdout: the table, the JSON report, one CSV row per copied segment, or a "
+    "VSC22 matching-track submission (CSV, every scored pair, videos named by file stem).",
 )
 @_decoding_options
 @_ray_options
@@ -697,7 +698,7 @@ def query_command(
         from vcopy.features import create_descriptor
         from vcopy.features.views import DEFAULT_VIEWS
         from vcopy.query import CopyFinder, QueryConfig
-        from vcopy.report import build_report, report_csv
+        from vcopy.report import build_report, report_csv, report_vsc_csv
 
         config = QueryConfig(
             localizer=localizer,
@@ -735,6 +736,8 @@ def query_command(
         table_console.print(_results_table(results, 1.0 / finder.sampling.sample_fps))
     elif output_format == "json":
         write_report(report, "-")
+    elif output_format == "vsc":
+        sys.stdout.write(report_vsc_csv(report))
     else:
         sys.stdout.write(report_csv(report, printable if sys.stdout.isatty() else str))
     if json_destination:
@@ -872,7 +875,8 @@ def evidence_command(report_path: Path, out_dir: Path) -> None:
     "gt_path",
     required=True,
     type=click.Path(path_type=Path),
-    help="Ground truth (vcopy.groundtruth/1), e.g. from examples/make_benchmark.py.",
+    help="Ground truth: vcopy's (vcopy.groundtruth/1, e.g. from examples/make_benchmark.py), a VSC22 "
+    "matching CSV (query_id,ref_id,query_start,query_end,ref_start,ref_end) or VCSL's annotations.",
 )
 @click.option("--split", default=None, help="Score only the ground-truth queries of this split.")
 @click.option(
@@ -889,7 +893,8 @@ def eval_command(report_path: Path, gt_path: Path, split: str | None, json_desti
     Video level: precision, recall, F1 over (query, reference) pairs and micro AP (VSC22).
     Segment level: precision, recall, F1 of copied-segment boxes (VCSL protocol). Broken down per
     transformation, per speed and per kind of shot copied when the ground truth names them. Files
-    are matched by SHA-256.
+    are matched by SHA-256 (vcopy's ground truth) or by file stem (VSC22, VCSL: a query of the
+    report that such a file does not name has no copies).
     """
     from dataclasses import asdict
 
@@ -1155,7 +1160,7 @@ def train_spd_command(
     (checkpoint for --resume), OUT/train-log.jsonl. Use the weights with
     `vcopy query --spd-weights OUT/spd.onnx`.
     """
-    from vcopy.synth.benchmark import GROUND_TRUTH
+    from vcopy.groundtruth import GROUND_TRUTH
 
     gt_path = dataset / GROUND_TRUTH if dataset.is_dir() else dataset
     if not gt_path.is_file():
@@ -1264,7 +1269,7 @@ def train_copy_command(
     segment F1, key frames on both sides), OUT/last.pt (checkpoint for --resume) and
     OUT/train-log.jsonl (loss, kept share and validation per epoch).
     """
-    from vcopy.synth.benchmark import GROUND_TRUTH
+    from vcopy.groundtruth import GROUND_TRUTH
 
     gt_path = dataset / GROUND_TRUTH if dataset.is_dir() else dataset
     if not gt_path.is_file():

@@ -12,7 +12,9 @@ length; recall likewise from the true boxes' side; a pair's precision and recall
 over both axes. Pairs with predictions but no truth have precision 0 (and no recall); pairs with
 truth but no prediction have recall 0 (and no precision). Both are averaged over pairs.
 
-Files are matched by SHA-256 (both reports and ground truth record it), so paths may differ.
+Files are matched by SHA-256 (both reports and vcopy's ground truth record it), so paths may
+differ; against VSC22's or VCSL's ground truth (``vcopy.groundtruth``) by file stem, and every
+query of the report that such a file does not name counts as a query without copies.
 """
 
 from __future__ import annotations
@@ -20,24 +22,16 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Any
 
 import numpy as np
 
 from vcopy.errors import VcopyError
+from vcopy.groundtruth import Box, Key, TrueQuery, read_ground_truth
 
-Box = tuple[float, float, float, float]  # query_start, query_end, reference_start, reference_end (s)
-Pair = tuple[str, str]  # (query sha256, reference sha256)
-
-
-@dataclass
-class TrueQuery:
-    """Ground truth of one query: its copies per reference, and its tags for the breakdowns."""
-
-    path: str
-    boxes: dict[str, list[Box]] = field(default_factory=dict)  # reference sha256 -> boxes
-    tags: dict[str, set[str]] = field(default_factory=dict)  # "transform"/"speed" -> values
+Pair = tuple[str, str]  # (query key, reference key): SHA-256s, or file stems (VSC22, VCSL)
 
 
 @dataclass(frozen=True)
@@ -168,36 +162,13 @@ def score(truth: dict[str, TrueQuery], predictions: dict[Pair, Prediction]) -> S
     )
 
 
-def load_ground_truth(path: Path, split: str | None = None) -> dict[str, TrueQuery]:
-    """Queries of ``split`` (all when None) keyed by sha256, from a ``vcopy.groundtruth/1`` file."""
-    try:
-        data = json.loads(Path(path).read_text())
-        refs = {r["path"]: r["sha256"] for r in data["references"]}
-        truth: dict[str, TrueQuery] = {}
-        for q in data["queries"]:
-            if split is not None and q.get("split") != split:
-                continue
-            tq = TrueQuery(q["path"])
-            tq.tags["transform"] = {t.split(":")[0] for t in q.get("transforms", [])} or {"none"}
-            tq.tags["speed"] = {f"{c['speed']:g}x" for c in q["copies"] if "speed" in c} or {"no copy"}
-            tq.tags["shot"] = {c["shot"] for c in q["copies"] if c.get("shot")} or {"no copy"}
-            for c in q["copies"]:
-                tq.boxes.setdefault(refs[c["reference"]], []).append(
-                    (c["query_start"], c["query_end"], c["reference_start"], c["reference_end"])
-                )
-            truth[q["sha256"]] = tq
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise VcopyError(
-            f"{path}: not a readable ground-truth file ({exc.__class__.__name__}: {exc})"
-        ) from exc
-    if not truth:
-        raise VcopyError(f"{path}: no queries" + (f" in split {split!r}" if split else ""))
-    return truth
+def load_predictions(path: Path, key: Key = "sha256") -> tuple[dict[Pair, Prediction], set[str]]:
+    """From a ``vcopy.report/1`` file: (query, reference) -> score and boxes, and every query the
+    report covers; videos named by SHA-256 or by file stem (``key``)."""
 
+    def name(video: dict[str, Any]) -> str:
+        return str(video["sha256"]) if key == "sha256" else PurePath(str(video["path"])).stem
 
-def load_predictions(path: Path) -> tuple[dict[Pair, Prediction], set[str]]:
-    """From a ``vcopy.report/1`` file: (query sha256, reference sha256) -> score and boxes, and the
-    sha256 of every query the report covers."""
     try:
         data = json.loads(Path(path).read_text())
         if not str(data.get("schema", "")).startswith("vcopy.report/"):
@@ -210,11 +181,11 @@ def load_predictions(path: Path) -> tuple[dict[Pair, Prediction], set[str]]:
                         (s["query_start"], s["query_end"], s["reference_start"], s["reference_end"])
                         for s in m["segments"]
                     ]
-                    pair = (q["sha256"], m["reference"]["sha256"])
-                    predictions[pair] = Prediction(float(m["score"]), boxes, match)
+                    predictions[(name(q), name(m["reference"]))] = Prediction(float(m["score"]), boxes, match)
+        covered = {name(q) for q in data["queries"]}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise VcopyError(f"{path}: not a readable vcopy report ({exc.__class__.__name__}: {exc})") from exc
-    return predictions, {q["sha256"] for q in data["queries"]}
+    return predictions, covered
 
 
 @dataclass(frozen=True)
@@ -227,21 +198,26 @@ class Evaluation:
 
 
 def evaluate(gt_path: Path, report_path: Path, split: str | None = None) -> Evaluation:
-    truth = load_ground_truth(gt_path, split)
-    predictions, reported = load_predictions(report_path)
+    """Scores of a report against ground truth in any format ``vcopy.groundtruth`` reads."""
+    ground_truth = read_ground_truth(gt_path, split)
+    truth = dict(ground_truth.queries)
+    predictions, reported = load_predictions(report_path, ground_truth.key)
+    if not ground_truth.lists_every_query:  # a reported query the file does not name has no copies
+        no_copy = {"transform": {"not recorded"}, "speed": {"no copy"}, "shot": {"no copy"}}
+        truth.update({q: TrueQuery(q, tags=no_copy) for q in sorted(reported - truth.keys())})
     groups: dict[str, dict[str, dict[str, TrueQuery]]] = {
         "transform": defaultdict(dict),
         "speed": defaultdict(dict),
         "shot": defaultdict(dict),
     }
-    for sha, tq in truth.items():
+    for key, tq in truth.items():
         for kind, values in tq.tags.items():
             for value in values:
-                groups[kind][value][sha] = tq
+                groups[kind][value][key] = tq
     return Evaluation(
         overall=score(truth, predictions),
         by_transform={k: score(v, predictions) for k, v in sorted(groups["transform"].items())},
         by_speed={k: score(v, predictions) for k, v in sorted(groups["speed"].items())},
         by_shot={k: score(v, predictions) for k, v in sorted(groups["shot"].items())},
-        missing_queries=sorted(tq.path for sha, tq in truth.items() if sha not in reported),
+        missing_queries=sorted(tq.path for key, tq in truth.items() if key not in reported),
     )

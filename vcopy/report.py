@@ -10,7 +10,7 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 import vcopy
@@ -180,6 +180,27 @@ def report_csv(report: dict[str, Any], text: Callable[[str], str] = str) -> str:
                     + [match["score"]]
                     + [s[column] for column in CSV_COLUMNS[5:-1]]
                     + [s["score"]]
+                )
+    return out.getvalue()
+
+
+VSC_SUBMISSION_COLUMNS = ("query_id", "ref_id", "query_start", "query_end", "ref_start", "ref_end", "score")
+
+
+def report_vsc_csv(report: dict[str, Any]) -> str:
+    """The report as a VSC22 matching-track submission: one row per segment of every scored pair
+    (matches and those below the threshold: the challenge ranks them all), videos named by their
+    file stem, each row scored by its pair's score."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(VSC_SUBMISSION_COLUMNS)
+    for query in report["queries"]:
+        for match in query["matches"] + query.get("below_threshold", []):
+            for s in match["segments"]:
+                writer.writerow(
+                    [PurePath(query["path"]).stem, PurePath(match["reference"]["path"]).stem]
+                    + [s[k] for k in ("query_start", "query_end", "reference_start", "reference_end")]
+                    + [match["score"]]
                 )
     return out.getvalue()
 

@@ -33,10 +33,11 @@ import torch
 
 from vcopy.checks import bounded_float, bounded_int, load_training_state
 from vcopy.errors import VcopyError
-from vcopy.evaluate import Prediction, Scores, TrueQuery, load_ground_truth, score
+from vcopy.evaluate import Prediction, Scores, score
 from vcopy.features import DEFAULT_DESCRIPTOR, Descriptor, FailedVideo, create_descriptor, encode_videos
 from vcopy.features.views import DEFAULT_VIEWS
 from vcopy.files import atomic_path, write_atomically
+from vcopy.groundtruth import TrueQuery, load_ground_truth
 from vcopy.keyframes import grid_map
 from vcopy.localize.base import MapInput, Segment
 from vcopy.localize.spd import (

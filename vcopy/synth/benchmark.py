@@ -34,13 +34,12 @@ import numpy as np
 from vcopy import __version__, synth
 from vcopy.errors import VcopyError
 from vcopy.files import write_atomically
+from vcopy.groundtruth import GROUND_TRUTH, SCHEMA
 from vcopy.processes import die_with_parent
 from vcopy.synth import edits, ffmpeg_edits, shots
 from vcopy.synth.edits import Edit
 from vcopy.video import sha256_file
 
-GROUND_TRUTH = "groundtruth.json"
-SCHEMA = "vcopy.groundtruth/1"
 SPEEDS = (1.0, 1.0, 1.0, 1.0, 0.5, 0.75, 1.5, 2.0)
 # 2: held-out photos in the test split, ffmpeg-made edits, up to 3 edits in test, and each photo tile
 # in one reference only (version 1 gave every reference the same tiles, so references shared footage)
@@ -580,12 +579,6 @@ def generate(out_dir: Path, size: str = "default", seed: int = 0, workers: int |
     }
     write_atomically(gt_path, json.dumps(ground_truth, indent=1).encode())
     return gt_path
-
-
-def split_paths(gt_path: Path, split: str, kind: str) -> list[Path]:
-    """Absolute paths of the ``kind`` ("references" or "queries") of one split."""
-    truth = json.loads(Path(gt_path).read_text())
-    return [Path(gt_path).parent / v["path"] for v in truth[kind] if v["split"] == split]
 
 
 def copied_frame_pairs(
