@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import shutil
@@ -40,7 +39,7 @@ from vcopy.features import (
     create_descriptor,
     encode_videos,
 )
-from vcopy.groundtruth import GROUND_TRUTH, load_ground_truth, split_paths
+from vcopy.groundtruth import GROUND_TRUTH, load_ground_truth, split_paths, vcopy_record
 from vcopy.indexing import IndexSummary, index_videos
 from vcopy.library import Library, recorded_descriptor
 from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
@@ -332,7 +331,7 @@ def main() -> None:
     )
     if len(evaluation.by_shot) > 1:
         print_breakdown(f"Per kind of shot copied, test split, {default}", evaluation.by_shot)
-    profiles = json.loads(gt.read_text())["generator"].get("shot_profiles", {})
+    profiles = vcopy_record(gt)["generator"].get("shot_profiles", {})
     with Library.open(work / "library") as library:
         for split in splits:
             share = neighbour_share(library, split_paths(gt, split, "references"))

@@ -18,13 +18,12 @@ nearest frame of the split's other references: the library itself as the backgro
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from vcopy.features import DESCRIPTORS, EncodedVideo, create_descriptor, encode_videos
-from vcopy.groundtruth import GROUND_TRUTH
+from vcopy.groundtruth import GROUND_TRUTH, vcopy_record
 from vcopy.synth.benchmark import copied_frame_pairs
 from vcopy.video import SamplingConfig
 
@@ -129,7 +128,7 @@ def main() -> None:
     parser.add_argument("--views", default="", help="comma-separated query views (vcopy.features.views)")
     args = parser.parse_args()
     views = tuple(v for v in args.views.split(",") if v)
-    truth = json.loads((args.bench_dir / GROUND_TRUTH).read_text())
+    truth = vcopy_record(args.bench_dir / GROUND_TRUTH)
     videos = [v for v in truth["references"] + truth["queries"] if v["split"] == args.split]
     print(
         f"split {args.split}: copied frames kept at 1% unrelated frames (ROC AUC), rank {args.rank}, "

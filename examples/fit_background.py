@@ -19,7 +19,7 @@ import numpy as np
 
 from vcopy.features import EncodedVideo, encode_videos
 from vcopy.features.sscd import SscdDescriptor
-from vcopy.groundtruth import GROUND_TRUTH, split_paths
+from vcopy.groundtruth import GROUND_TRUTH, split_paths, vcopy_record
 from vcopy.video import SamplingConfig
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path(f"weights/background-{args.descriptor}.npz")
     gt_path = args.bench_dir / GROUND_TRUTH
-    truth = json.loads(gt_path.read_text())
+    truth = vcopy_record(gt_path)
     descriptor = SscdDescriptor(args.descriptor, background=None)
     sampling = SamplingConfig(frame_size=descriptor.frame_size)
     frames = [

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 from pathlib import Path
 
 import numpy as np
 
 from vcopy.features import EncodedVideo, encode_videos
 from vcopy.features.efficientnet import EfficientNetDescriptor
-from vcopy.groundtruth import GROUND_TRUTH
+from vcopy.groundtruth import GROUND_TRUTH, vcopy_record
 from vcopy.synth.benchmark import copied_frame_pairs
 from vcopy.video import SamplingConfig
 from vcopy.whitening import fit_learned_whitening
@@ -33,7 +32,7 @@ def main() -> None:
     parser.add_argument("--shrinkage", type=float, default=0.1)
     parser.add_argument("--out", type=Path, default=Path("weights/whitening-v2.npz"))
     args = parser.parse_args()
-    truth = json.loads((args.bench_dir / GROUND_TRUTH).read_text())
+    truth = vcopy_record(args.bench_dir / GROUND_TRUTH)
     videos = [v for v in truth["references"] + truth["queries"] if v["split"] == args.split]
     descriptor = EfficientNetDescriptor(whitening=None)
     encoded: dict[str, EncodedVideo] = {}

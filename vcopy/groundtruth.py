@@ -82,11 +82,12 @@ def load_ground_truth(path: Path, split: str | None = None) -> dict[str, TrueQue
 
 def split_paths(gt_path: Path, split: str, kind: str) -> list[Path]:
     """Absolute paths of the ``kind`` ("references" or "queries") of one split of vcopy's ground truth."""
-    data = _vcopy_record(Path(gt_path))
+    data = vcopy_record(Path(gt_path))
     return [Path(gt_path).parent / v["path"] for v in data[kind] if v["split"] == split]
 
 
-def _vcopy_record(path: Path) -> dict[str, Any]:
+def vcopy_record(path: Path) -> dict[str, Any]:
+    """vcopy's ground-truth file as it is (videos, splits, copies, generator settings), checked to be one."""
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("vcopy.groundtruth/"):

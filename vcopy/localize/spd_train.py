@@ -37,7 +37,7 @@ from vcopy.evaluate import Prediction, Scores, score
 from vcopy.features import DEFAULT_DESCRIPTOR, Descriptor, FailedVideo, create_descriptor, encode_videos
 from vcopy.features.views import DEFAULT_VIEWS
 from vcopy.files import atomic_path, write_atomically
-from vcopy.groundtruth import TrueQuery, load_ground_truth
+from vcopy.groundtruth import TrueQuery, load_ground_truth, vcopy_record
 from vcopy.keyframes import grid_map
 from vcopy.localize.base import MapInput, Segment
 from vcopy.localize.spd import (
@@ -133,10 +133,10 @@ class EpochLog:
 
 def read_dataset(gt_path: Path) -> dict[str, Any]:
     """The dataset's ground truth (``vcopy.groundtruth/1``), checked to have a train split."""
+    truth = vcopy_record(Path(gt_path))
     try:
-        truth = json.loads(Path(gt_path).read_text())
         splits = {v["split"] for kind in ("references", "queries") for v in truth[kind]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise VcopyError(
             f"{gt_path}: not a readable ground-truth file ({exc.__class__.__name__}: {exc})"
         ) from exc
