@@ -20,7 +20,7 @@ import torch
 
 from vcopy.checks import bounded_int
 from vcopy.errors import VcopyError, read_torch_file
-from vcopy.localize.spd import ONNX_FORMAT, SETTINGS_KEY, SpdSettings
+from vcopy.localize.spd_settings import ONNX_FORMAT, SETTINGS_KEY, SpdSettings
 from vcopy.runtime import onnx_export
 
 WEIGHTS_FORMAT = "vcopy.spd/2"
