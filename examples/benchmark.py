@@ -41,7 +41,8 @@ from vcopy.features import (
 )
 from vcopy.groundtruth import GROUND_TRUTH, load_ground_truth, split_paths, vcopy_record
 from vcopy.indexing import IndexSummary, index_videos
-from vcopy.library import Library, recorded_descriptor
+from vcopy.library import Library
+from vcopy.library_db import recorded_descriptor
 from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
 from vcopy.localize.base import MapInput
 from vcopy.query import CopyFinder, QueryConfig, QueryResult, SimilarityMap

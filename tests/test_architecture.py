@@ -12,7 +12,7 @@ STAGES = (
     ("decode", ("vcopy.video",)),
     ("features", ("vcopy.features", "vcopy.whitening")),
     ("keyframes", ("vcopy.keyframes",)),
-    ("store", ("vcopy.pipeline", "vcopy.ann", "vcopy.library")),
+    ("store", ("vcopy.pipeline", "vcopy.ann", "vcopy.library", "vcopy.library_db", "vcopy.library_ann")),
     ("match", ("vcopy.similarity",)),
     ("localize", ("vcopy.localize",)),
     ("report", ("vcopy.report", "vcopy.groundtruth", "vcopy.evaluate")),

@@ -255,7 +255,7 @@ def library_keyframes(library_path: Path, requested: str | None) -> str:
 def library_setting(
     library_path: Path, key: str, requested: str | None, default: str, kind: Callable[[str], str]
 ) -> str:
-    from vcopy.library import recorded_settings
+    from vcopy.library_db import recorded_settings
 
     recorded = recorded_settings(library_path)
     if recorded is None:

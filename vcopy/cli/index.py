@@ -104,7 +104,7 @@ def index_command(
     if total == 0 and not prune:
         raise click.UsageError(f"no video files in {listed(paths)} (nothing to index)")
     check_device(device)
-    from vcopy.library import check_no_writer
+    from vcopy.library_db import check_no_writer
 
     check_no_writer(library_path)  # before any model is loaded
     ray_session = open_ray_session(ray_address, ray_workers, device)

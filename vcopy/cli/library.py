@@ -163,7 +163,8 @@ def library_rebuild_index_command(library_path: Path, spec: str | None) -> None:
 @friendly_errors
 def library_upgrade_command(library_path: Path) -> None:
     """Convert a library made by an older vcopy to this one's layout, in place (vectors kept)."""
-    from vcopy.library import SCHEMA_VERSION, Library
+    from vcopy.library import Library
+    from vcopy.library_db import SCHEMA_VERSION
 
     with Library.open(library_path, write=True) as library:
         videos = counted(len(library), "video", "videos")

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vcopy.library import Library, VideoTables, register_tables
+from vcopy.library import Library
+from vcopy.library_db import VideoTables, register_tables
 
 if TYPE_CHECKING:
     from vcopy.features import EncodedVideo, FrameClasses
