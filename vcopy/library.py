@@ -74,7 +74,6 @@ from vcopy.library_db import (
     LOOSE_NAME,
     VECTORS_FOLDER,
     VIDEO_TABLES,
-    close_db,
     open_database,
     read_snapshot,
     read_vector_file,
@@ -161,18 +160,14 @@ class Library:
         needs the ``descriptor`` and ``sampling`` it will be built with, and its ``keyframer``,
         default ``uniform``) and upgrading one made by an older vcopy."""
         root = Path(root)
-        db, lock_fd = open_database(root, write, descriptor, sampling, keyframer)
-        try:
-            library = cls(root, db, lock_fd)
+
+        def library(db: sqlite3.Connection, lock_fd: int | None) -> Library:
+            opened = cls(root, db, lock_fd)
             if write:
-                library._remove_orphan_files()
-        except sqlite3.DatabaseError as exc:
-            close_db(db, lock_fd)
-            raise LibraryError(f"{root / DB_FILE}: unreadable library database ({exc})") from None
-        except BaseException:
-            close_db(db, lock_fd)
-            raise
-        return library
+                opened._remove_orphan_files()
+            return opened
+
+        return open_database(root, write, descriptor, sampling, keyframer, library)
 
     def close(self) -> None:
         self._db.close()

@@ -488,15 +488,17 @@ def read_vector_file(
     return vectors
 
 
-def open_database(
+def open_database[T](
     root: Path,
     write: bool,
     descriptor: Descriptor | None,
     sampling: SamplingConfig | None,
     keyframer: KeyFramer | None,
-) -> tuple[sqlite3.Connection, int | None]:
-    """The library's database, checked (identity, settings, schema) and, for a writer, locked,
-    created (with ``descriptor``, ``sampling`` and ``keyframer``) or upgraded: (connection, lock)."""
+    library: Callable[[sqlite3.Connection, int | None], T],
+) -> T:
+    """``library(connection, lock)`` on the library's database, checked (identity, settings,
+    schema) and, for a writer, locked, created (with ``descriptor``, ``sampling`` and
+    ``keyframer``) or upgraded; the database is closed (and the lock let go) if anything fails."""
     lock_fd = None
     if not (root / DB_FILE).is_file():
         refuse_stored_files(root)
@@ -538,14 +540,13 @@ def open_database(
             raise LibraryError(
                 f"{root}: built with key frames {meta.get('keyframes', 'uniform')}, not {keyframer.name}"
             )
+        return library(db, lock_fd)
     except sqlite3.DatabaseError as exc:
         close_db(db, lock_fd)
         raise LibraryError(f"{root / DB_FILE}: unreadable library database ({exc})") from None
     except BaseException:
         close_db(db, lock_fd)
         raise
-    assert db is not None
-    return db, lock_fd
 
 
 def reindex_advice(video_path: str) -> str:
