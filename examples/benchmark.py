@@ -68,6 +68,18 @@ class TimedLocalizer:
     def match_threshold(self) -> float:
         return self.inner.match_threshold
 
+    @property
+    def models(self) -> list[dict[str, str]]:
+        return self.inner.models
+
+    @property
+    def settings(self) -> dict[str, object]:
+        return self.inner.settings
+
+    @property
+    def trained_on(self) -> str | None:
+        return self.inner.trained_on
+
     def __call__(
         self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
     ) -> list[Segment]:

@@ -24,7 +24,7 @@ from vcopy.evaluate import Scores, load_predictions, score
 from vcopy.features import EncodedVideo, create_descriptor, encode_videos
 from vcopy.groundtruth import GROUND_TRUTH, load_ground_truth, split_paths
 from vcopy.library import Library
-from vcopy.localize import Segment, create_localizer
+from vcopy.localize import Localizer, Segment, create_localizer
 from vcopy.localize.base import MapInput, suppress_overlaps
 from vcopy.localize.dp import DynamicProgramming
 from vcopy.localize.spd import SimilarityPatternDetector
@@ -49,6 +49,14 @@ class SecondOpinion:
     @property
     def settings(self) -> dict[str, object]:
         return {**self.spd.settings, "path_threshold": self.path_threshold}
+
+    @property
+    def models(self) -> list[dict[str, str]]:
+        return self.spd.models
+
+    @property
+    def trained_on(self) -> str | None:
+        return self.spd.trained_on
 
     def __call__(self, similarity: np.ndarray, q: np.ndarray, r: np.ndarray) -> list[Segment]:
         return self.localize_batch([(similarity, q, r)])[0]
@@ -83,7 +91,8 @@ def train_scores(work: Path) -> list[Scores]:
         maps = [(v, finder.similarity_maps(v)) for v in encoded]
         spd = create_localizer("spd", None, descriptor.name)
         assert isinstance(spd, SimilarityPatternDetector)
-        for localizer in [spd, *(SecondOpinion(spd, t) for t in PATH_THRESHOLDS)]:
+        localizers: list[Localizer] = [spd, *(SecondOpinion(spd, t) for t in PATH_THRESHOLDS)]
+        for localizer in localizers:
             finder.localizer = localizer
             report = work / "reports" / "second-opinion.json"
             report.parent.mkdir(parents=True, exist_ok=True)

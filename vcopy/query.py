@@ -20,7 +20,7 @@ from vcopy.features.views import DEFAULT_VIEWS
 from vcopy.keyframes import grid_map
 from vcopy.keyframes.ske import jointly_trained_spd
 from vcopy.library import Library, LibraryVideo
-from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer, localizer_settings
+from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer
 from vcopy.localize.base import BoundaryRanges, boundary_ranges
 from vcopy.localize.rescore import PairRescorer, shipped_rescorer
 from vcopy.pipeline import Pipeline
@@ -109,8 +109,8 @@ class CopyFinder:
         if spd_weights is None and self.config.localizer == "spd":  # only SPD reads weights
             spd_weights = jointly_trained_spd(self.pipeline.spec.keyframes)
         self.localizer: Localizer = create_localizer(self.config.localizer, spd_weights, self.descriptor.name)
-        trained_on = getattr(self.localizer, "descriptor", self.descriptor.name)
-        if trained_on != self.descriptor.name:
+        trained_on = self.localizer.trained_on
+        if trained_on is not None and trained_on != self.descriptor.name:
             raise VcopyError(
                 f"localizer {self.localizer.name} was trained on maps of descriptor {trained_on}, "
                 f"not {self.descriptor.name}"
@@ -142,7 +142,7 @@ class CopyFinder:
             **asdict(self.config),
             "min_score": self.min_score,
             "spd_weights": None if self.config.spd_weights is None else str(self.config.spd_weights),
-            "localizer_settings": localizer_settings(self.localizer),
+            "localizer_settings": self.localizer.settings,
             "rescorer": None if self.rescorer is None else self.rescorer.fitted_on,
             "sampling": asdict(self.sampling),
             "descriptor": self.descriptor.name,

@@ -43,7 +43,7 @@ def build_report(
         "created_utc": started_utc or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"python": platform.python_version(), "platform": platform.platform()},
         "parameters": finder.parameters,
-        "models": descriptor.models + _keyframes_models(library) + getattr(finder.localizer, "models", []),
+        "models": descriptor.models + _keyframes_models(library) + finder.localizer.models,
         "localizer": finder.config.localizer,
         "library": {
             "path": str(library.root.resolve()),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from vcopy.features import descriptor_kind
@@ -56,19 +55,10 @@ def create_localizer(name: str, spd_weights: Path | None = None, descriptor: str
     return factory(**options)
 
 
-def localizer_settings(localizer: Localizer) -> dict[str, object]:
-    """A localizer's settings, for the report."""
-    settings = getattr(localizer, "settings", None)
-    if isinstance(settings, dict):
-        return settings
-    return asdict(localizer) if is_dataclass(localizer) and not isinstance(localizer, type) else {}
-
-
 __all__ = [
     "DEFAULT_LOCALIZER",
     "LOCALIZERS",
     "Localizer",
     "Segment",
     "create_localizer",
-    "localizer_settings",
 ]

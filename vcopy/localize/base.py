@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
@@ -109,12 +109,40 @@ class Localizer(Protocol):
         """Segments of each map; a learned localizer runs them as one batch."""
         ...
 
+    @property
+    def models(self) -> list[dict[str, str]]:
+        """The weights files it runs (name, SHA-256), for the report; none for the baselines."""
+        ...
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """Every setting in effect, for the report."""
+        ...
+
+    @property
+    def trained_on(self) -> str | None:
+        """The descriptor whose maps it was trained on (None: it reads any map)."""
+        ...
+
 
 class MapByMap:
-    """For localizers that work on one map at a time: a batch is a loop."""
+    """For the baselines, dataclasses that work on one map at a time: a batch is a loop; no
+    weights, their settings are their fields."""
 
     def localize_batch(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
         return [self(*m) for m in maps]  # type: ignore[operator]
+
+    @property
+    def models(self) -> list[dict[str, str]]:
+        return []
+
+    @property
+    def settings(self) -> dict[str, object]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @property
+    def trained_on(self) -> str | None:
+        return None
 
 
 def frame_span_s(timestamps_s: np.ndarray, first: int, last: int) -> tuple[float, float]:

@@ -268,7 +268,7 @@ class SimilarityPatternDetector:
         self.network, settings = load_network(self.weights_path, self.device)
         self.input_size: int = settings.input_size
         self.contrast_range = settings.contrast_range
-        self.descriptor: str = settings.descriptor
+        self.trained_on: str = settings.descriptor  # the descriptor whose maps it reads
         self.validation_f1 = (
             float("nan") if settings.validation_segment_f1 is None else settings.validation_segment_f1
         )
