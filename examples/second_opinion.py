@@ -58,8 +58,10 @@ class SecondOpinion:
     def trained_on(self) -> str | None:
         return self.spd.trained_on
 
-    def __call__(self, similarity: np.ndarray, q: np.ndarray, r: np.ndarray) -> list[Segment]:
-        return self.localize_batch([(similarity, q, r)])[0]
+    def __call__(
+        self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
+    ) -> list[Segment]:
+        return self.localize_batch([(similarity, query_timestamps_s, reference_timestamps_s)])[0]
 
     def localize_batch(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
         found = self.spd.localize_batch(maps)
@@ -91,7 +93,7 @@ def train_scores(work: Path) -> list[Scores]:
         maps = [(v, finder.similarity_maps(v)) for v in encoded]
         spd = create_localizer("spd", None, descriptor.name)
         assert isinstance(spd, SimilarityPatternDetector)
-        localizers: list[Localizer] = [spd, *(SecondOpinion(spd, t) for t in PATH_THRESHOLDS)]
+        localizers: list[Localizer] = [spd, *[SecondOpinion(spd, t) for t in PATH_THRESHOLDS]]
         for localizer in localizers:
             finder.localizer = localizer
             report = work / "reports" / "second-opinion.json"
