@@ -14,7 +14,7 @@ real commit path with 10-minute videos of random 512-d vectors (nothing is decod
 Each library is WORK_DIR/lib-<hours>h (kept; filled again only when missing), with another
 ``--index-spec`` than ``auto`` WORK_DIR/lib-<hours>h-<spec> (``"auto;ondisk"``: on-disk inverted
 lists from the size where ``auto`` moves to IVF-PQ). The 100,000 h row of
-the README is projected from these per-vector costs (see there).
+docs/benchmarks.md is projected from these per-vector costs (see there).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ no match, scored on SPD's scale (a path whose mean contrast is T scores SPD's ma
 Each WORK_DIR holds a benchmark in WORK_DIR/bench (examples/make_benchmark.py, e.g. one of
 generator version 2 and one with --catalogue); a library of its train split's references is built
 in WORK_DIR/library-train (or reused) and its train queries are scored without the second opinion
-and with it at each T. Only train splits are read. The measured result (README, Benchmarks): the
+and with it at each T. Only train splits are read. The measured result (docs/benchmarks.md): the
 second opinion lowered precision and µAP on every train split at every T, so vcopy does not use it.
 """
 

@@ -71,5 +71,5 @@ def test_index_query_eval(small_bench: Path, tmp_path: Path) -> None:
     assert scores["missing_queries"] == []
     overall = scores["overall"]
     assert overall["queries"] == 16
-    # measured 2026-11-23 with the shipped descriptor: see README, Benchmarks
+    # measured 2026-11-23 with the shipped descriptor: see docs/benchmarks.md
     assert overall["video_precision"] >= 0.7 and overall["video_recall"] >= 0.6, overall

@@ -1,5 +1,5 @@
-"""Every Python example in README.md runs as written, saved as a script (no main guard needed
-around decoding), in a folder holding what the examples name."""
+"""Every Python example in README.md and in docs/usage.md's Python API runs as written, saved as a
+script (no main guard needed around decoding), in a folder holding what the examples name."""
 
 from __future__ import annotations
 
@@ -14,16 +14,20 @@ from conftest import Corpus, run_vcopy
 
 from vcopy.synth.captioned import make_fine_grained_set
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _python_examples() -> list[str]:
-    section = README.read_text().split("### Python API", 1)[1].split("\n### ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    usage = (ROOT / "docs" / "usage.md").read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    return [
+        code
+        for text in ((ROOT / "README.md").read_text(), usage)
+        for code in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    ]
 
 
-def test_the_readme_has_python_examples() -> None:
-    assert len(_python_examples()) == 6
+def test_the_readme_and_the_usage_guide_have_python_examples() -> None:
+    assert len(_python_examples()) == 7  # one in README.md, six in docs/usage.md
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,7 @@ def workdir(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("number", range(6))
+@pytest.mark.parametrize("number", range(7))
 def test_a_readme_example_runs_as_a_saved_script(number: int, workdir: Path) -> None:
     script = workdir / f"example{number}.py"
     script.write_text(_python_examples()[number])
@@ -54,7 +58,7 @@ def test_a_readme_example_runs_as_a_saved_script(number: int, workdir: Path) -> 
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip(), "every example prints what it found"
-    if number in (0, 5):
-        assert "r1.mp4" in proc.stdout  # the copy is found (5: on a local Ray cluster)
-    if number == 4:
+    if number in (0, 1, 6):
+        assert "r1.mp4" in proc.stdout  # the copy is found (6: on a local Ray cluster)
+    if number == 5:
         assert proc.stdout.startswith("12 indexed; 12 videos")

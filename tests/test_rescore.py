@@ -15,6 +15,7 @@ from vcopy.localize.rescore import (
     FEATURES,
     MAX_RANK,
     PairRescorer,
+    best_diagonal_run,
     fit_rescorer,
     pair_features,
     shipped_rescorer,
@@ -72,7 +73,7 @@ def test_rescoring_gives_the_best_segment_the_pair_score_and_keeps_boxes() -> No
     assert [replace(s, score=0) for s in rescored[0]] == [replace(s, score=0) for s in found[0]]
 
 
-def test_a_map_without_a_box_is_scored_on_dps_best_path() -> None:
+def test_a_map_without_a_box_is_scored_on_its_best_diagonal_run() -> None:
     weights = np.zeros(len(FEATURES))
     weights[FEATURES.index("margin")] = 10.0
     times = np.arange(20, dtype=np.float64)
@@ -83,7 +84,11 @@ def test_a_map_without_a_box_is_scored_on_dps_best_path() -> None:
     [path] = rescored[0]
     assert (path.query_start_s, path.query_end_s) == pytest.approx((5, 15), abs=1)
     assert (path.reference_start_s, path.reference_end_s) == pytest.approx((2, 12), abs=1)
-    assert path.score > 0.9 and rescored[1] == []  # no path at all on the unrelated map
+    assert path.score > 0.9 and rescored[1] == []  # no run at all on the unrelated map
+    # a long upload's map (more query frames than reference frames) gives the same run, transposed
+    [tall] = best_diagonal_run(copied[:, 2:14], times, times[:12])
+    assert (tall.query_start_s, tall.query_end_s) == pytest.approx((5, 15), abs=1)
+    assert (tall.reference_start_s, tall.reference_end_s) == pytest.approx((0, 10), abs=1)
 
 
 def test_a_damaged_rescorer_file_is_one_line_naming_it(tmp_path: Path) -> None:

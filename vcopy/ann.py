@@ -54,7 +54,8 @@ DELTA_MAX_VECTORS = 10_000  # new vectors an IVF index holds exactly before it e
 TRAINING_SAMPLES_PER_LIST = 40  # FAISS warns below 39 training vectors per inverted list
 MAX_TRAINING_VECTORS = 200_000
 # exact (flat) distances by matrix product from this many query vectors up: FAISS 1.15 ships 128,000,
-# which leaves a query's few hundred vectors to a loop 3-4x slower than BLAS here (README, Library scale)
+# which leaves a query's few hundred vectors to a loop 3-4x slower than BLAS here
+# (docs/benchmarks.md, Library scale)
 faiss.cvar.distance_compute_blas_threshold = 20
 
 

@@ -32,7 +32,7 @@ FRAME_SIZE = 288
 SHIPPED_BACKGROUND = Path("<shipped>")  # sentinel: use background_path(kind)
 BATCH_SIZE = 32
 # text features (EfficientNet-Lite0, 3x the SSCD cost per frame) come from every TEXT_FRAME_STRIDE-th
-# frame and stand for the frames after it too: measured in README (Text search, index throughput)
+# frame and stand for the frames after it too: measured in docs/benchmarks.md (Text search, index throughput)
 TEXT_FRAME_STRIDE = 2
 _ONNX_INPUT = "image"
 

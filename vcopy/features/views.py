@@ -86,7 +86,8 @@ VIEWS: dict[str, Callable[[np.ndarray], list[np.ndarray]]] = {
     "centre": centre,
     "halves": halves,
 }
-DEFAULT_VIEWS = ("flip", "trim")  # centre and halves cost more false matches than they find (README)
+# centre and halves cost more false matches than they find (docs/benchmarks.md)
+DEFAULT_VIEWS = ("flip", "trim")
 
 
 def view_frames(frames: np.ndarray, views: tuple[str, ...]) -> list[np.ndarray]:

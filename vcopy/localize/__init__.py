@@ -22,7 +22,7 @@ DEFAULT_LOCALIZER = "spd"
 # SPD's come with its weights. SSCD's are fitted on the train split of the catalogue benchmark
 # (generator version 3, `examples/benchmark.py --catalogue --calibrate`, 2026-12-03): held shots,
 # slides and black frames give unrelated pairs strong paths there, as real footage does; fitted on
-# version 2's train split (0.12-0.15) they report such coincidences as copies (README, Benchmarks)
+# version 2's train split (0.12-0.15) they report such coincidences as copies (docs/benchmarks.md)
 MATCH_THRESHOLDS: dict[str, dict[str, float]] = {
     "sscd_distilled": {"tn": 0.589, "dp": 0.385, "hv": 0.521, "dtw": 0.36},
     "efficientnet_lite0": {},

@@ -37,7 +37,7 @@ class BoundaryRanges:
 # Fitted on the benchmark's train split (examples/boundary_coverage.py, generator version 2, SSCD
 # and its SPD) for ranges that hold the true end 9 times in 10 there: frames within TIE_CONTRAST
 # of the best one at an end are as likely, and a reported end may be off by MARGIN_STEPS sampling
-# steps. The test split holds 85.7% (README, Boundary ranges)
+# steps. The test split holds 85.7% (docs/benchmarks.md, Boundary ranges)
 TIE_CONTRAST = 0.3
 MARGIN_STEPS = 1.0
 

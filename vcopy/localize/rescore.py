@@ -5,9 +5,9 @@ SPD scores a box by its shape on one map; a copy of a held shot is a block there
 score weakly or not box at all although the reference stands out from every other candidate (the
 query's frames match it far better than anything else in the library). The re-scorer weighs both:
 its score is the probability that the pair is a copy; the pair's segments keep SPD's boxes (their
-scores scaled so the best is the pair's score), and a map SPD draws no box on gets dynamic
-programming's best path, so every candidate with a path is ranked. A pair is a match from the
-threshold fitted with the model.
+scores scaled so the best is the pair's score), and a map SPD draws no box on gets its best run of
+frames along one diagonal (numpy only: a query imports no numba), so every candidate with such a
+run is ranked. A pair is a match from the threshold fitted with the model.
 """
 
 from __future__ import annotations
@@ -23,15 +23,17 @@ import numpy as np
 
 from vcopy.errors import VcopyError
 from vcopy.files import write_atomically
-from vcopy.localize.base import MapInput, Segment
+from vcopy.localize.base import MapInput, Segment, box_segment
 
 FORMAT = "vcopy.rescorer/1"
 SHIPPED_RESCORER = "rescorer.json"
 MAX_RANK = 5  # candidates ranked lower than this count as ranked this
+RUN_MIN_CONTRAST = 0.12  # a map without a box: cells above this extend its best diagonal run ...
+RUN_MIN_FRAMES = 3  # ... which is a segment from this many frames
 # what describes a pair, in the order of the model's weights; contrast statistics are per query frame
 FEATURES = (
     "spd_score",  # SPD's best box on the map (0 without a box)
-    "has_box",  # 1 where SPD drew a box on the map, 0 where the segment is DP's best path
+    "has_box",  # 1 where SPD drew a box on the map, 0 where the segment is its best diagonal run
     "margin",  # mean best contrast of the query's frames here, minus that of the best other candidate
     "rank",  # the candidate's place among the query's candidates (0: best), at most MAX_RANK
     "max_contrast",  # the map's largest contrast
@@ -83,7 +85,7 @@ class PairRescorer:
     def rescore(self, maps: Sequence[MapInput], segments: list[list[Segment]]) -> list[list[Segment]]:
         """One query's candidates' segments (``segments``: SPD's on each of ``maps``) with scores on
         the re-scorer's scale: each map's best segment scores the pair's probability, its others in
-        proportion; a map without a box gets DP's best path, if any, scored the same way."""
+        proportion; a map without a box gets its best diagonal run, if any, scored the same way."""
         scores = self.probabilities(pair_features([m[0] for m in maps], segments))
         paths = best_paths(maps, segments)
         rescored = []
@@ -146,16 +148,50 @@ class PairRescorer:
 
 
 def best_paths(maps: Sequence[MapInput], segments: Sequence[Sequence[Segment]]) -> list[list[Segment]]:
-    """DP's best path (at most one, any mean contrast) on each map without segments; [] elsewhere."""
-    from vcopy.localize.dp import DynamicProgramming  # numba: imported once a map needs it
+    """The best diagonal run (``best_diagonal_run``) on each map without segments; [] elsewhere."""
+    return [[] if found else best_diagonal_run(*m) for m, found in zip(maps, segments, strict=True)]
 
-    unboxed = [k for k, found in enumerate(segments) if not found]
-    paths: list[list[Segment]] = [[] for _ in maps]
-    if unboxed:
-        dp = DynamicProgramming(min_score=0.0, max_segments=1)
-        for k in unboxed:
-            paths[k] = dp(*maps[k])
-    return paths
+
+def best_diagonal_run(
+    contrast: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
+) -> list[Segment]:
+    """The run of consecutive cells along one diagonal (a copy at unchanged speed) whose contrast
+    above ``RUN_MIN_CONTRAST`` sums highest, as a segment scored by its mean contrast; [] when no
+    run of ``RUN_MIN_FRAMES`` cells gains anything. Each diagonal's best run is found at once for
+    all diagonals (prefix sums along the diagonals of the sheared map)."""
+    if contrast.shape[0] > contrast.shape[1]:  # shear along the shorter axis (a long upload's map)
+        found = best_diagonal_run(contrast.T, reference_timestamps_s, query_timestamps_s)
+        return [
+            Segment(s.reference_start_s, s.reference_end_s, s.query_start_s, s.query_end_s, s.score)
+            for s in found
+        ]
+    rows, cols = contrast.shape
+    if rows < RUN_MIN_FRAMES or cols < RUN_MIN_FRAMES:
+        return []
+    offsets = np.arange(-(rows - 1), cols)  # column of row 0 on each diagonal
+    col = np.arange(rows)[:, None] + offsets[None, :]
+    inside = (col >= 0) & (col < cols)
+    gain = np.where(inside, contrast[np.arange(rows)[:, None], np.clip(col, 0, cols - 1)], -1.0)
+    prefix = np.vstack([np.zeros((1, len(offsets))), np.cumsum(gain - RUN_MIN_CONTRAST, axis=0)])
+    lowest = np.minimum.accumulate(prefix, axis=0)[:-1]  # the lowest prefix before each end
+    best = prefix[1:] - lowest
+    end, diagonal = np.unravel_index(int(np.argmax(best)), best.shape)
+    if best[end, diagonal] <= 0:
+        return []
+    start = int(np.argmin(prefix[: end + 1, diagonal]))  # the run is rows start..end
+    if end - start + 1 < RUN_MIN_FRAMES:
+        return []
+    offset = int(offsets[diagonal])
+    mean = float(gain[start : end + 1, diagonal].mean())
+    return [
+        box_segment(
+            query_timestamps_s,
+            reference_timestamps_s,
+            (start, int(end)),
+            (start + offset, int(end) + offset),
+            mean,
+        )
+    ]
 
 
 def _with_score(segment: Segment, score: float) -> Segment:

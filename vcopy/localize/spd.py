@@ -329,7 +329,7 @@ class SimilarityPatternDetector:
         both axes at about the same frames per pixel (at most ``WINDOW_FRAMES_PER_PIXEL``), so that
         a copy looks the same whatever the length of the upload. A short query against a long
         reference is drawn whole (windows along a long reference found as many coincidences as
-        copies on the benchmark, README)."""
+        copies on the benchmark, docs/benchmarks.md)."""
         assert self.max_aspect is not None
         whole = ((0, shape[0]), (0, shape[1]))
         short, long = sorted(shape)

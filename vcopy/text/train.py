@@ -69,7 +69,8 @@ class TextTrainConfig:
     text_head: bool = True  # learn a correction on top of the frozen text encoder
     layouts: bool = True  # the video encoder reads frame layouts and their changes (places, motions)
     temperature: float | None = None  # None: learned (starting at 0.05); else fixed
-    # the four techniques are off by default: on the fine-grained set none beat InfoNCE alone (README)
+    # the four techniques are off by default: on the fine-grained set none beat InfoNCE alone
+    # (docs/benchmarks.md)
     negnce: bool = False
     negnce_r2: float = 0.5
     dmae: bool = False
