@@ -14,7 +14,7 @@ import pytest
 from conftest import Corpus, run_vcopy
 from PIL import Image
 
-from vcopy.evidence import FRAMES_PER_SEGMENT, aligned_times
+from vcopy.evidence import AXIS_MARGIN_PX, FRAMES_PER_SEGMENT, aligned_times, map_image
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -53,6 +53,20 @@ def test_aligned_times_follow_the_segment() -> None:
     pairs = aligned_times(segment, 4)
     assert [q for q, _ in pairs] == [12.0, 14.0, 16.0, 18.0]
     assert [r for _, r in pairs] == [104.0, 108.0, 112.0, 116.0]  # a copy at half speed
+
+
+def test_the_map_image_marks_seconds_on_both_axes() -> None:
+    query_s, reference_s = np.arange(30, dtype=np.float64), np.arange(100, 160, dtype=np.float64)
+    contrast = np.full((30, 60), -0.1, dtype=np.float32)
+    contrast[np.arange(10, 20), np.arange(5, 15)] = 0.7
+    segment = {"query_start": 10.0, "query_end": 20.0, "reference_start": 105.0, "reference_end": 115.0}
+    image = np.asarray(map_image(contrast, query_s, reference_s, [segment]).convert("L"))
+    left, top = AXIS_MARGIN_PX
+    scale = 720 // 60
+    assert image.shape[0] >= 30 * scale + top and image.shape[1] >= 60 * scale + left
+    assert (image[:top, left:] < 128).any() and (image[top:, :left] < 128).any()  # labels and ticks
+    red = np.asarray(map_image(contrast, query_s, reference_s, [segment]))[..., 0]
+    assert red[top + 10 * scale, left + 5 * scale] == 255  # the segment's box starts at its frames
 
 
 @pytest.mark.slow

@@ -242,6 +242,23 @@ def test_evidence_reads_only_regular_video_files_the_library_knows(report: dict,
         assert "data:image/jpeg" not in html  # no frame of a file that is not the report's
 
 
+def test_hostile_strings_of_a_report_are_shown_as_text(report: dict, tmp_path: Path) -> None:
+    """Strings the schema lets through (paths, model names, parameters) reach the pages escaped."""
+    crafted = json.loads(json.dumps(report))
+    query = crafted["queries"][0]
+    query["path"] = "/no/such/<script>alert(1)</script>.mp4"
+    query["matches"][0]["reference"]["path"] = "/no/<img src=x onerror=alert(2)>.mp4"
+    crafted["models"][0]["name"] = "</code><script>alert(3)</script>"
+    crafted["parameters"]["views"] = ["'><svg onload=alert(4)>"]
+    proc = _evidence(crafted, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for page in ("match-001.html", "index.html"):
+        html = (tmp_path / "pages" / page).read_text()
+        assert "<script>alert" not in html and "<img src=x" not in html and "<svg" not in html, page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, page
+    assert "&lt;/code&gt;&lt;script&gt;alert(3)" in (tmp_path / "pages" / "match-001.html").read_text()
+
+
 # -- model files ---------------------------------------------------------------------------------
 
 

@@ -18,9 +18,10 @@ files in the output folder (``vcopy.files.write_output_file``).
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
 import json
+import math
 import os
 import stat
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -45,6 +47,9 @@ from vcopy.video import VIDEO_SUFFIXES, frames_at, probe, sha256_file
 FRAMES_PER_SEGMENT = 5  # aligned frame pairs shown across each segment
 THUMBNAIL_HEIGHT_PX = 180
 MAP_MAX_SIDE_PX = 720
+AXIS_MARGIN_PX = (56, 16)  # room for the seconds along the query (left) and reference (top) axes
+MAX_TICKS = 8  # seconds marked per axis, at most
+TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 
 
 @dataclass(frozen=True)
@@ -85,24 +90,46 @@ def map_image(
     segments: Sequence[dict[str, Any]],
 ) -> Image.Image:
     """The contrast map (query frames down, reference frames across; brighter is more alike) with
-    each segment's box drawn in red."""
+    each segment's box drawn in red, and seconds marked along both axes (query on the left,
+    reference on top)."""
     lo, hi = CONTRAST_RANGE  # shown from black to white, as SPD sees it
     grey = (np.clip((contrast - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
     rows, cols = grey.shape
-    scale = max(1, MAP_MAX_SIDE_PX // max(rows, cols))
-    image = (
-        Image.fromarray(grey).convert("RGB").resize((cols * scale, rows * scale), Image.Resampling.NEAREST)
+    scale = max(1, MAP_MAX_SIDE_PX // max(rows, cols, 1))
+    left, top = AXIS_MARGIN_PX
+    image = Image.new("RGB", (cols * scale + left + 8, rows * scale + top + 8), "white")
+    image.paste(
+        Image.fromarray(grey).convert("RGB").resize((cols * scale, rows * scale), Image.Resampling.NEAREST),
+        (left, top),
     )
     draw = ImageDraw.Draw(image)
+    for seconds, pixel in _ticks(reference_times_s, scale):
+        draw.line([(left + pixel, top - 4), (left + pixel, top - 1)], fill="black")
+        draw.text((left + pixel + 2, 2), f"{seconds:g} s", fill="black")
+    for seconds, pixel in _ticks(query_times_s, scale):
+        draw.line([(left - 4, top + pixel), (left - 1, top + pixel)], fill="black")
+        draw.text((2, top + pixel + 1), f"{seconds:g} s", fill="black")
     for segment in segments:
-        y0 = np.searchsorted(query_times_s, segment["query_start"] - 1e-6) * scale
-        y1 = np.searchsorted(query_times_s, segment["query_end"] - 1e-6) * scale
-        x0 = np.searchsorted(reference_times_s, segment["reference_start"] - 1e-6) * scale
-        x1 = np.searchsorted(reference_times_s, segment["reference_end"] - 1e-6) * scale
+        y0 = np.searchsorted(query_times_s, segment["query_start"] - 1e-6) * scale + top
+        y1 = np.searchsorted(query_times_s, segment["query_end"] - 1e-6) * scale + top
+        x0 = np.searchsorted(reference_times_s, segment["reference_start"] - 1e-6) * scale + left
+        x1 = np.searchsorted(reference_times_s, segment["reference_end"] - 1e-6) * scale + left
         draw.rectangle(
             [int(x0), int(y0), max(int(x0), int(x1) - 1), max(int(y0), int(y1) - 1)], outline=(255, 40, 40)
         )
     return image
+
+
+def _ticks(times_s: np.ndarray, scale: int) -> list[tuple[float, int]]:
+    """(seconds, pixel offset) of at most ``MAX_TICKS`` round seconds along a map axis."""
+    if len(times_s) == 0:
+        return []
+    start_s, end_s = float(times_s[0]), float(times_s[-1])
+    step_s = next((s for s in TICK_STEPS_S if s * MAX_TICKS >= end_s - start_s), TICK_STEPS_S[-1])
+    first = math.ceil(start_s / step_s) * step_s
+    return [
+        (t, int(np.searchsorted(times_s, t - 1e-6)) * scale) for t in np.arange(first, end_s + 1e-9, step_s)
+    ]
 
 
 class EvidenceWriter:
@@ -121,7 +148,7 @@ class EvidenceWriter:
         self.background_rank = background_rank
         self.views = views  # the query views the report was made with
         self.videos = {v.path: v for v in library.videos()}
-        self._checks: dict[tuple[Path, str | None], tuple[bool, str]] = {}  # each file hashed once
+        self._checks: dict[tuple[Path, str | None], FileCheck] = {}  # each file hashed once
 
     def write(self, report: dict[str, Any], out_dir: Path) -> list[EvidencePage]:
         """One page per match, then ``index.html`` listing them; returns the match pages."""
@@ -130,7 +157,7 @@ class EvidenceWriter:
         except OSError as exc:
             raise VcopyError(f"{out_dir}: cannot hold evidence pages ({exc.strerror or exc})") from None
         matched = [q for q in report["queries"] if q["status"] == "ok" and q["matches"]]
-        readable = [Path(q["path"]) for q in matched if self._same_file(Path(q["path"]), q["sha256"])]
+        readable = [Path(q["path"]) for q in matched if self._checked(Path(q["path"]), q["sha256"]).ok]
         encoded = {e.path: e for e in self._encode(readable)}
         pages: list[EvidencePage] = []
         for query in matched:
@@ -155,15 +182,13 @@ class EvidenceWriter:
         reference = match["reference"]
         query_path, reference_path = Path(query["path"]), Path(reference["path"])
         library_video = self._library_video(reference)
-        checks = [
-            self._file_check(query_path, query["sha256"]),
-            self._file_check(reference_path, reference["sha256"])
+        query_check = self._checked(query_path, query["sha256"])
+        reference_check = (
+            self._checked(reference_path, reference["sha256"])
             if library_video is not None
-            else _NOT_IN_LIBRARY,
-        ]
-        query_same = self._same_file(query_path, query["sha256"])
-        reference_same = library_video is not None and self._same_file(reference_path, reference["sha256"])
-        blocks = [_segment_table(match["segments"])]
+            else FileCheck(False, "not read: the library holds no video of this path and SHA-256")
+        )
+        map_uri = None
         if video is not None and video.stamp.sha256 == query["sha256"] and library_video is not None:
             ref_vectors, ref_times = self.library.frames_of(library_video.id)
             views = video.all_views
@@ -174,74 +199,59 @@ class EvidenceWriter:
                 ref_times,
                 self.pipeline.spec.sample_fps,
             )
-            image = map_image(contrast, q_times, r_times, match["segments"])
-            blocks.append(
-                "<h2>Similarity map</h2><p>Query frames run down, reference frames across, one pixel "
-                "block per sampled frame; brighter is more alike than unrelated footage. The red boxes "
-                f"are the segments.</p><img class='map' alt='similarity map' src='{_data_uri(image, 'PNG')}'>"
-            )
-        else:
-            blocks.append(
-                "<p class='warn'>The similarity map could not be drawn: the query file or the "
-                "reference in the library is not the one the report names.</p>"
-            )
-        blocks.append(
-            self._frame_pairs(
-                query_path if query_same else None,
-                reference_path if reference_same else None,
+            map_uri = _data_uri(map_image(contrast, q_times, r_times, match["segments"]), "PNG")
+        files = [
+            _file_row("query", query, query_check),
+            _file_row("reference", reference, reference_check),
+        ]
+        return _render(
+            "match.html.j2",
+            title=f"{query_path.name} copies {reference_path.name}",
+            files=files,
+            score=f"{match['score']:.3f}",
+            localizer=report.get("localizer", "?"),
+            segments=[_segment_row(s) for s in match["segments"]],
+            map_uri=map_uri,
+            frame_pairs=self._frame_pairs(
+                query_path if query_check.ok else None,
+                reference_path if reference_check.ok else None,
                 match["segments"],
-            )
+            ),
+            **_provenance(report),
         )
-        title = f"{query_path.name} copies {reference_path.name}"
-        body = (
-            f"<h1>{_e(title)}</h1>"
-            "<table class='files'><tr><th></th><th>file</th><th>SHA-256</th><th>duration</th>"
-            "<th>check</th></tr>"
-            f"<tr><th>query</th><td>{_e(query_path)}</td><td><code>{_e(query['sha256'])}</code></td>"
-            f"<td>{_e(_duration(query['duration']))}</td><td>{checks[0]}</td></tr>"
-            f"<tr><th>reference</th><td>{_e(reference_path)}</td><td><code>{_e(reference['sha256'])}</code></td>"
-            f"<td>{_e(_duration(reference['duration']))}</td><td>{checks[1]}</td></tr></table>"
-            f"<p>Match score <b>{match['score']:.3f}</b> ({_e(report.get('localizer', '?'))}; see the "
-            "report's "
-            "schema for what a score means).</p>" + "".join(blocks) + _provenance(report)
-        )
-        return _html(title, body)
 
     def _library_video(self, reference: dict[str, Any]) -> LibraryVideo | None:
         """The library video a report's reference names, by path and SHA-256 (None: none is)."""
         video = self.videos.get(reference["path"])
         return video if video is not None and video.sha256 == reference["sha256"] else None
 
-    def _file_check(self, path: Path, sha256: str | None) -> str:
-        return self._checked(path, sha256)[1]
-
-    def _same_file(self, path: Path, sha256: str | None) -> bool:
-        return self._checked(path, sha256)[0]
-
-    def _checked(self, path: Path, sha256: str | None) -> tuple[bool, str]:
+    def _checked(self, path: Path, sha256: str | None) -> FileCheck:
         if (path, sha256) not in self._checks:
             self._checks[path, sha256] = _file_check(path, sha256)
         return self._checks[path, sha256]
 
     def _frame_pairs(
         self, query_path: Path | None, reference_path: Path | None, segments: Sequence[dict[str, Any]]
-    ) -> str:
-        """Frames side by side, from files whose bytes are the report's (None: not drawn)."""
+    ) -> list[list[tuple[dict[str, str | None], dict[str, str | None]]]]:
+        """Per segment, frames side by side (data URI and caption), from files whose bytes are
+        the report's (None: not drawn)."""
         rows = []
-        for number, segment in enumerate(segments, 1):
+        for segment in segments:
             pairs = aligned_times(segment)
             query_frames = _frames(query_path, [q for q, _ in pairs])
             reference_frames = _frames(reference_path, [r for _, r in pairs])
-            cells = []
-            for (q_s, r_s), q_frame, r_frame in zip(pairs, query_frames, reference_frames, strict=True):
-                cells.append(
-                    "<figure class='pair'>"
-                    + _figure(q_frame, f"query {timecode(q_s)}")
-                    + _figure(r_frame, f"reference {timecode(r_s)}")
-                    + "</figure>"
-                )
-            rows.append(f"<h3>Segment {number}: matched frames</h3><div class='pairs'>{''.join(cells)}</div>")
-        return "<h2>Matched frames</h2>" + "".join(rows)
+            rows.append(
+                [
+                    (
+                        _figure(q_frame, f"query {timecode(q_s)}"),
+                        _figure(r_frame, f"reference {timecode(r_s)}"),
+                    )
+                    for (q_s, r_s), q_frame, r_frame in zip(
+                        pairs, query_frames, reference_frames, strict=True
+                    )
+                ]
+            )
+        return rows
 
 
 def _frames(path: Path | None, times_s: list[float]) -> list[np.ndarray | None]:
@@ -253,28 +263,30 @@ def _frames(path: Path | None, times_s: list[float]) -> list[np.ndarray | None]:
         return [None] * len(times_s)
 
 
-def _figure(frame: np.ndarray | None, caption: str) -> str:
-    if frame is None:
-        return f"<div class='missing'>no frame</div><figcaption>{_e(caption)}</figcaption>"
-    image = f"<img class='thumb' alt='{_e(caption)}' src='{_thumbnail(frame)}'>"
-    return f"{image}<figcaption>{_e(caption)}</figcaption>"
+def _figure(frame: np.ndarray | None, caption: str) -> dict[str, str | None]:
+    return {"uri": None if frame is None else _thumbnail(frame), "caption": caption}
 
 
-_NOT_IN_LIBRARY = "<span class='warn'>not read: the library holds no video of this path and SHA-256</span>"
+@dataclass(frozen=True)
+class FileCheck:
+    """Whether a file still has the report's bytes, and that said in words."""
+
+    ok: bool
+    text: str
 
 
-def _file_check(path: Path, sha256: str | None) -> tuple[bool, str]:
-    """Whether a file still has the report's bytes, and that said as HTML; only a regular video
-    file is read (never a device, FIFO or a file of another kind that a crafted report names)."""
+def _file_check(path: Path, sha256: str | None) -> FileCheck:
+    """Whether a file still has the report's bytes; only a regular video file is read (never a
+    device, FIFO or a file of another kind that a crafted report names)."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode) or path.suffix.lower() not in VIDEO_SUFFIXES:
-            return False, "<span class='warn'>not read: not a regular video file</span>"
+            return FileCheck(False, "not read: not a regular video file")
         actual = sha256_file(path)
     except OSError as exc:
-        return False, f"<span class='warn'>not readable now ({_e(exc.strerror or exc)})</span>"
+        return FileCheck(False, f"not readable now ({exc.strerror or exc})")
     if actual != sha256:
-        return False, "<span class='warn'>its bytes changed since the report</span>"
-    return True, "<span class='ok'>same bytes as in the report</span>"
+        return FileCheck(False, "its bytes changed since the report")
+    return FileCheck(True, "same bytes as in the report")
 
 
 def _write_page(path: Path, page: str) -> None:
@@ -284,24 +296,26 @@ def _write_page(path: Path, page: str) -> None:
         raise VcopyError(f"{path}: cannot write the page ({exc.strerror or exc})") from None
 
 
-def _segment_table(segments: Sequence[dict[str, Any]]) -> str:
-    rows = "".join(
-        f"<tr><td>{n}</td><td class='num'>{s['query_start']:.3f}–{s['query_end']:.3f}</td>"
-        f"<td>{timecode(s['query_start'])}–{timecode(s['query_end'])}</td>"
-        f"<td class='num'>{_ranges(s, 'query')}</td>"
-        f"<td class='num'>{s['reference_start']:.3f}–{s['reference_end']:.3f}</td>"
-        f"<td>{timecode(s['reference_start'])}–{timecode(s['reference_end'])}</td>"
-        f"<td class='num'>{_ranges(s, 'reference')}</td>"
-        f"<td class='num'>{s['score']:.3f}</td></tr>"
-        for n, s in enumerate(segments, 1)
-    )
-    return (
-        "<h2>Copied segments</h2><table class='segments'><tr><th>#</th><th>query (s)</th><th>query</th>"
-        "<th>query start / end may lie in (s)</th><th>reference (s)</th><th>reference</th>"
-        f"<th>reference start / end may lie in (s)</th><th>score</th></tr>{rows}</table>"
-        "<p>Each end may lie anywhere in its range: a sampling step either way, more where the "
-        "similarity map is flat across the end (a pan or a zoom over one picture).</p>"
-    )
+def _file_row(role: str, video: dict[str, Any], check: FileCheck) -> dict[str, Any]:
+    return {
+        "role": role,
+        "path": video["path"],
+        "sha256": video["sha256"],
+        "duration": _duration(video["duration"]),
+        "check": check,
+    }
+
+
+def _segment_row(s: dict[str, Any]) -> dict[str, str]:
+    return {
+        "query_s": f"{s['query_start']:.3f}–{s['query_end']:.3f}",
+        "query_timecodes": f"{timecode(s['query_start'])}–{timecode(s['query_end'])}",
+        "query_ranges": _ranges(s, "query"),
+        "reference_s": f"{s['reference_start']:.3f}–{s['reference_end']:.3f}",
+        "reference_timecodes": f"{timecode(s['reference_start'])}–{timecode(s['reference_end'])}",
+        "reference_ranges": _ranges(s, "reference"),
+        "score": f"{s['score']:.3f}",
+    }
 
 
 def _ranges(segment: dict[str, Any], axis: str) -> str:
@@ -310,62 +324,42 @@ def _ranges(segment: dict[str, Any], axis: str) -> str:
     return " / ".join("?" if span is None else f"{span[0]:.1f}–{span[1]:.1f}" for span in spans)
 
 
-def _provenance(report: dict[str, Any]) -> str:
-    models = "".join(
-        f"<li>{_e(m.get('role', ''))} {_e(m['name'])}: <code>{_e(m['sha256'])}</code></li>"
-        for m in report["models"]
-    )
-    library = report["library"]
-    return (
-        "<h2>How this was found</h2>"
-        f"<p>vcopy {_e(report['vcopy_version'])}, run started {_e(report['created_utc'])}, library "
-        f"{_e(library['path'])} ({_e(library['videos'])} videos, state {_e(library['state_id'])}).</p>"
-        f"<h3>Models</h3><ul>{models}</ul>"
-        f"<h3>Parameters</h3><pre>{_e(json.dumps(report['parameters'], indent=2))}</pre>"
-    )
+def _provenance(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": report["vcopy_version"],
+        "created_utc": report["created_utc"],
+        "library": report["library"],
+        "models": [
+            {"role": m.get("role", ""), "name": m["name"], "sha256": m["sha256"]} for m in report["models"]
+        ],
+        "parameters": json.dumps(report["parameters"], indent=2),
+    }
 
 
 def _index_page(report: dict[str, Any], pages: Sequence[EvidencePage]) -> str:
-    rows = "".join(
-        f"<tr><td><a href='{_e(p.path.name)}'>{_e(p.path.name)}</a></td><td>{_e(p.query)}</td>"
-        f"<td>{_e(p.reference)}</td></tr>"
-        for p in pages
-    )
-    body = (
-        f"<h1>vcopy evidence</h1><p>{len(pages)} matches in a report of {len(report['queries'])} queries, "
-        f"made {_e(report['created_utc'])} by vcopy {_e(report['vcopy_version'])}.</p>"
-        f"<table><tr><th>page</th><th>query</th><th>reference</th></tr>{rows}</table>"
-    )
-    return _html("vcopy evidence", body)
-
-
-_STYLE = """
-body { font-family: sans-serif; margin: 2em; color: #111; }
-table { border-collapse: collapse; margin: 0.5em 0; } td, th { border: 1px solid #bbb; padding: 4px 8px; }
-.num { text-align: right; font-variant-numeric: tabular-nums; } code { font-size: 0.85em; }
-.pairs { display: flex; flex-wrap: wrap; gap: 12px; } figure.pair { margin: 0; display: grid; gap: 2px; }
-figcaption { font-size: 0.8em; text-align: center; } .warn { color: #b00; } .ok { color: #060; }
-img.map { image-rendering: pixelated; border: 1px solid #888; max-width: 100%; }
-"""
-_SCRIPT = """
-window.addEventListener('load', function () {
-  var images = Array.prototype.slice.call(document.images);
-  var loaded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  document.body.setAttribute('data-images-loaded', loaded + '/' + images.length);
-});
-"""
-
-
-def _html(title: str, body: str) -> str:
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_e(title)}</title><style>{_STYLE}</style><script>{_SCRIPT}</script></head>"
-        f"<body>{body}</body></html>\n"
+    return _render(
+        "index.html.j2",
+        title="vcopy evidence",
+        pages=[{"name": p.path.name, "query": p.query, "reference": p.reference} for p in pages],
+        queries=len(report["queries"]),
+        created_utc=report["created_utc"],
+        version=report["vcopy_version"],
     )
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The page templates (``vcopy/templates``), every value escaped for HTML."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("vcopy", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def _render(template: str, **values: Any) -> str:
+    return _templates().get_template(template).render(**values)
 
 
 def _duration(seconds: float | None) -> str:
