@@ -59,9 +59,9 @@ class SecondOpinion:
         return self.spd.trained_on
 
     def __call__(
-        self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
+        self, contrast: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
     ) -> list[Segment]:
-        return self.localize_batch([(similarity, query_timestamps_s, reference_timestamps_s)])[0]
+        return self.localize_batch([(contrast, query_timestamps_s, reference_timestamps_s)])[0]
 
     def localize_batch(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
         found = self.spd.localize_batch(maps)

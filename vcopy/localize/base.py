@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-MapInput = tuple[np.ndarray, np.ndarray, np.ndarray]  # similarity, query times (s), reference times (s)
+MapInput = tuple[np.ndarray, np.ndarray, np.ndarray]  # contrast, query times (s), reference times (s)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def _tied_run(values: np.ndarray, centre: int, tie: float, search: int = 2) -> t
 
 
 def boundary_ranges(
-    similarity: np.ndarray,
+    contrast: np.ndarray,
     query_timestamps_s: np.ndarray,
     reference_timestamps_s: np.ndarray,
     segment: Segment,
@@ -82,15 +82,15 @@ def boundary_ranges(
         return max(0.0, first - margin), last + margin
 
     return BoundaryRanges(
-        query_start_s=span(q_times, _tied_run(similarity[:, j0], i0, tie), q_step, -0.5),
-        query_end_s=span(q_times, _tied_run(similarity[:, j1], i1, tie), q_step, 0.5),
-        reference_start_s=span(r_times, _tied_run(similarity[i0], j0, tie), r_step, -0.5),
-        reference_end_s=span(r_times, _tied_run(similarity[i1], j1, tie), r_step, 0.5),
+        query_start_s=span(q_times, _tied_run(contrast[:, j0], i0, tie), q_step, -0.5),
+        query_end_s=span(q_times, _tied_run(contrast[:, j1], i1, tie), q_step, 0.5),
+        reference_start_s=span(r_times, _tied_run(contrast[i0], j0, tie), r_step, -0.5),
+        reference_end_s=span(r_times, _tied_run(contrast[i1], j1, tie), r_step, 0.5),
     )
 
 
 class Localizer(Protocol):
-    """Finds copied segments on a query x reference similarity map."""
+    """Finds copied segments on a query x reference contrast map."""
 
     @property
     def name(self) -> str: ...
@@ -102,7 +102,7 @@ class Localizer(Protocol):
         ...
 
     def __call__(
-        self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
+        self, contrast: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
     ) -> list[Segment]: ...
 
     def localize_batch(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
@@ -152,11 +152,11 @@ def frame_span_s(timestamps_s: np.ndarray, first: int, last: int) -> tuple[float
     return max(0.0, float(timestamps_s[first]) - step / 2), float(timestamps_s[last]) + step / 2
 
 
-def top_k_per_row(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k_per_row(contrast: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most similar reference frames of each query frame: (columns, similarities), [n, k]."""
-    k = min(k, similarity.shape[1])
-    cols = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    return cols, np.take_along_axis(similarity, cols, axis=1)
+    k = min(k, contrast.shape[1])
+    cols = np.argpartition(-contrast, k - 1, axis=1)[:, :k]
+    return cols, np.take_along_axis(contrast, cols, axis=1)
 
 
 def box_segment(

@@ -1,7 +1,7 @@
 """Dynamic-programming longest path (the DP baseline of the VCSL benchmark, re-implemented).
 
-Every map cell above ``min_similarity`` is "on". A path runs through the map moving down (next
-query frame), right (next reference frame) or diagonally; it gains a cell's similarity on on-cells,
+Every map cell above ``min_contrast`` is "on". A path runs through the map moving down (next
+query frame), right (next reference frame) or diagonally; it gains a cell's contrast on on-cells,
 pays ``off_penalty`` for each off-cell it crosses (at most ``max_gap`` in a row, so a copy may fade
 out for a moment) and ``turn_penalty`` for each non-diagonal step (a copy at another speed bends
 the path). The best path's bounding box is a copied segment; its cells are switched off and the
@@ -22,7 +22,7 @@ from vcopy.localize.base import MapByMap, Segment, box_segment, suppress_overlap
 def _longest_path(
     sim: np.ndarray, on: np.ndarray, off_penalty: float, turn_penalty: float, max_gap: int
 ) -> tuple[float, int, int, int, int, float, int]:
-    """Best path: (score, first row, first col, last row, last col, summed on-similarity, on-cells).
+    """Best path: (score, first row, first col, last row, last col, summed on-contrast, on-cells).
     Keeps two rows of state, so memory is O(columns)."""
     n, m = sim.shape
     # per cell of the previous (0) and current (1) row: score, path start, gap run, on-sum, on-count
@@ -75,7 +75,7 @@ class DynamicProgramming(MapByMap):
     """Thresholds are in contrast units (similarity minus the query frame's background)."""
 
     name: str = "dp"
-    min_similarity: float = 0.12
+    min_contrast: float = 0.12
     off_penalty: float = 0.1
     turn_penalty: float = 0.05
     max_gap: int = 4
@@ -85,12 +85,12 @@ class DynamicProgramming(MapByMap):
     max_segments: int = 8
 
     def __call__(
-        self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
+        self, contrast: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
     ) -> list[Segment]:
-        if similarity.size == 0:
+        if contrast.size == 0:
             return []
-        sim = np.ascontiguousarray(similarity, dtype=np.float64)
-        on = sim >= self.min_similarity
+        sim = np.ascontiguousarray(contrast, dtype=np.float64)
+        on = sim >= self.min_contrast
         segments = []
         for _ in range(self.max_segments):
             _score, r0, c0, r1, c1, total, count = _longest_path(

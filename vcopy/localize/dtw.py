@@ -1,6 +1,6 @@
 """Subsequence dynamic time warping (the DTW baseline of the VCSL benchmark, re-implemented).
 
-Local alignment: a cell above ``min_similarity`` gains ``S - min_similarity``, any other costs
+Local alignment: a cell above ``min_contrast`` gains ``S - min_contrast``, any other costs
 ``gap_cost``. A warping path may start and end anywhere, steps down, right or diagonally at equal
 weight (free warping, so any speed), and is cut where its accumulated gain would turn negative
 (Smith-Waterman style). The best path's bounding box is a
@@ -19,7 +19,7 @@ from vcopy.localize.base import MapByMap, Segment, box_segment, suppress_overlap
 
 @numba.njit(cache=True)
 def _best_warp(gain: np.ndarray, sim: np.ndarray) -> tuple[float, int, int, int, int, float, int]:
-    """Best local warping path: (gain, first row, first col, last row, last col, summed similarity
+    """Best local warping path: (gain, first row, first col, last row, last col, summed contrast
     of its cells with non-negative gain, their number). Keeps two rows of state: memory O(columns)."""
     n, m = gain.shape
     acc = np.zeros((2, m))
@@ -60,7 +60,7 @@ class DynamicTimeWarping(MapByMap):
     """Thresholds are in contrast units (similarity minus the query frame's background)."""
 
     name: str = "dtw"
-    min_similarity: float = 0.12
+    min_contrast: float = 0.12
     gap_cost: float = 0.3
     min_frames: int = 3
     min_score: float = 0.3  # mean contrast along the warping path below which nothing is reported (the floor)
@@ -68,12 +68,12 @@ class DynamicTimeWarping(MapByMap):
     max_segments: int = 8
 
     def __call__(
-        self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
+        self, contrast: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
     ) -> list[Segment]:
-        if similarity.size == 0:
+        if contrast.size == 0:
             return []
-        sim = np.ascontiguousarray(similarity, dtype=np.float64)
-        gain = np.where(sim >= self.min_similarity, sim - self.min_similarity, -self.gap_cost)
+        sim = np.ascontiguousarray(contrast, dtype=np.float64)
+        gain = np.where(sim >= self.min_contrast, sim - self.min_contrast, -self.gap_cost)
         segments = []
         for _ in range(self.max_segments):
             _, r0, c0, r1, c1, total, count = _best_warp(gain, sim)

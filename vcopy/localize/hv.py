@@ -1,7 +1,7 @@
 """Temporal Hough voting (Douze et al., 2010, as the VCSL benchmark uses it), vectorised in numpy.
 
-Each query frame's ``top_k`` reference frames above ``min_similarity`` vote, weighted by
-similarity, for the time offset (reference frame minus query frame) they imply. Each strong offset
+Each query frame's ``top_k`` reference frames above ``min_contrast`` vote, weighted by
+contrast, for the time offset (reference frame minus query frame) they imply. Each strong offset
 peak is a candidate copy at unchanged speed: the query frames that match within ``tolerance``
 frames of that offset, split where ``max_gap`` frames in a row are missing, are its segments.
 Speed changes spread the votes, which is this method's known weakness.
@@ -22,7 +22,7 @@ class HoughVoting(MapByMap):
 
     name: str = "hv"
     top_k: int = 5
-    min_similarity: float = 0.12
+    min_contrast: float = 0.12
     tolerance: int = 1  # frames either side of a peak's offset
     max_gap: int = 4
     min_frames: int = 3
@@ -31,14 +31,14 @@ class HoughVoting(MapByMap):
     max_peaks: int = 8
 
     def __call__(
-        self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
+        self, contrast: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
     ) -> list[Segment]:
-        n_query, n_ref = similarity.shape
+        n_query, n_ref = contrast.shape
         if n_query == 0 or n_ref == 0:
             return []
-        cols, sims = top_k_per_row(similarity, self.top_k)
+        cols, sims = top_k_per_row(contrast, self.top_k)
         rows = np.broadcast_to(np.arange(n_query)[:, None], cols.shape)
-        keep = sims >= self.min_similarity
+        keep = sims >= self.min_contrast
         rows, cols, sims = rows[keep], cols[keep], sims[keep]
         offsets = cols - rows + n_query  # >= 1
         votes = np.bincount(offsets, weights=sims, minlength=n_query + n_ref + 1)

@@ -1,4 +1,4 @@
-"""SPD, similarity pattern detection: copied segments are found as objects on the similarity map.
+"""SPD, similarity pattern detection: copied segments are found as objects on the contrast map.
 
 A query x reference contrast map is drawn as a one-channel image (``Rendering``): its longer axis
 along x, ``input_size`` pixels high and ``input_size`` times 1, 2 or 4 (up to ``max_aspect``) wide,
@@ -304,9 +304,9 @@ class SimilarityPatternDetector:
         }
 
     def __call__(
-        self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
+        self, contrast: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
     ) -> list[Segment]:
-        return self.localize_batch([(similarity, query_timestamps_s, reference_timestamps_s)])[0]
+        return self.localize_batch([(contrast, query_timestamps_s, reference_timestamps_s)])[0]
 
     def localize_batch(self, maps: Sequence[MapInput]) -> list[list[Segment]]:
         detections = self.detect([m[0] for m in maps])

@@ -1,9 +1,9 @@
 """Temporal network localizer (Tan et al., 2009, as the VCSL benchmark uses it).
 
-Each query frame keeps its ``top_k`` most similar reference frames above ``min_similarity`` as
+Each query frame keeps its ``top_k`` most similar reference frames above ``min_contrast`` as
 nodes. A node links to nodes of the next ``max_step`` query frames whose reference frame moves
 forward at a rate between ``1 / max_speed`` and ``max_speed`` frames per query frame (a copy may be
-slowed down, sped up or drop frames). The path of largest summed similarity is a copied segment;
+slowed down, sped up or drop frames). The path of largest summed contrast is a copied segment;
 its nodes are removed and the search repeats. The path search is compiled with numba.
 """
 
@@ -21,7 +21,7 @@ from vcopy.localize.base import MapByMap, Segment, box_segment, suppress_overlap
 def _best_path(
     cols: np.ndarray, sims: np.ndarray, alive: np.ndarray, max_step: int, max_speed: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Longest (summed-similarity) path through alive nodes: (query rows, top-k slots); empty if none."""
+    """Longest (summed-contrast) path through alive nodes: (query rows, top-k slots); empty if none."""
     n_query, k = cols.shape
     best = np.full((n_query, k), -np.inf)
     parent_row = np.full((n_query, k), -1, dtype=np.int64)
@@ -70,7 +70,7 @@ class TemporalNetwork(MapByMap):
 
     name: str = "tn"
     top_k: int = 5
-    min_similarity: float = 0.12
+    min_contrast: float = 0.12
     max_step: int = 3
     max_speed: float = 2.0
     merge_gap: int = 6  # pieces this many frames apart on one diagonal band are one segment
@@ -81,14 +81,14 @@ class TemporalNetwork(MapByMap):
     max_paths: int = 16
 
     def __call__(
-        self, similarity: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
+        self, contrast: np.ndarray, query_timestamps_s: np.ndarray, reference_timestamps_s: np.ndarray
     ) -> list[Segment]:
-        n_query, n_ref = similarity.shape
+        n_query, n_ref = contrast.shape
         if n_query == 0 or n_ref == 0:
             return []
-        cols, sims = top_k_per_row(similarity, self.top_k)
+        cols, sims = top_k_per_row(contrast, self.top_k)
         sims = sims.astype(np.float64)
-        alive = sims >= self.min_similarity
+        alive = sims >= self.min_contrast
         pieces = []
         for _ in range(self.max_paths):
             rows, picks = _best_path(cols, sims, alive, self.max_step, self.max_speed)
