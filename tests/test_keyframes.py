@@ -168,7 +168,7 @@ def test_the_shipped_key_frames_come_with_their_spd() -> None:
     assert shipped.settings.descriptor.startswith(f"{DEFAULT_DESCRIPTOR}/")
     spd = jointly_trained_spd(shipped.name)
     assert spd is not None and spd.name == "spd-ske.onnx"
-    assert SimilarityPatternDetector(weights_path=spd).descriptor == shipped.settings.descriptor
+    assert SimilarityPatternDetector(weights_path=spd).trained_on == shipped.settings.descriptor
     assert jointly_trained_spd("uniform") is None
     with pytest.raises(VcopyError, match="--spd-weights"):
         jointly_trained_spd("ske/00000000")
