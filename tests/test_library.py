@@ -103,7 +103,7 @@ def test_auto_trains_again_when_the_library_outgrows_its_lists(
 ) -> None:
     monkeypatch.setattr(ann, "AUTO_IVF_VECTORS", 2_000)
     monkeypatch.setattr(ann, "TRAINING_SAMPLES_PER_LIST", 10)
-    monkeypatch.setattr("vcopy.library.AUTO_REBUILD_GROWTH", 2)
+    monkeypatch.setattr("vcopy.library_ann.AUTO_REBUILD_GROWTH", 2)
     root = tmp_path / "lib"
     made = _library(root, 60)  # IVF128 from 2,000 vectors; 3,600 call for 256 lists, twice as many
     with Library.open(root) as library:

@@ -26,6 +26,7 @@ from onnx import TensorProto, helper
 from test_hostile import _library_copy, _one_line_error
 from test_library import DIM, _library, _owner
 
+from vcopy import library as library_module
 from vcopy.errors import LibraryError
 from vcopy.library import Library
 from vcopy.localize.spd import shipped_weights_path
@@ -561,7 +562,7 @@ def test_a_full_disk_is_one_error_naming_the_file_and_stores_nothing(
         raise OSError(28, "No space left on device", str(path))
 
     with Library.open(root, write=True) as library:
-        monkeypatch.setattr("vcopy.library.write_atomically", full)
+        monkeypatch.setattr("vcopy.library_db.write_atomically", full)  # the vector files
         with pytest.raises(LibraryError, match=r"vectors/.*No space left on device.*1 videos not stored"):
             library.commit([more], [60.0])
     monkeypatch.undo()
@@ -598,18 +599,18 @@ def test_a_reader_sees_one_state_while_a_writer_snapshots(
     pending = [random_video(rng, 100 + i, 60, DIM, text=False) for i in range(2)]
     with Library.open(root, write=True) as writer:
         writer.commit(pending, [60.0, 60.0])  # committed, not yet in the index file
-    read_file = Library._read_ann_file
+    read_file = library_module.read_index_file
     raced = []
 
-    def racing(self: Library, meta: dict[str, str]) -> object:
-        ann = read_file(self, meta)
-        if self._lock_fd is None and not raced:  # a writer snapshots between the reader's reads
+    def racing(root_: Path, meta: dict[str, str], dim: int) -> object:
+        ann = read_file(root_, meta, dim)
+        if not raced:  # a writer snapshots between the reader's reads
             raced.append(True)
             with Library.open(root, write=True) as writer:
                 writer.rebuild_index()
         return ann
 
-    monkeypatch.setattr(Library, "_read_ann_file", racing)
+    monkeypatch.setattr(library_module, "read_index_file", racing)
     with Library.open(root) as reader:
         assert reader.ann.ntotal == 22 * 60 and raced
         for video in (*made[:2], *pending):
