@@ -85,9 +85,8 @@ def cross_validated(features: np.ndarray, labels: np.ndarray, queries: list[str]
     folds = np.array([fold_of[q] for q in queries])
     scores = np.zeros(len(labels))
     for k in range(FOLDS):
-        mean, scale, weights, bias = fit_rescorer(features[folds != k], labels[folds != k])
-        z = (features[folds == k] - mean) / scale
-        scores[folds == k] = 1.0 / (1.0 + np.exp(-(z @ weights + bias)))
+        fold = PairRescorer(*fit_rescorer(features[folds != k], labels[folds != k]), 0.5, "", f"fold {k}")
+        scores[folds == k] = fold.probabilities(features[folds == k])
     return scores
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_vcopy
+from tests.test_evaluate import _match
 from vcopy.errors import VcopyError
 from vcopy.evaluate import evaluate
 from vcopy.groundtruth import read_ground_truth
@@ -18,13 +19,6 @@ from vcopy.report import VSC_SUBMISSION_COLUMNS, report_vsc_csv
 
 VSC = "query_id,ref_id,query_start,query_end,ref_start,ref_end\nq1,A,0,10,20,30\nq2,B,0,10,5.0,15\n"
 VCSL = {"q1-A": [[0, 20, 10, 30]], "q2-B": [[0, 5, 10, 15]]}  # [query start, ref start, query end, ref end]
-
-
-def _match(ref: str, score: float, box: tuple[float, float, float, float]) -> dict:
-    q0, q1, r0, r1 = box
-    segment = {"query_start": q0, "query_end": q1, "reference_start": r0, "reference_end": r1, "score": score}
-    reference = {"path": f"/lib/{ref}.mp4", "sha256": f"sha-{ref}"}
-    return {"reference": reference, "score": score, "segments": [segment]}
 
 
 def _report(tmp_path: Path) -> Path:

@@ -48,6 +48,39 @@ def _losses_text(loss: dict[str, float]) -> str:
     return " ".join(f"{name.removesuffix('_loss')} {value:.3f}" for name, value in loss.items())
 
 
+def _ground_truth_of(dataset: Path) -> Path:
+    """DATASET's ground truth: the folder's groundtruth.json, or DATASET itself when it is a file."""
+    from vcopy.groundtruth import GROUND_TRUTH
+
+    gt_path = dataset / GROUND_TRUTH if dataset.is_dir() else dataset
+    if not gt_path.is_file():
+        raise click.BadParameter(f"{gt_path}: no ground truth (make one with examples/make_benchmark.py)")
+    return gt_path
+
+
+def _run_training[Log](
+    train: Callable[..., Path],
+    gt_path: Path,
+    out_dir: Path,
+    config: object,
+    resume: bool,
+    total_steps: int,
+    epoch_text: Callable[[Log], str],
+) -> Path:
+    """Run an SPD or key-frame trainer with progress, one line per epoch; the best weights."""
+    with _training_progress(total_steps) as (on_video, on_step):
+        return train(
+            gt_path,
+            out_dir,
+            config,
+            resume=resume,
+            command=" ".join(["vcopy", *sys.argv[1:]]),
+            on_video=on_video,
+            on_step=on_step,
+            on_epoch=lambda log: note(epoch_text(log)),
+        )
+
+
 @click.group("train")
 def train_group() -> None:
     """Train vcopy's models from unlabeled videos (copies are synthesised)."""
@@ -104,11 +137,7 @@ def train_spd_command(
     (checkpoint for --resume), OUT/train-log.jsonl. Use the weights with
     `vcopy query --spd-weights OUT/spd.onnx`.
     """
-    from vcopy.groundtruth import GROUND_TRUTH
-
-    gt_path = dataset / GROUND_TRUTH if dataset.is_dir() else dataset
-    if not gt_path.is_file():
-        raise click.BadParameter(f"{gt_path}: no ground truth (make one with examples/make_benchmark.py)")
+    gt_path = _ground_truth_of(dataset)
     try:
         width_values = tuple(int(w) for w in widths.split(","))
     except ValueError:
@@ -131,28 +160,18 @@ def train_spd_command(
         descriptor=descriptor_name or DEFAULT_DESCRIPTOR,
         device=device,
     )
-    with _training_progress(epochs * steps_per_epoch) as (on_video, on_step):
 
-        def on_epoch(log: EpochLog) -> None:
-            v = log.validation
-            note(
-                f"epoch {log.epoch}: loss {_losses_text(log.loss)} "
-                f"| validation segment F1 {v['segment_f1']:.3f} "
-                f"(P {v['segment_precision']:.3f} R {v['segment_recall']:.3f}), video P "
-                f"{v['video_precision']:.3f} R {v['video_recall']:.3f} at score >= {log.score_threshold:.2f} "
-                f"| {log.seconds:.0f} s"
-            )
-
-        best = train_spd(
-            gt_path,
-            out_dir,
-            config,
-            resume=resume,
-            command=" ".join(["vcopy", *sys.argv[1:]]),
-            on_video=on_video,
-            on_step=on_step,
-            on_epoch=on_epoch,
+    def epoch_text(log: EpochLog) -> str:
+        v = log.validation
+        return (
+            f"epoch {log.epoch}: loss {_losses_text(log.loss)} "
+            f"| validation segment F1 {v['segment_f1']:.3f} "
+            f"(P {v['segment_precision']:.3f} R {v['segment_recall']:.3f}), video P "
+            f"{v['video_precision']:.3f} R {v['video_recall']:.3f} at score >= {log.score_threshold:.2f} "
+            f"| {log.seconds:.0f} s"
         )
+
+    best = _run_training(train_spd, gt_path, out_dir, config, resume, epochs * steps_per_epoch, epoch_text)
     stderr.print(f"best weights: {printable(best)}")
 
 
@@ -213,11 +232,7 @@ def train_copy_command(
     segment F1, key frames on both sides), OUT/last.pt (checkpoint for --resume) and
     OUT/train-log.jsonl (loss, kept share and validation per epoch).
     """
-    from vcopy.groundtruth import GROUND_TRUTH
-
-    gt_path = dataset / GROUND_TRUTH if dataset.is_dir() else dataset
-    if not gt_path.is_file():
-        raise click.BadParameter(f"{gt_path}: no ground truth (make one with examples/make_benchmark.py)")
+    gt_path = _ground_truth_of(dataset)
     check_device(device)
     from vcopy.features import DEFAULT_DESCRIPTOR
     from vcopy.keyframes.train import CopyEpochLog, CopyTrainConfig, train_copy
@@ -237,27 +252,17 @@ def train_copy_command(
         uniform_period=uniform_period,
         frozen_spd=frozen_spd,
     )
-    with _training_progress(epochs * steps_per_epoch) as (on_video, on_step):
 
-        def on_epoch(log: CopyEpochLog) -> None:
-            v = log.validation
-            note(
-                f"epoch {log.epoch}: loss {_losses_text(log.loss)}, kept {log.key_rate:.3f} "
-                f"| validation segment F1 {v['segment_f1']:.3f} (P {v['segment_precision']:.3f} "
-                f"R {v['segment_recall']:.3f}), kept {log.validation_key_rate:.3f} of frames, at score >= "
-                f"{log.score_threshold:.2f} | {log.seconds:.0f} s"
-            )
-
-        best = train_copy(
-            gt_path,
-            out_dir,
-            config,
-            resume=resume,
-            command=" ".join(["vcopy", *sys.argv[1:]]),
-            on_video=on_video,
-            on_step=on_step,
-            on_epoch=on_epoch,
+    def epoch_text(log: CopyEpochLog) -> str:
+        v = log.validation
+        return (
+            f"epoch {log.epoch}: loss {_losses_text(log.loss)}, kept {log.key_rate:.3f} "
+            f"| validation segment F1 {v['segment_f1']:.3f} (P {v['segment_precision']:.3f} "
+            f"R {v['segment_recall']:.3f}), kept {log.validation_key_rate:.3f} of frames, at score >= "
+            f"{log.score_threshold:.2f} | {log.seconds:.0f} s"
         )
+
+    best = _run_training(train_copy, gt_path, out_dir, config, resume, epochs * steps_per_epoch, epoch_text)
     stderr.print(f"best weights: {printable(best)} (and {printable(best.parent / 'spd.onnx')})")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ class PairRescorer:
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         z = (features - self.mean) / self.scale
-        return np.asarray(1.0 / (1.0 + np.exp(-(z @ self.weights + self.bias))))
+        return _sigmoid(z @ self.weights + self.bias)
 
     def rescore(self, maps: Sequence[MapInput], segments: list[list[Segment]]) -> list[list[Segment]]:
         """One query's candidates' segments (``segments``: SPD's on each of ``maps``) with scores on
@@ -92,8 +92,8 @@ class PairRescorer:
         for found, path, pair_score in zip(segments, paths, scores, strict=True):
             best = max((s.score for s in found), default=0.0)
             rescored.append(
-                [_with_score(s, float(pair_score) * (s.score / best if best > 0 else 1.0)) for s in found]
-                or [_with_score(p, float(pair_score)) for p in path]
+                [replace(s, score=float(pair_score) * (s.score / best if best > 0 else 1.0)) for s in found]
+                or [replace(p, score=float(pair_score)) for p in path]
             )
         return rescored
 
@@ -194,10 +194,8 @@ def best_diagonal_run(
     ]
 
 
-def _with_score(segment: Segment, score: float) -> Segment:
-    return Segment(
-        segment.query_start_s, segment.query_end_s, segment.reference_start_s, segment.reference_end_s, score
-    )
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-x)))
 
 
 def shipped_rescorer(spd_sha256: str) -> PairRescorer | None:
@@ -220,7 +218,7 @@ def fit_rescorer(
     penalty = l2 * np.eye(len(w))
     penalty[-1, -1] = 0.0  # the bias is not shrunk
     for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(z @ w)))
+        p = _sigmoid(z @ w)
         gradient = z.T @ (p - labels) + penalty @ w
         hessian = (z * (p * (1 - p))[:, None]).T @ z + penalty + 1e-9 * np.eye(len(w))
         w -= np.linalg.solve(hessian, gradient)
