@@ -42,9 +42,9 @@ from vcopy.groundtruth import GROUND_TRUTH, TrueQuery, load_ground_truth
 from vcopy.keyframes import grid_map, grid_rows, grid_times, with_first
 from vcopy.keyframes.ske import LearnedKeyFrames
 from vcopy.localize.spd import SimilarityPatternDetector, shipped_weights_path
-from vcopy.localize.spd_train import encode_dataset, read_dataset
 from vcopy.query import QueryConfig
 from vcopy.similarity import background_similarity, exact_score, similarity_map
+from vcopy.train.data import encode_dataset, read_dataset
 
 Selector = Callable[[np.ndarray], np.ndarray]
 FPS = 1.0

@@ -60,8 +60,7 @@ def main() -> None:
     rows: list[tuple[str, Localizer, str]] = [(n, create_localizer(n), "") for n in LOCALIZERS]
     for path in args.spd_weights:
         spd = SimilarityPatternDetector(weights_path=path)
-        widths = ",".join(str(c) for c in spd.widths)
-        rows.append((f"spd {path} ({spd.input_size} px, widths {widths})", spd, f"{spd.validation_f1:.3f}"))
+        rows.append((f"spd {path} ({spd.input_size} px)", spd, f"{spd.validation_f1:.3f}"))
     print(f"torch threads: {torch.get_num_threads()}; ms per map, batches of {BATCH} maps\n")
     print("| localizer | validation segment F1 | " + " | ".join(f"{q}x{r}" for q, r in SIZES) + " |")
     print("|---|---|" + "---|" * len(SIZES))

@@ -23,17 +23,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from text_losses import VariantConfig, VariantTrainer
 
 from vcopy.synth.captioned import Scene, fine_grained_scenes, make_fine_grained_set
 from vcopy.text.model import ModelConfig, VideoTextModel, load_model
-from vcopy.text.train import (
-    CaptionedData,
-    TextTrainConfig,
-    evaluate,
-    prepare_data,
-    retrieval_scores,
-    train_text,
-)
+from vcopy.train.text import CaptionedData, evaluate, prepare_data, retrieval_scores, train_text
 
 NONE = {"negnce": False, "dmae": False, "tpm": False, "hscl": False}
 ALL = {"negnce": True, "dmae": True, "tpm": True, "hscl": True}
@@ -63,7 +57,7 @@ MISS_NAMES = {  # which attributes differ -> what the table calls it
 def last_epoch_model(run: Path) -> VideoTextModel:
     """The model as the run's last epoch left it (``last.pt``; ``text-model.pt`` is the best)."""
     model, _ = load_model(run / "text-model.pt")
-    model.load_state_dict(torch.load(run / "last.pt", weights_only=True)["trainer"]["model"])
+    model.load_state_dict(torch.load(run / "last.pt", weights_only=True)["model"])
     return model
 
 
@@ -102,7 +96,7 @@ def main() -> None:
     started = time.perf_counter()
     videos = args.work / "captioned"
     captions = make_fine_grained_set(videos, args.groups)
-    base = TextTrainConfig(
+    base = VariantConfig(
         epochs=args.epochs,
         validation_fraction=args.validation_fraction,
         caption_neighbour_batches=args.neighbour_batches,
@@ -132,7 +126,7 @@ def main() -> None:
                 / f"{name.replace(' ', '_').replace(',', '').replace('+', 'plus')}-seed{seed}"
             )
             t = time.perf_counter()
-            train_text(data, out, config, {"descriptor": prepared.descriptor})
+            train_text(data, out, config, {"descriptor": prepared.descriptor}, trainer_class=VariantTrainer)
             seconds.append(time.perf_counter() - t)
             last = json.loads((out / "train-log.jsonl").read_text().splitlines()[-1])
             results.append(last["validation"])

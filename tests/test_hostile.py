@@ -21,6 +21,8 @@ from conftest import Corpus, remux, run_vcopy
 from vcopy import synth
 from vcopy.library import Library
 from vcopy.localize.spd import shipped_weights_path
+from vcopy.text.encoder import TextEncoder
+from vcopy.text.zeroshot import ZeroShotSpace, shipped_classes
 
 PAYLOAD_FILE = "PWNED"
 ACTIVATION_PAYLOAD = f"__import__('pathlib').Path('{PAYLOAD_FILE}').write_text('x') and torch.nn.SiLU()"
@@ -71,7 +73,7 @@ def test_crafted_training_checkpoint_is_refused_before_any_work(small_bench: Pat
     _crafted_spd_weights(run / "last.pt")
     started = time.monotonic()
     proc = run_vcopy("train", "spd", small_bench.parent, "--out", run, "--resume", cwd=tmp_path)
-    _one_line_error(proc, 5, "last.pt", "not SPD weights")
+    _one_line_error(proc, 5, "last.pt", "not a training checkpoint")
     assert time.monotonic() - started < 30  # refused before the training split was encoded
     assert not (tmp_path / PAYLOAD_FILE).exists() and not (run / "features").exists()
 
@@ -84,7 +86,7 @@ def test_crafted_text_training_checkpoint_is_refused_before_any_work(tmp_path: P
     captions = tmp_path / "captions.jsonl"
     captions.write_text('{"video": "v.mp4", "caption": "a cat"}\n')
     args = ["train", "text", "--captions", captions, "--videos", videos, "--out", run, "--resume"]
-    _one_line_error(run_vcopy(*args, cwd=tmp_path), 5, "last.pt", "not a text-training checkpoint")
+    _one_line_error(run_vcopy(*args, cwd=tmp_path), 5, "last.pt", "not a training checkpoint")
     assert not (tmp_path / PAYLOAD_FILE).exists() and not (run / "library").exists()
 
 
@@ -392,10 +394,15 @@ def test_a_truncated_file_is_reported_as_partly_decoded(corpus: Corpus, tmp_path
 
 
 @pytest.mark.slow
-def test_damaged_class_embeddings_are_computed_again(library: Path, tmp_path: Path) -> None:
-    lib = _library_copy(library, tmp_path)
-    [cache] = (lib / "text").glob("class-embeddings-*.npy")
+def test_class_embeddings_of_another_encoder_are_kept_and_a_damaged_copy_computed_again(
+    tmp_path: Path,
+) -> None:
+    encoder = TextEncoder()
+    encoder.sha256 = "0" * 64  # not the encoder the shipped embeddings were made with
+    space = ZeroShotSpace(encoder, cache_dir=tmp_path)
+    [cache] = tmp_path.glob("class-embeddings-*.npy")
+    # the same network: the shipped embeddings are what it computes
+    np.testing.assert_allclose(space.class_embeddings, shipped_classes().embeddings, atol=1e-5)
     cache.write_bytes(cache.read_bytes()[:1000])
-    proc = run_vcopy("search-text", "a flower", "--library", lib, "--json", "-", check_json=True)
-    assert proc.returncode == 0, proc.stderr
+    ZeroShotSpace(encoder, cache_dir=tmp_path)
     assert np.load(cache).shape == (1000, 384)  # repaired

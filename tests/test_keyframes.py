@@ -16,9 +16,11 @@ from vcopy.errors import VcopyError
 from vcopy.keyframes import GAP_CONTRAST, create_keyframer, grid_map, grid_rows, grid_times, with_first
 from vcopy.keyframes.model import KeyFrameNet, NetConfig, export_onnx, load_net, weights_record
 from vcopy.keyframes.ske import LearnedKeyFrames, SkeSettings
-from vcopy.keyframes.train import CopyTrainConfig, draw_maps, key_mask
 from vcopy.library import Library
 from vcopy.localize.spd import Rendering, render_maps
+from vcopy.train.config import CopyTrainConfig
+from vcopy.train.copy import key_mask
+from vcopy.train.maps import draw_maps
 from vcopy.video import sha256_file
 
 
@@ -113,7 +115,7 @@ def test_train_copy_resume_then_index_and_query_with_key_frames(small_bench: Pat
     proc = run_vcopy(*common, "--epochs", "2", "--resume")
     assert proc.returncode == 0, proc.stderr
     log = [json.loads(line) for line in (out / "train-log.jsonl").read_text().splitlines()]
-    assert [e["epoch"] for e in log] == [1, 2] and all(0 < e["validation_key_rate"] <= 1 for e in log)
+    assert [e["epoch"] for e in log] == [1, 2] and all(0 < e["details"]["key_rate"] <= 1 for e in log)
     mismatched = run_vcopy(*common, "--epochs", "3", "--resume", "--key-rate", "0.5")
     assert mismatched.returncode != 0 and "other training settings" in mismatched.stderr
 

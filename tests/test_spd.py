@@ -20,7 +20,7 @@ from vcopy.localize.spd import (
     shipped_weights_path,
 )
 from vcopy.localize.spd_model import load_weights
-from vcopy.localize.spd_train import CopyTruth, Piece, copy_boxes
+from vcopy.train.data import CopyTruth, Piece, copy_boxes
 
 
 def _synthetic_spd(**options: float) -> SimilarityPatternDetector:

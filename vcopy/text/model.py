@@ -11,7 +11,6 @@ zero), and a video is the mean of its frame embeddings. The text side adds a lea
 correction (starting at zero) to MiniLM's token embeddings. An untrained model is therefore
 exactly zero-shot search, and training only has to learn what zero-shot misses.
 
-``TokenImportance`` is TPM-CL's cross-modal importance predictor (used only in training).
 Weights files (``vcopy.text-model/1``) are written by ``vcopy train text``.
 """
 
@@ -127,25 +126,6 @@ class TextHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.linear(x)
-
-
-class TokenImportance(nn.Module):
-    """TPM-CL's importance predictor: each word's weight given the video and each frame's weight
-    given the sentence (softmax over the real entries, so each set sums to 1)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.word, self.video = nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.frame, self.sentence = nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.scale = dim**-0.5
-
-    def words(self, tokens: torch.Tensor, mask: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
-        logits = (self.word(tokens) * self.video(video).unsqueeze(1)).sum(-1) * self.scale
-        return logits.masked_fill(~mask, float("-inf")).softmax(-1)
-
-    def frames(self, frames: torch.Tensor, mask: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        logits = (self.frame(frames) * self.sentence(sentence).unsqueeze(1)).sum(-1) * self.scale
-        return logits.masked_fill(~mask, float("-inf")).softmax(-1)
 
 
 class VideoTextModel(nn.Module):

@@ -2,17 +2,23 @@
 probabilities become the probability-weighted sum of the text embeddings of the class names (a
 convex combination of semantic embeddings), and a video is the mean of its frames.
 
-Class names are torchvision's ImageNet-1k categories (in its package, no download), each embedded
-as ``CLASS_PROMPT``; a frame uses its ``TOP_CLASSES`` most probable classes, renormalised.
+Class names are torchvision's ImageNet-1k categories, each embedded as ``CLASS_PROMPT``; a frame
+uses its ``TOP_CLASSES`` most probable classes, renormalised. Both ship in ``vcopy.weights``
+(``SHIPPED_CLASSES``, made by ``examples/export_class_embeddings.py``), so that a library's text
+index is built without loading the text encoder; embeddings of another encoder are computed and
+kept in the library's text folder.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vcopy.errors import VcopyError
 from vcopy.features import FrameClasses
 from vcopy.files import atomic_path
 from vcopy.library import Library
@@ -20,13 +26,43 @@ from vcopy.text.encoder import TextEncoder
 from vcopy.text.store import frame_classes
 
 CLASS_PROMPT = "a photo of a {}"
+TEXT_DIR = "text"  # a library's text search files, under its folder
+SHIPPED_CLASSES = "imagenet-classes.npz"  # names, embeddings [1000, 384], encoder_sha256
+IMAGENET_CLASSES = 1000
+
+
+@dataclass(frozen=True)
+class ShippedClasses:
+    names: list[str]  # in class-index order
+    embeddings: np.ndarray  # [classes, dim] float32, each name's CLASS_PROMPT embedded
+    encoder_sha256: str  # of the text encoder weights that embedded them
+
+
+@functools.cache
+def shipped_classes() -> ShippedClasses:
+    """The shipped class names and their embeddings (checked)."""
+    from importlib.resources import files
+
+    path = Path(str(files("vcopy.weights").joinpath(SHIPPED_CLASSES)))
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            names = [str(n) for n in arrays["names"]]
+            embeddings = arrays["embeddings"]
+            encoder_sha256 = str(arrays["encoder_sha256"])
+    except (OSError, ValueError, KeyError, EOFError):
+        raise VcopyError(f"{path}: not vcopy's ImageNet classes (reinstall vcopy)") from None
+    if (
+        len(names) != IMAGENET_CLASSES
+        or embeddings.shape[0] != IMAGENET_CLASSES
+        or embeddings.dtype != np.float32
+    ):
+        raise VcopyError(f"{path}: not vcopy's ImageNet classes (reinstall vcopy)")
+    return ShippedClasses(names, embeddings, encoder_sha256)
 
 
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet-1k class names in class-index order."""
-    from torchvision.models import EfficientNet_B0_Weights
-
-    return list(EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"])
+    return list(shipped_classes().names)
 
 
 def _normalized(x: np.ndarray) -> np.ndarray:
@@ -71,7 +107,9 @@ class ZeroShotSpace:
         self.name = f"zeroshot/imagenet-classes/{key}"
         cache = None if cache_dir is None else cache_dir / f"class-embeddings-{key}.npy"
         cached = _read_cache(cache, (len(prompts), encoder.dim)) if cache is not None else None
-        if cached is not None:
+        if shipped_classes().encoder_sha256 == encoder.sha256:
+            self.class_embeddings = shipped_classes().embeddings
+        elif cached is not None:
             self.class_embeddings = cached
         else:
             self.class_embeddings = encoder.encode(prompts)
@@ -94,3 +132,8 @@ class ZeroShotSpace:
         """The text-space vectors of a library video's frames; None when it has no stored classes."""
         classes = frame_classes(library, video_id)
         return None if classes is None or len(classes.ids) == 0 else self.frame_vectors(classes)
+
+
+def zero_shot_space(library: Library, encoder: TextEncoder | None = None) -> ZeroShotSpace:
+    """The zero-shot space, its class embeddings cached in the library's text folder."""
+    return ZeroShotSpace(encoder or TextEncoder(), cache_dir=library.root / TEXT_DIR)

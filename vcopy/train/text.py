@@ -7,19 +7,16 @@ once by the frozen MiniLM (token embeddings). Videos are split into train and he
 in batches of distinct videos. After each epoch the held-out captions rank the held-out videos
 (R@1/5/10, R@sum, median and mean rank); the best epoch is kept.
 
-The loss is symmetric InfoNCE plus, each behind a switch: NegNCE, DMAE (an InfoNCE on the
-fine-grained word x frame similarity, words weighted by part of speech and rarity), TPM-CL (partial
-margins on masked texts and videos) and HSCL (per-pair weights on a hard-sample curriculum). See
-``vcopy.text.losses`` and METHOD.md §2.
+The loss is symmetric InfoNCE (METHOD.md §2). The published extra terms (NegNCE, DMAE, TPM-CL,
+HSCL) did not beat it on our fine-grained set; they live in ``examples/text_losses.py``, a
+``TextTrainer`` subclass that adds them through ``loss_terms``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,77 +27,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vcopy.checks import bounded_float, bounded_int, known_keys, load_training_state
-from vcopy.errors import MAX_CHECKPOINT_BYTES, VcopyError, read_torch_file
-from vcopy.features import DEFAULT_DESCRIPTOR
-from vcopy.files import atomic_path
+from vcopy.checks import bounded_float, bounded_int, known_keys
+from vcopy.errors import VcopyError
 from vcopy.indexing import index_videos
 from vcopy.library import Library
-from vcopy.text import losses
 from vcopy.text.captions import Caption
 from vcopy.text.encoder import TextEncoder
 from vcopy.text.metrics import RetrievalMetrics, retrieval_metrics
-from vcopy.text.model import ModelConfig, TokenImportance, VideoTextModel, masked_mean, save_model
-from vcopy.text.search import zero_shot_space
+from vcopy.text.model import ModelConfig, VideoTextModel, masked_mean, save_model
 from vcopy.text.store import frame_layouts
+from vcopy.text.zeroshot import zero_shot_space
+from vcopy.train import loop
+from vcopy.train.config import TextTrainConfig
 
-# Words that carry little of what is visible (articles, prepositions, pronouns, auxiliaries,
-# conjunctions): DMAE's offline part-of-speech heuristic gives them FUNCTION_WORD_WEIGHT.
-_FUNCTION_WORD_LIST = """
-a an the this that these those there here some any each every of in on at to from by with
-    without into onto over under above below across along around through between behind near
-    beside against about for as and or but nor so than then while it its it's they them their he him
-    his she her we us our you your i me my is are was were be been being am do does did has have
-    had will would can could shall should may might must not no very just also too up down out off
-    again which who whom whose what when where why how"""
-FUNCTION_WORDS = frozenset(_FUNCTION_WORD_LIST.split())
-FUNCTION_WORD_WEIGHT = 0.1
 NEIGHBOURS_PER_SEED = 3  # with caption-neighbour batches, videos come in groups of 1 + this
-
-
-@dataclass(frozen=True)
-class TextTrainConfig:
-    """What ``vcopy train text`` trains, and how."""
-
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    temporal: bool = False  # the video encoder's temporal transformer layer (else mean pooling only)
-    text_head: bool = True  # learn a correction on top of the frozen text encoder
-    layouts: bool = True  # the video encoder reads frame layouts and their changes (places, motions)
-    temperature: float | None = None  # None: learned (starting at 0.05); else fixed
-    # the four techniques are off by default: on the fine-grained set none beat InfoNCE alone
-    # (docs/benchmarks.md)
-    negnce: bool = False
-    negnce_r2: float = 0.5
-    dmae: bool = False
-    dmae_neighbour_weight: float = 0.5
-    tpm: bool = False
-    tpm_mass: float = 0.6
-    tpm_margin: float = 0.6
-    hscl: bool = False
-    caption_neighbour_batches: bool = False  # batch videos with others whose captions read alike
-    hscl_increments: int = 7  # p rises by 0.15 this many times over the run (published: every 5000 steps)
-    validation_fraction: float = 0.2
-    split_seed: int = 0  # which videos are held out (kept apart from ``seed`` so seeds share a split)
-    max_frames: int = 64
-    seed: int = 0
-    descriptor: str = DEFAULT_DESCRIPTOR  # registry name of the library's frame descriptor
-    device: str = "cpu"
-
-    @property
-    def losses(self) -> str:
-        parts = ["infonce"] + [
-            n
-            for n, on in (
-                ("negnce", self.negnce),
-                ("dmae", self.dmae),
-                ("tpm", self.tpm),
-                ("hscl", self.hscl),
-            )
-            if on
-        ]
-        return "+".join(parts)
 
 
 @dataclass
@@ -116,43 +56,13 @@ class CaptionedData:
     caption_texts: list[str]
     tokens: torch.Tensor  # [C, T, D] MiniLM token embeddings (their mean is the sentence embedding)
     token_mask: torch.Tensor  # [C, T] real tokens (special tokens included)
-    token_weights: torch.Tensor  # [C, T] DMAE word weights, summing to 1 (0 on special tokens)
+    token_words: list[list[str]]  # [C][T] the word each token belongs to ("" for special tokens)
     train_videos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     held_out_videos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
-@dataclass(frozen=True)
-class TextEpochLog:
-    epoch: int
-    steps: int
-    seconds: float
-    loss: dict[str, float]
-    validation: dict[str, float]
-
-
 def word_of(text: str) -> str:
     return re.sub(r"[^a-z0-9']", "", text.lower())
-
-
-def word_weights(words: Sequence[str], idf: dict[str, float]) -> np.ndarray:
-    """DMAE's text-side weights: part of speech (function words down-weighted) x rarity (IDF over
-    the training captions), normalised to sum 1 over the caption's words."""
-    weights = np.array(
-        [
-            0.0
-            if not w
-            else (FUNCTION_WORD_WEIGHT if w in FUNCTION_WORDS else 1.0)
-            * idf.get(w, max(idf.values(), default=1.0))
-            for w in words
-        ]
-    )
-    return weights / weights.sum() if weights.sum() > 0 else weights
-
-
-def inverse_document_frequency(texts: Sequence[list[str]]) -> dict[str, float]:
-    counts = Counter(w for words in texts for w in set(words) if w)
-    n = len(texts)
-    return {w: math.log((1 + n) / (1 + c)) + 1.0 for w, c in counts.items()}
 
 
 def caption_tokens(encoder: TextEncoder, texts: Sequence[str]) -> list[tuple[np.ndarray, list[str]]]:
@@ -210,7 +120,6 @@ def load_captioned_data(
     if len(video_rows) < 4:
         raise VcopyError(f"only {len(video_rows)} captioned videos could be read; at least 4 are needed")
     tokenised = caption_tokens(encoder, [c.text for c in kept])
-    idf = inverse_document_frequency([words for _, words in tokenised])
     n_frames = max(len(d) for d in descriptors)
     n_tokens = max(len(t) for t, _ in tokenised)
     data = CaptionedData(
@@ -223,10 +132,7 @@ def load_captioned_data(
         caption_texts=[c.text for c in kept],
         tokens=_padded([torch.from_numpy(t) for t, _ in tokenised], n_tokens),
         token_mask=_mask([len(t) for t, _ in tokenised], n_tokens),
-        token_weights=_padded(
-            [torch.from_numpy(word_weights(w, idf).astype(np.float32))[:, None] for _, w in tokenised],
-            n_tokens,
-        )[..., 0],
+        token_words=[words for _, words in tokenised],
     )
     order = np.random.default_rng(config.split_seed).permutation(len(video_rows))
     n_held = max(2, round(len(order) * config.validation_fraction))
@@ -270,63 +176,61 @@ def evaluate(model: VideoTextModel, data: CaptionedData, videos: np.ndarray) -> 
     return retrieval_metrics(*retrieval_scores(model, data, videos))
 
 
-class Trainer:
-    """One training run's model, importance predictor, temperature and optimiser."""
+class TextTrainer:
+    """One training run's model, temperature and optimiser; ``loss_terms`` is the loss (a subclass
+    may add terms and ``extra_modules`` with their own parameters)."""
 
     def __init__(self, config: TextTrainConfig, data: CaptionedData) -> None:
         self.config, self.data = config, data
-        dim = data.tokens.shape[-1]
         self.model = VideoTextModel(
             ModelConfig(
                 descriptor_dim=data.descriptors.shape[-1],
                 layout_dim=data.layouts.shape[-1] if config.layouts else 0,
-                text_dim=dim,
+                text_dim=data.tokens.shape[-1],
                 temporal=config.temporal,
                 max_frames=config.max_frames,
                 text_head=config.text_head,
             )
         )
-        self.importance = TokenImportance(dim)
+        self.extra_modules = self.make_extra_modules()
         learned = config.temperature is None
         start = 0.05 if config.temperature is None else config.temperature
         self.log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / start)), requires_grad=learned)
-        params = [*self.model.parameters(), *self.importance.parameters()] + (
+        self.parameters = [*self.model.parameters(), *self.extra_modules.parameters()] + (
             [self.log_scale] if learned else []
         )
-        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.01)
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=config.learning_rate, weight_decay=0.01)
         self.steps_per_epoch = math.ceil(len(data.train_videos) / config.batch_size)
         total = config.epochs * self.steps_per_epoch
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda s: (
-                min(1.0, (s + 1) / max(1, total // 20))
-                * 0.5
-                * (1 + math.cos(math.pi * min(s, total) / total))
-            ),
-        )
+        self.schedule = loop.warmup_cosine(self.optimizer, total, total // 20)
         self.step = 0
         self._caption_neighbours: np.ndarray | None = None
+
+    def make_extra_modules(self) -> torch.nn.ModuleDict:
+        """Modules a subclass's loss terms train beside the model (none here)."""
+        return torch.nn.ModuleDict()
 
     def state(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
-            "importance": self.importance.state_dict(),
+            "extra_modules": self.extra_modules.state_dict(),
             "log_scale": self.log_scale.detach(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "step": self.step,
         }
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        """Continue from ``state()`` of a run with the same settings (checked: a checkpoint is data)."""
+    def load_state(self, state: dict[str, Any], epochs: int) -> loop.Progress:
+        """Continue from a checkpoint of a run with the same settings (checked: a checkpoint is
+        data); the progress it records."""
         self.model.load_state_dict(state["model"])
-        self.importance.load_state_dict(state["importance"])
+        self.extra_modules.load_state_dict(state["extra_modules"])
         if not isinstance(state["log_scale"], torch.Tensor) or state["log_scale"].shape != ():
             raise ValueError("log_scale is not one number")
         with torch.no_grad():
             self.log_scale.copy_(state["log_scale"])
-        load_training_state(self.optimizer, self.schedule, state["optimizer"], state["schedule"])
         self.step = bounded_int(state["step"], "step", 0, 1 << 40)
+        return loop.resumed_progress(state, epochs, self.optimizer, self.schedule)
 
     def epoch(self, epoch: int, on_step: Callable[[int, int], None] | None = None) -> dict[str, float]:
         """One pass over the training videos; the mean of each loss term."""
@@ -350,12 +254,10 @@ class Trainer:
             captions = torch.tensor(
                 [captions_of[int(v)][rng.integers(len(captions_of[int(v)]))] for v in videos]
             )
-            terms = self._loss_terms(torch.from_numpy(videos), captions)
-            loss = sum(terms.values(), torch.zeros(()))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.schedule.step()
+            terms = self.loss_terms(self.batch(torch.from_numpy(videos), captions))
+            loop.optimiser_step(
+                sum(terms.values(), torch.zeros(())), self.optimizer, self.schedule, self.parameters
+            )
             with torch.no_grad():
                 self.log_scale.clamp_(max=math.log(100))
             self.step += 1
@@ -388,50 +290,67 @@ class Trainer:
             order += group
         return videos[np.array(order)]
 
-    def _loss_terms(self, videos: torch.Tensor, captions: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg, data, model = self.config, self.data, self.model
+    def batch(self, videos: torch.Tensor, captions: torch.Tensor) -> Batch:
+        """The model's outputs on a batch of videos and one caption of each."""
+        data, model = self.data, self.model
         frame_mask = data.frame_mask[videos]
         frames = model.video.frames(
             data.descriptors[videos], data.zeroshot[videos], frame_mask, data.layouts[videos]
         )
-        video = model.video.pool(frames, frame_mask)
         token_mask = data.token_mask[captions]
         tokens, text = model.texts(data.tokens[captions], token_mask)
-        similarity = text @ video.T
-        scale = self.log_scale.exp()
-        weights = None
-        if cfg.hscl:
-            p = losses.curriculum_probability(
-                self.step, cfg.epochs * self.steps_per_epoch // cfg.hscl_increments
-            )
-            weights = losses.hardness_weights(similarity, p)
-        terms = {"infonce": losses.info_nce(similarity * scale, weights)}
-        if cfg.negnce:
-            terms["negnce"] = losses.neg_nce(similarity, similarity * scale, cfg.negnce_r2)
-        if cfg.dmae:
-            fine = losses.dmae_similarity(
-                F.normalize(tokens, dim=-1),
-                data.token_weights[captions],
-                frames,
-                frame_mask,
-                cfg.dmae_neighbour_weight,
-            )
-            terms["dmae"] = losses.info_nce(fine * scale, weights)
-        if cfg.tpm:
-            words = token_mask & (data.token_weights[captions] > 0)
-            word_importance = self.importance.words(tokens.detach(), words, video.detach())
-            frame_importance = self.importance.frames(frames.detach(), frame_mask, text.detach())
-            masked_text = losses.masked_embedding(
-                tokens, token_mask, losses.top_mass_mask(word_importance, cfg.tpm_mass), word_importance
-            )
-            masked_video = losses.masked_embedding(
-                frames, frame_mask, losses.top_mass_mask(frame_importance, cfg.tpm_mass), frame_importance
-            )
-            full = similarity.diagonal()
-            terms["tpm"] = losses.partial_margin(
-                full, (masked_text * video).sum(-1), cfg.tpm_margin
-            ) + losses.partial_margin(full, (text * masked_video).sum(-1), cfg.tpm_margin)
-        return terms
+        video = model.video.pool(frames, frame_mask)
+        return Batch(
+            videos, captions, frames, frame_mask, video, tokens, token_mask, text, self.log_scale.exp()
+        )
+
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The loss, by term: symmetric InfoNCE."""
+        return {"infonce": info_nce(batch.similarity * batch.scale)}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A training batch through the model (rows: captions i of videos i)."""
+
+    videos: torch.Tensor  # [B] video rows of ``CaptionedData``
+    captions: torch.Tensor  # [B] caption rows
+    frames: torch.Tensor  # [B, N, D] frame embeddings
+    frame_mask: torch.Tensor  # [B, N]
+    video: torch.Tensor  # [B, D] pooled video embeddings
+    tokens: torch.Tensor  # [B, T, D] token embeddings
+    token_mask: torch.Tensor  # [B, T]
+    text: torch.Tensor  # [B, D] sentence embeddings
+    scale: torch.Tensor  # 1 / temperature
+
+    @property
+    def similarity(self) -> torch.Tensor:
+        """[B, B] text x video cosine similarity."""
+        return self.text @ self.video.T
+
+
+def info_nce(logits: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE over ``logits`` [B, B] (similarity / temperature), averaged over the
+    text->video and video->text directions; ``weights`` [B] weight each pair."""
+    target = torch.arange(len(logits), device=logits.device)
+    per_pair = (
+        F.cross_entropy(logits, target, reduction="none")
+        + F.cross_entropy(logits.T, target, reduction="none")
+    ) / 2
+    if weights is None:
+        return per_pair.mean()
+    return (per_pair * weights).sum() / weights.sum()
+
+
+class RetrievalValidator:
+    """Text->video retrieval of the held-out videos' captions; the score is R@sum."""
+
+    def __init__(self, model: VideoTextModel, data: CaptionedData) -> None:
+        self.model, self.data = model, data
+
+    def __call__(self) -> loop.Validation:
+        metrics = evaluate(self.model, self.data, self.data.held_out_videos)
+        return loop.Validation(metrics.rsum, {**asdict(metrics), "rsum": metrics.rsum})
 
 
 def train_text(
@@ -440,92 +359,59 @@ def train_text(
     config: TextTrainConfig,
     record: dict[str, Any],
     resume: bool = False,
-    on_step: Callable[[int, int], None] | None = None,
-    on_epoch: Callable[[TextEpochLog], None] | None = None,
-) -> tuple[Path, RetrievalMetrics]:
+    hooks: loop.Hooks = loop.NO_HOOKS,
+    trainer_class: type[TextTrainer] = TextTrainer,
+) -> tuple[Path, dict[str, float]]:
     """Train on ``data``; writes ``out_dir/text-model.pt`` (the epoch with the best held-out
     R@sum), ``last.pt`` (for ``resume``) and ``train-log.jsonl``. ``record`` (how the data was
     made, the command) is saved with the weights. Returns the best weights and their metrics."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    run = loop.RunFolder(out_dir, loop.settings_record(config))
+    resumed = run.checkpoint_to_resume(resume)
+    run.start(resumed)
     torch.manual_seed(config.seed)
-    trainer = Trainer(config, data)
-    last, best, log_path = out_dir / "last.pt", out_dir / "text-model.pt", out_dir / "train-log.jsonl"
-    settings = _run_settings(config)
-    start_epoch = 0
-    best_metrics = evaluate(trainer.model, data, data.held_out_videos)  # epoch 0: zero-shot
-    if resume and last.is_file():
-        state = read_checkpoint(last, config)
-        try:
-            trainer.load_state(state["trainer"])
-            start_epoch = bounded_int(state["epoch"], "epoch", 0, config.epochs)
-            names = {f.name for f in dataclasses.fields(RetrievalMetrics)}
-            record_best = known_keys(state["best"], "best", names)
-            best_metrics = RetrievalMetrics(
-                **{k: bounded_float(v, k, 0, 1e9) for k, v in record_best.items() if k != "queries"},
-                queries=bounded_int(record_best["queries"], "queries", 0, 1 << 40),
-            )
-        except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
-            raise VcopyError(f"{last}: not a usable text-training checkpoint ({exc})") from None
-    else:
-        log_path.unlink(missing_ok=True)
-        _save_best(trainer.model, best, record, config, 0, best_metrics)
-    for epoch in range(start_epoch, config.epochs):
-        started = time.perf_counter()
-        loss = trainer.epoch(epoch, on_step)
-        metrics = evaluate(trainer.model, data, data.held_out_videos)
-        if metrics.rsum > best_metrics.rsum:
-            best_metrics = metrics
-            _save_best(trainer.model, best, record, config, epoch + 1, metrics)
-        state = {
-            "trainer": trainer.state(),
-            "epoch": epoch + 1,
-            "settings": settings,
-            "best": asdict(best_metrics),
-        }
-        with atomic_path(last) as tmp:
-            torch.save(state, tmp)
-        entry = TextEpochLog(
-            epoch + 1, trainer.step, round(time.perf_counter() - started, 2), loss, _metrics_record(metrics)
+    trainer = trainer_class(config, data)  # data, model and loss
+    validate = RetrievalValidator(trainer.model, data)  # evaluation
+    best = out_dir / "text-model.pt"
+    best_metrics = validate().metrics  # epoch 0: zero-shot
+    progress = loop.Progress()
+
+    def keep_best(epoch: int, validation: loop.Validation) -> None:  # checkpoint
+        nonlocal best_metrics
+        best_metrics = validation.metrics
+        save_model(
+            trainer.model,
+            best,
+            {**record, "train_config": asdict(config), "epoch": epoch, "validation": validation.metrics},
         )
-        with log_path.open("a") as log:
-            log.write(json.dumps(asdict(entry)) + "\n")
-        if on_epoch is not None:
-            on_epoch(entry)
+
+    if resumed is not None:
+        try:
+            progress = trainer.load_state(resumed, config.epochs)
+            best_metrics = known_metrics(resumed["best"])
+        except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
+            raise VcopyError(f"{run.last}: not a usable text-training checkpoint ({exc})") from None
+    else:
+        keep_best(0, loop.Validation(best_metrics["rsum"], best_metrics))
+        progress = loop.Progress(0, best_metrics["rsum"])
+        run.save_checkpoint({**trainer.state(), "best": best_metrics}, progress)
+    loop.run_epochs(
+        run,
+        progress,
+        config.epochs,
+        lambda: trainer.steps_per_epoch,
+        lambda epoch: trainer.epoch(epoch, hooks.on_step),
+        validate,
+        keep_best,
+        lambda: {**trainer.state(), "best": best_metrics},
+        hooks.on_epoch,
+    )
     return best, best_metrics
 
 
-def _run_settings(config: TextTrainConfig) -> dict[str, Any]:
-    """The settings a resumed run must share with its checkpoint (more epochs may be asked for)."""
-    return {k: v for k, v in asdict(config).items() if k not in ("device", "epochs")}
-
-
-def read_checkpoint(path: Path, config: TextTrainConfig) -> dict[str, Any]:
-    """A run's ``last.pt`` if it is a text-training checkpoint of a run with ``config``'s settings
-    (its contents are checked again as they are loaded); ``vcopy train text --resume`` calls it
-    before any work."""
-    state = read_torch_file(path, "a text-training checkpoint", max_bytes=MAX_CHECKPOINT_BYTES)
-    if not isinstance(state, dict) or state.get("settings") != _run_settings(config):
-        raise VcopyError(f"{path}: made with other training settings; start a new run (drop --resume)")
-    return state
-
-
-def _metrics_record(m: RetrievalMetrics) -> dict[str, float]:
-    return {**asdict(m), "rsum": m.rsum}
-
-
-def _save_best(
-    model: VideoTextModel,
-    path: Path,
-    record: dict[str, Any],
-    config: TextTrainConfig,
-    epoch: int,
-    metrics: RetrievalMetrics,
-) -> None:
-    save_model(
-        model,
-        path,
-        {**record, "train_config": asdict(config), "epoch": epoch, "validation": _metrics_record(metrics)},
-    )
+def known_metrics(record: Any) -> dict[str, float]:
+    """A checkpoint's best metrics, checked to be the retrieval metrics as numbers."""
+    names = {f.name for f in dataclasses.fields(RetrievalMetrics)} | {"rsum"}
+    return {k: bounded_float(v, k, 0, 1e9) for k, v in known_keys(record, "best", names).items()}
 
 
 @dataclass(frozen=True)
