@@ -45,10 +45,10 @@ from vcopy.library import Library
 from vcopy.library_db import recorded_descriptor
 from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
 from vcopy.localize.base import MapInput
+from vcopy.pipeline import PipelineSpec
 from vcopy.query import CopyFinder, QueryConfig, QueryResult, SimilarityMap
 from vcopy.report import build_report, write_report
 from vcopy.synth.benchmark import generate
-from vcopy.video import SamplingConfig
 
 LONG_FORM_FRAMES = 60  # both axes at least this long: a long query against a long reference
 
@@ -107,9 +107,7 @@ class SplitRun:
 
 def build_library(root: Path, references: list[Path], descriptor: Descriptor) -> IndexSummary:
     shutil.rmtree(root, ignore_errors=True)
-    with Library.open(
-        root, write=True, descriptor=descriptor, sampling=SamplingConfig(frame_size=descriptor.frame_size)
-    ) as library:
+    with Library.open(root, write=True, spec=PipelineSpec.of(descriptor)) as library:
         return index_videos(library, references, descriptor)
 
 

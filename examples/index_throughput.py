@@ -19,6 +19,7 @@ from vcopy import synth
 from vcopy.features import DESCRIPTORS, EncodedVideo, create_descriptor, encode_videos, video_duration_s
 from vcopy.indexing import index_videos
 from vcopy.library import Library
+from vcopy.pipeline import PipelineSpec
 from vcopy.video import SamplingConfig
 
 SIZE = (480, 854)  # height, width
@@ -56,7 +57,7 @@ def main() -> None:
         started = time.perf_counter()
         descriptor = create_descriptor(name)
         sampling = SamplingConfig(frame_size=descriptor.frame_size)
-        with Library.open(root, write=True, descriptor=descriptor, sampling=sampling) as library:
+        with Library.open(root, write=True, spec=PipelineSpec.of(descriptor, sampling)) as library:
             summary = index_videos(library, videos, descriptor)
         wall = time.perf_counter() - started
         started = time.perf_counter()

@@ -139,6 +139,7 @@ def product_run(gt: Path, work: Path, joint: Path, n_queries: int) -> None:
     from vcopy.groundtruth import split_paths
     from vcopy.indexing import index_videos
     from vcopy.library import Library
+    from vcopy.pipeline import PipelineSpec
     from vcopy.query import CopyFinder
     from vcopy.video import SamplingConfig
 
@@ -157,9 +158,7 @@ def product_run(gt: Path, work: Path, joint: Path, n_queries: int) -> None:
     ]:
         root = work / f"library-{'uniform' if keyframer is None else 'ske'}"
         shutil.rmtree(root, ignore_errors=True)
-        with Library.open(
-            root, write=True, descriptor=descriptor, sampling=sampling, keyframer=keyframer
-        ) as lib:
+        with Library.open(root, write=True, spec=PipelineSpec.of(descriptor, sampling, keyframer)) as lib:
             summary = index_videos(lib, references, descriptor, keyframer=keyframer)
             hours = summary.video_seconds / 3600
             info = lib.info()

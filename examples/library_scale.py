@@ -25,19 +25,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 from vcopy.ann import AnnSpec
 from vcopy.features.sscd import background_path, load_background
 from vcopy.library import Library
+from vcopy.pipeline import PipelineSpec
 from vcopy.query import QueryConfig
 from vcopy.similarity import background_similarity, exact_score, retrieve, similarity_map
 from vcopy.synth.vectors import random_video
-from vcopy.video import SamplingConfig
 
 DIM = 512
+LIBRARY_SPEC = PipelineSpec(descriptor="synthetic/512d", dim=DIM, sample_fps=1.0, frame_size=224)
 VIDEO_FRAMES = 600  # 10 minutes at 1 frame/s
 BATCH = 10  # videos per commit while filling
 
@@ -57,10 +57,9 @@ def fill(root: Path, hours: int, spec: AnnSpec) -> float:
     """Fill a library of ``hours`` video-hours with index ``spec``; returns wall seconds (0 when it
     was already full)."""
     videos = hours * 6
-    descriptor = SimpleNamespace(name="synthetic/512d", dim=DIM)
     rng = np.random.default_rng(hours)
     started = time.perf_counter()
-    with Library.open(root, write=True, descriptor=descriptor, sampling=SamplingConfig()) as library:  # type: ignore[arg-type]
+    with Library.open(root, write=True, spec=LIBRARY_SPEC) as library:
         have = len(library)
         for lo in range(have, videos, BATCH):
             batch = [

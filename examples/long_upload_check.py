@@ -20,6 +20,7 @@ from vcopy import synth
 from vcopy.features import create_descriptor
 from vcopy.indexing import index_videos
 from vcopy.library import Library
+from vcopy.pipeline import PipelineSpec
 from vcopy.query import CopyFinder, QueryConfig
 from vcopy.synth import edits
 from vcopy.synth.benchmark import Recipe, random_shots, render
@@ -58,7 +59,7 @@ def main() -> None:
     library_root = work / "library"
     if not library_root.exists():
         sampling = SamplingConfig(frame_size=descriptor.frame_size)
-        with Library.open(library_root, write=True, descriptor=descriptor, sampling=sampling) as library:
+        with Library.open(library_root, write=True, spec=PipelineSpec.of(descriptor, sampling)) as library:
             index_videos(library, refs, descriptor)
     print("| upload | found (query s) | found (reference s) | ends off (s) | score | query s | localize s |")
     print("|---|---|---|---|---|---|---|")

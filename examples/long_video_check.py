@@ -21,10 +21,10 @@ from vcopy import synth
 from vcopy.features import create_descriptor
 from vcopy.indexing import index_videos
 from vcopy.library import Library
+from vcopy.pipeline import PipelineSpec
 from vcopy.query import CopyFinder, QueryConfig
 from vcopy.synth import edits
 from vcopy.synth.benchmark import Recipe, random_shots, render
-from vcopy.video import SamplingConfig
 
 FPS, SIZE = 4.0, (120, 160)
 REFERENCE_S, QUERY_S = 1800.0, 1200.0
@@ -66,8 +66,7 @@ def main() -> None:
     with Library.open(
         work / "library",
         write=True,
-        descriptor=descriptor,
-        sampling=SamplingConfig(frame_size=descriptor.frame_size),
+        spec=PipelineSpec.of(descriptor),
     ) as library:
         index_videos(library, [ref_path], descriptor)
     with Library.open(work / "library") as library:

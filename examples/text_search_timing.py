@@ -20,9 +20,9 @@ import numpy as np
 
 from vcopy.features import create_descriptor
 from vcopy.library import Library
+from vcopy.pipeline import PipelineSpec
 from vcopy.synth.vectors import random_video
 from vcopy.text.search import TextSearcher
-from vcopy.video import SamplingConfig
 
 QUERIES = ["a dog running on a beach", "a cup of coffee", "a red car on a road", "people in a kitchen"]
 
@@ -41,9 +41,7 @@ def main() -> None:
     descriptor = create_descriptor()
     rng = np.random.default_rng(0)
     started = time.perf_counter()
-    with Library.open(
-        root, write=True, descriptor=descriptor, sampling=SamplingConfig(frame_size=descriptor.frame_size)
-    ) as library:
+    with Library.open(root, write=True, spec=PipelineSpec.of(descriptor)) as library:
         for lo in range(0, args.videos, 500):
             numbers = range(lo, min(lo + 500, args.videos))
             batch = [random_video(rng, i, args.frames, descriptor.dim) for i in numbers]

@@ -23,10 +23,10 @@ from vcopy import synth
 from vcopy.features import create_descriptor
 from vcopy.indexing import index_videos
 from vcopy.library import Library
+from vcopy.pipeline import PipelineSpec
 from vcopy.synth.captioned import make_real_photo_set
 from vcopy.text.metrics import ranks, retrieval_metrics
 from vcopy.text.search import TextSearcher
-from vcopy.video import SamplingConfig
 
 
 def main() -> None:
@@ -48,8 +48,7 @@ def main() -> None:
     with Library.open(
         args.work_dir / "library",
         write=True,
-        descriptor=descriptor,
-        sampling=SamplingConfig(frame_size=descriptor.frame_size),
+        spec=PipelineSpec.of(descriptor),
     ) as library:
         index_videos(library, [videos], descriptor)
     with Library.open(args.work_dir / "library") as library:

@@ -13,6 +13,7 @@ from vcopy import synth
 from vcopy.features import create_descriptor
 from vcopy.indexing import index_videos
 from vcopy.library import Library
+from vcopy.pipeline import PipelineSpec
 from vcopy.query import CopyFinder, QueryConfig, QueryResult
 from vcopy.synth import edits
 from vcopy.synth.benchmark import Recipe, random_shots, render
@@ -34,7 +35,7 @@ def held_shot(image: np.ndarray, seconds: float, fps: float, seed: int) -> synth
 def _library(root: Path, references: list[Path]) -> Path:
     descriptor = create_descriptor("sscd_distilled")
     sampling = SamplingConfig(frame_size=descriptor.frame_size)
-    with Library.open(root, write=True, descriptor=descriptor, sampling=sampling) as library:
+    with Library.open(root, write=True, spec=PipelineSpec.of(descriptor, sampling)) as library:
         index_videos(library, references, descriptor)
     return root
 

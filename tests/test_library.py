@@ -17,18 +17,18 @@ from vcopy import ann
 from vcopy.ann import AnnSpec
 from vcopy.errors import LibraryError
 from vcopy.library import Library
+from vcopy.pipeline import PipelineSpec
 from vcopy.synth.vectors import random_video
-from vcopy.video import SamplingConfig
 
 DIM = 64
+LIBRARY_SPEC = PipelineSpec(descriptor="synthetic/64d", dim=DIM, sample_fps=1.0, frame_size=224)
 
 
 def _library(root: Path, videos: int, frames: int = 60, seed: int = 0) -> list:
     """A library of ``videos`` random videos, committed ten at a time; returns them."""
     rng = np.random.default_rng(seed)
     made = [random_video(rng, i, frames, DIM, text=False) for i in range(videos)]
-    descriptor = SimpleNamespace(name="synthetic/64d", dim=DIM)
-    with Library.open(root, write=True, descriptor=descriptor, sampling=SamplingConfig()) as library:  # type: ignore[arg-type]
+    with Library.open(root, write=True, spec=LIBRARY_SPEC) as library:
         for lo in range(0, videos, 10):
             batch = made[lo : lo + 10]
             library.commit(batch, [float(len(v.vectors)) for v in batch])
@@ -50,8 +50,7 @@ def test_small_commits_do_not_rewrite_the_index_file_and_readers_see_them(tmp_pa
     _library(root, 20)
     first = _index_file(root)
     rng = np.random.default_rng(1)
-    descriptor = SimpleNamespace(name="synthetic/64d", dim=DIM)
-    with Library.open(root, write=True, descriptor=descriptor) as library:  # type: ignore[arg-type]
+    with Library.open(root, write=True, spec=LIBRARY_SPEC) as library:
         extra = random_video(rng, 100, 60, DIM, text=False)
         library.commit([extra], [60.0])  # 60 of 1260 vectors pending: under a tenth
         assert _index_file(root) == first
@@ -244,10 +243,7 @@ def test_text_search_keeps_its_tables_through_the_store(tmp_path: Path) -> None:
 
     rng = np.random.default_rng(3)
     video = random_video(rng, 1, 30, DIM, text=True)
-    descriptor = SimpleNamespace(name="synthetic/64d", dim=DIM)
-    with Library.open(
-        tmp_path / "lib", write=True, descriptor=descriptor, sampling=SamplingConfig()
-    ) as library:  # type: ignore[arg-type]
+    with Library.open(tmp_path / "lib", write=True, spec=LIBRARY_SPEC) as library:
         library.commit([video], [30.0])
         [stored] = library.videos()
         assert library.complete(stored.id)
@@ -261,12 +257,12 @@ def test_text_search_keeps_its_tables_through_the_store(tmp_path: Path) -> None:
 
 def test_a_library_records_the_pipeline_its_frames_are_computed_with(tmp_path: Path) -> None:
     from vcopy.errors import VcopyError
-    from vcopy.pipeline import Pipeline, PipelineSpec
+    from vcopy.pipeline import Pipeline
 
     _library(tmp_path / "lib", 1)
     with Library.open(tmp_path / "lib") as library:
         spec = library.pipeline_spec
-    assert spec == PipelineSpec("synthetic/64d", 1.0, 224, text_features=True)
+    assert spec == LIBRARY_SPEC
     with pytest.raises(VcopyError, match="needs descriptor synthetic/64d"):
         Pipeline(spec, SimpleNamespace(name="sscd_distilled/288px", frame_size=288))  # type: ignore[arg-type]
 

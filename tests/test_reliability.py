@@ -30,6 +30,7 @@ from vcopy import library as library_module
 from vcopy.errors import LibraryError
 from vcopy.library import Library
 from vcopy.localize.spd import shipped_weights_path
+from vcopy.pipeline import PipelineSpec
 from vcopy.synth.vectors import random_video
 
 # -- reports go only to regular files -------------------------------------------------------------
@@ -633,7 +634,7 @@ def test_a_failed_commit_is_not_tried_again(
         calls.append(len(batch))
         raise LibraryError("vectors/x.npy: cannot be written (No space left on device)")
 
-    with Library.open(tmp_path / "lib", write=True, descriptor=descriptor, sampling=sampling) as library:
+    with Library.open(tmp_path / "lib", write=True, spec=PipelineSpec.of(descriptor, sampling)) as library:
         monkeypatch.setattr(Library, "commit", failing)
         with pytest.raises(LibraryError):
             index_videos(library, [corpus.unrelated], descriptor, commit_every_s=0)

@@ -143,7 +143,8 @@ class EvidenceWriter:
             raise VcopyError("evidence maps need a descriptor with a background set (it normalises them)")
         self.library = library
         self.descriptor = descriptor
-        self.pipeline = Pipeline.of_library(library, descriptor)  # as the query was encoded
+        # as the query was encoded
+        self.pipeline = Pipeline.of_library(library.pipeline_spec, library.root, descriptor)
         self.background_set = descriptor.background
         self.background_rank = background_rank
         self.views = views  # the query views the report was made with

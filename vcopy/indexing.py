@@ -59,7 +59,7 @@ def index_videos(
     before an exception is committed."""
     from vcopy.features import FailedVideo, video_duration_s
 
-    pipeline = Pipeline.of_library(library, descriptor, keyframer)
+    pipeline = Pipeline.of_library(library.pipeline_spec, library.root, descriptor, keyframer)
     pipeline.keyframer  # noqa: B018  # built (or refused) before any decoding
     library.load_index()  # a missing or damaged index file is an error before any decoding
     started = time.monotonic()

@@ -87,8 +87,7 @@ from vcopy.pipeline import PipelineSpec
 from vcopy.video import SamplingConfig, file_stamp, sha256_file
 
 if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are described: opening is light
-    from vcopy.features import Descriptor, EncodedVideo
-    from vcopy.keyframes import KeyFramer
+    from vcopy.features import EncodedVideo
 
 SNAPSHOT_FRACTION = 0.1  # pending changes that make a writer write the index file again ...
 SNAPSHOT_MAX_PENDING = 50_000  # ... or this many vectors, whichever is fewer
@@ -152,13 +151,12 @@ class Library:
         cls,
         root: Path,
         write: bool = False,
-        descriptor: Descriptor | None = None,
-        sampling: SamplingConfig | None = None,
-        keyframer: KeyFramer | None = None,
+        spec: PipelineSpec | None = None,
     ) -> Library:
         """Open a library; with ``write=True`` take its write lock, creating it if needed (which
-        needs the ``descriptor`` and ``sampling`` it will be built with, and its ``keyframer``,
-        default ``uniform``) and upgrading one made by an older vcopy."""
+        needs the ``spec`` of what its frames are computed with: ``PipelineSpec.of(descriptor,
+        sampling, keyframer)``) and upgrading one made by an older vcopy. A ``spec`` of another
+        descriptor or key frames than an existing library's is a ``LibraryError``."""
         root = Path(root)
 
         def library(db: sqlite3.Connection, lock_fd: int | None) -> Library:
@@ -167,7 +165,7 @@ class Library:
                 opened._remove_orphan_files()
             return opened
 
-        return open_database(root, write, descriptor, sampling, keyframer, library)
+        return open_database(root, write, spec, library)
 
     def close(self) -> None:
         self._db.close()
@@ -193,10 +191,12 @@ class Library:
         meta = self.meta
         return PipelineSpec(
             descriptor=meta["descriptor"],
+            dim=int(meta["dim"]),
             sample_fps=float(meta["sample_fps"]),
             frame_size=int(meta["frame_size"]),
             text_features=meta.get("text_features", "1") == "1",
             keyframes=meta.get("keyframes", "uniform"),
+            keyframes_sha256=meta.get("keyframes_sha256", ""),
         )
 
     @property

@@ -24,11 +24,10 @@ from vcopy.ann import AnnSpec
 from vcopy.checks import bounded_float, bounded_int
 from vcopy.errors import LibraryError
 from vcopy.files import write_atomically
-from vcopy.video import SamplingConfig
 
 if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are described: opening is light
-    from vcopy.features import Descriptor, EncodedVideo
-    from vcopy.keyframes import KeyFramer
+    from vcopy.features import EncodedVideo
+    from vcopy.pipeline import PipelineSpec
 
 # 2 added frame_classes, 3 frame_layouts (float16), 4 holds them as int8, 5 records the index file's
 # checksum, 6 keeps exact vectors in per-video files apart from an approximate index. Libraries of
@@ -246,20 +245,17 @@ def has_meta(db: sqlite3.Connection) -> bool:
     )
 
 
-def create_db(
-    db: sqlite3.Connection, descriptor: Descriptor, sampling: SamplingConfig, keyframer: KeyFramer | None
-) -> None:
-    models = keyframer.models if keyframer is not None else []
+def create_db(db: sqlite3.Connection, spec: PipelineSpec) -> None:
     create_tables(db)
     meta = {
         "schema_version": str(SCHEMA_VERSION),
-        "descriptor": descriptor.name,
-        "dim": str(descriptor.dim),
-        "sample_fps": repr(sampling.sample_fps),
-        "frame_size": str(sampling.frame_size),
-        "text_features": "1",
-        "keyframes": keyframer.name if keyframer is not None else "uniform",
-        "keyframes_sha256": models[0]["sha256"] if models else "",
+        "descriptor": spec.descriptor,
+        "dim": str(spec.dim),
+        "sample_fps": repr(spec.sample_fps),
+        "frame_size": str(spec.frame_size),
+        "text_features": "1" if spec.text_features else "0",
+        "keyframes": spec.keyframes,
+        "keyframes_sha256": spec.keyframes_sha256,
         "generation": "0",
         "next_video_id": "1",
         "ann_spec": "auto",
@@ -491,18 +487,16 @@ def read_vector_file(
 def open_database[T](
     root: Path,
     write: bool,
-    descriptor: Descriptor | None,
-    sampling: SamplingConfig | None,
-    keyframer: KeyFramer | None,
+    spec: PipelineSpec | None,
     library: Callable[[sqlite3.Connection, int | None], T],
 ) -> T:
     """``library(connection, lock)`` on the library's database, checked (identity, settings,
-    schema) and, for a writer, locked, created (with ``descriptor``, ``sampling`` and
-    ``keyframer``) or upgraded; the database is closed (and the lock let go) if anything fails."""
+    schema, ``spec``'s descriptor and key frames) and, for a writer, locked, created (with
+    ``spec``) or upgraded; the database is closed (and the lock let go) if anything fails."""
     lock_fd = None
     if not (root / DB_FILE).is_file():
         refuse_stored_files(root)
-    if write and descriptor is None and not (root / DB_FILE).is_file():  # nothing to create it with
+    if write and spec is None and not (root / DB_FILE).is_file():  # nothing to create it with
         raise LibraryError(f"{root}: not a vcopy library (no {DB_FILE}); create one with `vcopy index`")
     if write:
         try:
@@ -518,9 +512,9 @@ def open_database[T](
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall()) if has_meta(db) else {}
         if not meta:
             refuse_stored_files(root)
-            if not write or descriptor is None or sampling is None:
+            if not write or spec is None:
                 raise LibraryError(f"{root}: library is empty and has no settings yet")
-            create_db(db, descriptor, sampling, keyframer)
+            create_db(db, spec)
             write_identity(root, db)
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         check_identity(root, db, meta, write)
@@ -534,11 +528,11 @@ def open_database[T](
             upgrade_db(root, db, meta, schema)
         elif write:
             create_tables(db)
-        if descriptor is not None and meta["descriptor"] != descriptor.name:
-            raise LibraryError(f"{root}: built with descriptor {meta['descriptor']}, not {descriptor.name}")
-        if keyframer is not None and meta.get("keyframes", "uniform") != keyframer.name:
+        if spec is not None and meta["descriptor"] != spec.descriptor:
+            raise LibraryError(f"{root}: built with descriptor {meta['descriptor']}, not {spec.descriptor}")
+        if spec is not None and meta.get("keyframes", "uniform") != spec.keyframes:
             raise LibraryError(
-                f"{root}: built with key frames {meta.get('keyframes', 'uniform')}, not {keyframer.name}"
+                f"{root}: built with key frames {meta.get('keyframes', 'uniform')}, not {spec.keyframes}"
             )
         return library(db, lock_fd)
     except sqlite3.DatabaseError as exc:

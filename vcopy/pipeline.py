@@ -17,7 +17,6 @@ from vcopy.video import SamplingConfig
 
 if TYPE_CHECKING:
     from vcopy.features import Descriptor, EncodedVideo, FailedVideo
-    from vcopy.library import Library
 
 
 @dataclass(frozen=True)
@@ -25,10 +24,32 @@ class PipelineSpec:
     """What frames are computed with; recorded in every library."""
 
     descriptor: str  # the descriptor's full name: registry name, settings, weights' checksum
+    dim: int  # the descriptor's vector size
     sample_fps: float  # frames sampled per second of video
     frame_size: int  # frames are decoded at this many pixels square
     text_features: bool = True  # each library frame's ImageNet classes and layout, for text search
     keyframes: str = DEFAULT_KEYFRAMES  # which sampled frames are kept: a key-framer's full name
+    keyframes_sha256: str = ""  # of the key-framer's weights, where it has any
+
+    @classmethod
+    def of(
+        cls,
+        descriptor: Descriptor,
+        sampling: SamplingConfig | None = None,
+        keyframer: KeyFramer | None = None,
+    ) -> PipelineSpec:
+        """The spec of frames computed with these models (``sampling``: default rate, the
+        descriptor's frame size; ``keyframer``: default uniform)."""
+        sample_fps = (sampling or SamplingConfig()).sample_fps
+        models = keyframer.models if keyframer is not None else []
+        return cls(
+            descriptor=descriptor.name,
+            dim=descriptor.dim,
+            sample_fps=sample_fps,
+            frame_size=descriptor.frame_size,
+            keyframes=keyframer.name if keyframer is not None else DEFAULT_KEYFRAMES,
+            keyframes_sha256=models[0]["sha256"] if models else "",
+        )
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -75,24 +96,23 @@ class Pipeline:
 
     @classmethod
     def of_library(
-        cls, library: Library, descriptor: Descriptor | None = None, keyframer: KeyFramer | None = None
+        cls,
+        spec: PipelineSpec,
+        root: Path,
+        descriptor: Descriptor | None = None,
+        keyframer: KeyFramer | None = None,
     ) -> Pipeline:
-        """The pipeline ``library`` records, with ``descriptor`` (one built already, e.g. on a GPU)
-        or its own built by name, and ``keyframer`` likewise; one of another name is a
-        ``LibraryError`` naming it."""
-        spec = library.pipeline_spec
+        """The pipeline the library at ``root`` records (``spec``), with ``descriptor`` (one built
+        already, e.g. on a GPU) or its own built by name, and ``keyframer`` likewise; one of another
+        name is a ``LibraryError`` naming the library."""
         if keyframer is not None and keyframer.name != spec.keyframes:
-            raise LibraryError(
-                f"{library.root}: built with key frames {spec.keyframes}, not {keyframer.name}"
-            )
+            raise LibraryError(f"{root}: built with key frames {spec.keyframes}, not {keyframer.name}")
         if descriptor is None:
             from vcopy.features import create_descriptor
 
             return cls(spec, create_descriptor(spec.descriptor), keyframer)
         if descriptor.name != spec.descriptor:
-            raise LibraryError(
-                f"{library.root}: built with descriptor {spec.descriptor}, not {descriptor.name}"
-            )
+            raise LibraryError(f"{root}: built with descriptor {spec.descriptor}, not {descriptor.name}")
         return cls(spec, descriptor, keyframer)
 
     def encode(

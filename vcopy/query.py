@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vcopy.config import QueryConfig
 from vcopy.errors import VcopyError
 from vcopy.features import (
     Descriptor,
@@ -16,11 +17,10 @@ from vcopy.features import (
     FailedVideo,
     video_duration_s,
 )
-from vcopy.features.views import DEFAULT_VIEWS
 from vcopy.keyframes import grid_map
 from vcopy.keyframes.ske import jointly_trained_spd
 from vcopy.library import Library, LibraryVideo
-from vcopy.localize import DEFAULT_LOCALIZER, Localizer, Segment, create_localizer
+from vcopy.localize import Localizer, Segment, create_localizer
 from vcopy.localize.base import BoundaryRanges, boundary_ranges
 from vcopy.localize.rescore import PairRescorer, shipped_rescorer
 from vcopy.pipeline import Pipeline
@@ -29,22 +29,6 @@ from vcopy.video import find_videos
 
 if TYPE_CHECKING:
     from vcopy.distributed import RaySession
-
-
-@dataclass(frozen=True)
-class QueryConfig:
-    """Settings of candidate retrieval and localization."""
-
-    localizer: str = DEFAULT_LOCALIZER
-    spd_weights: Path | None = None  # SPD weights file; None: the shipped ones
-    knn: int = 64  # library frames retrieved per query frame
-    background_rank: int = 30  # the background-set neighbour whose similarity is a frame's background
-    candidates: int = 10  # library videos that get localized
-    shortlist: int = 30  # videos the index proposes; their exact maps pick the candidates
-    min_score: float | None = None  # a match scores at least this; None: the localizer's calibrated threshold
-    views: tuple[str, ...] = DEFAULT_VIEWS  # query views (vcopy.features.views): a frame counts as its best
-    stall_timeout_s: float = 120.0  # a decoder silent this long is killed
-    rescore: bool = True  # score pairs with the shipped re-scorer where it was fitted for the SPD weights
 
 
 @dataclass(frozen=True)
@@ -100,7 +84,7 @@ class CopyFinder:
     ) -> None:
         self.library = library
         self.config = config or QueryConfig()
-        self.pipeline = Pipeline.of_library(library, descriptor)
+        self.pipeline = Pipeline.of_library(library.pipeline_spec, library.root, descriptor)
         self.descriptor = self.pipeline.descriptor
         if len(self.descriptor.background) == 0:
             raise VcopyError("matching needs a descriptor with a background set (it normalises scores)")

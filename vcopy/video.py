@@ -52,6 +52,11 @@ class SamplingConfig:
     stall_timeout_s: float = 120.0
     chunk_frames: int = 32
 
+    @property
+    def step_s(self) -> float:
+        """Seconds between sampled frames."""
+        return 1.0 / self.sample_fps
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -262,6 +267,18 @@ def choose_frame_indices(frame_start_s: np.ndarray, sample_fps: float, end_s: fl
     targets = t0 + np.arange(0.0, t_last - t0 + 1e-6, 1.0 / sample_fps)
     idx = np.searchsorted(order_ok[: last + 1], targets + 1e-6, side="right") - 1
     return np.unique(np.clip(idx, 0, last))
+
+
+def sampling_step_s(timestamps_s: np.ndarray) -> float:
+    """The step between sampled frames: the median gap between their timestamps (1 s for one)."""
+    return float(np.median(np.diff(timestamps_s))) if len(timestamps_s) > 1 else 1.0
+
+
+def frame_span_s(timestamps_s: np.ndarray, first: int, last: int, step_s: float) -> tuple[float, float]:
+    """Seconds that sampled frames ``first..last`` stand for. vcopy's one idea of frame time: a
+    sampled frame stands for the half sampling step on either side of its timestamp (the nearest
+    sample to any moment is then at most half a step from it)."""
+    return max(0.0, float(timestamps_s[first]) - step_s / 2), float(timestamps_s[last]) + step_s / 2
 
 
 def _rotate(frames: np.ndarray, rotation_deg: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 from vcopy.errors import VcopyError
+from vcopy.video import SamplingConfig
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -158,7 +159,7 @@ def decoding_options[F: Callable[..., Any]](command: F) -> F:
     """--device and --decode-timeout, shared by every command that decodes and describes videos."""
     command = click.option(
         "--decode-timeout",
-        default=120.0,
+        default=SamplingConfig.stall_timeout_s,
         show_default=True,
         type=FiniteFloat(min=1, max=86_400),
         help="Seconds a decoder may go without producing a frame before it is killed.",

@@ -30,6 +30,7 @@ from vcopy.cli.common import (
     stderr,
     video_reporter,
 )
+from vcopy.video import SamplingConfig
 
 
 @click.command("index")
@@ -59,7 +60,7 @@ from vcopy.cli.common import (
 )
 @click.option(
     "--sample-fps",
-    default=1.0,
+    default=SamplingConfig.sample_fps,
     show_default=True,
     type=FiniteFloat(min=0.05, max=30),
     help="Frames sampled per second of video (fixed when the library is created).",
@@ -98,7 +99,7 @@ def index_command(
     """
     from vcopy.indexing import index_videos
     from vcopy.library import Library
-    from vcopy.video import SamplingConfig, find_videos
+    from vcopy.video import find_videos
 
     total = len(find_videos(paths, skipped_file))
     if total == 0 and not prune:
@@ -128,9 +129,10 @@ def index_command(
     sampling = SamplingConfig(
         sample_fps=sample_fps, frame_size=descriptor.frame_size, stall_timeout_s=decode_timeout
     )
-    with Library.open(
-        library_path, write=True, descriptor=descriptor, sampling=sampling, keyframer=keyframer
-    ) as library:
+    from vcopy.pipeline import PipelineSpec
+
+    spec = PipelineSpec.of(descriptor, sampling, keyframer)
+    with Library.open(library_path, write=True, spec=spec) as library:
         if float(library.meta["sample_fps"]) != sample_fps:
             note(f"note: library samples {library.sampling.sample_fps:g} frames/s; using that")
         with ray_session as ray, progress_bar() as progress:

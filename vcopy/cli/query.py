@@ -19,6 +19,7 @@ from vcopy.cli.common import (
     about,
     check_device,
     checked_output_folder,
+    config_option,
     counted,
     decoding_options,
     existing_library,
@@ -36,35 +37,35 @@ from vcopy.cli.common import (
     skipped_file,
     state,
 )
+from vcopy.config import QueryConfig
+from vcopy.localize import LOCALIZERS
+
+QUERY = QueryConfig()
 
 
 @click.command("query")
 @click.argument("paths", nargs=-1, required=True, type=INPUT_PATHS)
 @existing_library
 @json_output
-@click.option(
-    "--localizer",
-    default="spd",
-    show_default=True,
+@config_option(
+    QUERY,
+    "localizer",
+    type=click.Choice(sorted(LOCALIZERS)),
     help="Localizer used on similarity maps: spd (the learned detector), tn (temporal network), "
     "dp (dynamic programming), hv (Hough voting), dtw (dynamic time warping).",
 )
-@click.option(
-    "--spd-weights",
+@config_option(
+    QUERY,
+    "spd_weights",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
     help="SPD weights made by `vcopy train spd` (default: the weights shipped with vcopy).",
 )
-@click.option(
-    "--candidates",
-    default=10,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Library videos per query that get a similarity map and localization.",
+@config_option(
+    QUERY, "candidates", help="Library videos per query that get a similarity map and localization."
 )
-@click.option(
-    "--min-score",
-    default=None,
+@config_option(
+    QUERY,
+    "min_score",
     type=FiniteFloat(min=0, max=2),
     help="A pair is a match from this score [default: the localizer's threshold, calibrated on the "
     "benchmark's train split]. Weaker pairs are listed in the report's below_threshold.",
@@ -130,12 +131,9 @@ def query_command(
       5  could not run (library missing or unreadable)
     """
     from vcopy.library import Library
-    from vcopy.localize import LOCALIZERS
     from vcopy.report import write_report
     from vcopy.video import find_videos
 
-    if localizer not in LOCALIZERS:
-        raise click.BadParameter(f"choose from {', '.join(sorted(LOCALIZERS))}", param_hint="--localizer")
     if output_format != "table" and json_destination == "-":
         raise click.UsageError(f"--json - and --format {output_format} would both write to stdout")
     files = find_videos(paths, skipped_file)
@@ -147,8 +145,7 @@ def query_command(
     with Library.open(library_path) as library:
         check_device(device)
         from vcopy.features import create_descriptor
-        from vcopy.features.views import DEFAULT_VIEWS
-        from vcopy.query import CopyFinder, QueryConfig
+        from vcopy.query import CopyFinder
         from vcopy.report import build_report, report_csv, report_vsc_csv
 
         config = QueryConfig(
@@ -157,7 +154,7 @@ def query_command(
             candidates=candidates,
             min_score=min_score,
             stall_timeout_s=decode_timeout,
-            views=DEFAULT_VIEWS if views is None else views,
+            views=QUERY.views if views is None else views,
         )
         finder = CopyFinder(library, create_descriptor(library.meta["descriptor"], device), config)
         results = []
@@ -184,7 +181,7 @@ def query_command(
             pages = writer.write(report, evidence_dir)
             note(f"{counted(len(pages), 'evidence page', 'evidence pages')} in {printable(evidence_dir)}")
     if output_format == "table":
-        table_console.print(_results_table(results, 1.0 / finder.sampling.sample_fps))
+        table_console.print(_results_table(results, finder.sampling.step_s))
     elif output_format == "json":
         write_report(report, "-")
     elif output_format == "vsc":

@@ -41,6 +41,7 @@ from vcopy.video import (
     VideoInfo,
     VideoStart,
     decode_videos,
+    frame_span_s,
 )
 
 MIN_SAMPLED_FRAMES = 2  # fewer cannot show where a copy starts and ends
@@ -226,8 +227,8 @@ def truncation_warning(timestamps_s: np.ndarray, duration_s: float, sample_fps: 
 
 
 def _covered_s(timestamps_s: np.ndarray, sample_fps: float) -> float:
-    """The seconds the sampled frames cover: up to one sampling step past the last one."""
-    return float(timestamps_s[-1]) + 1.0 / sample_fps if len(timestamps_s) else 0.0
+    """The seconds the sampled frames stand for (``vcopy.video.frame_span_s``), from the start."""
+    return frame_span_s(timestamps_s, 0, -1, 1.0 / sample_fps)[1] if len(timestamps_s) else 0.0
 
 
 def video_duration_s(video: EncodedVideo, sampling: SamplingConfig) -> float:

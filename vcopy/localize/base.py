@@ -8,6 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
+from vcopy.video import frame_span_s, sampling_step_s
+
 MapInput = tuple[np.ndarray, np.ndarray, np.ndarray]  # contrast, query times (s), reference times (s)
 
 
@@ -67,8 +69,7 @@ def boundary_ranges(
     """The ranges of a segment's four ends on its map: an end on one axis is placed by the row
     (or column) at the other axis's end; frames tied with the best one there widen its range."""
     q_times, r_times = query_timestamps_s, reference_timestamps_s
-    q_step = float(np.median(np.diff(q_times))) if len(q_times) > 1 else 1.0
-    r_step = float(np.median(np.diff(r_times))) if len(r_times) > 1 else 1.0
+    q_step, r_step = sampling_step_s(q_times), sampling_step_s(r_times)
     i0 = int(np.clip(np.searchsorted(q_times, segment.query_start_s), 0, len(q_times) - 1))
     i1 = int(np.clip(np.searchsorted(q_times, segment.query_end_s) - 1, i0, len(q_times) - 1))
     j0 = int(np.clip(np.searchsorted(r_times, segment.reference_start_s), 0, len(r_times) - 1))
@@ -145,13 +146,6 @@ class MapByMap:
         return None
 
 
-def frame_span_s(timestamps_s: np.ndarray, first: int, last: int) -> tuple[float, float]:
-    """Seconds covered by sampled frames ``first..last``: each frame stands for the half sampling
-    step on either side of its timestamp."""
-    step = float(np.median(np.diff(timestamps_s))) if len(timestamps_s) > 1 else 1.0
-    return max(0.0, float(timestamps_s[first]) - step / 2), float(timestamps_s[last]) + step / 2
-
-
 def top_k_per_row(contrast: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most similar reference frames of each query frame: (columns, similarities), [n, k]."""
     k = min(k, contrast.shape[1])
@@ -167,8 +161,8 @@ def box_segment(
     score: float,
 ) -> Segment:
     """The segment covering query frames ``rows[0]..rows[1]`` and reference frames ``cols[0]..cols[1]``."""
-    q0, q1 = frame_span_s(query_timestamps_s, rows[0], rows[1])
-    r0, r1 = frame_span_s(reference_timestamps_s, cols[0], cols[1])
+    q0, q1 = frame_span_s(query_timestamps_s, rows[0], rows[1], sampling_step_s(query_timestamps_s))
+    r0, r1 = frame_span_s(reference_timestamps_s, cols[0], cols[1], sampling_step_s(reference_timestamps_s))
     return Segment(q0, q1, r0, r1, score)
 
 

@@ -28,6 +28,7 @@ from vcopy.files import write_atomically
 from vcopy.library import Library, LibraryVideo
 from vcopy.text.encoder import TextEncoder
 from vcopy.text.zeroshot import TEXT_DIR, video_vector, zero_shot_space
+from vcopy.video import frame_span_s
 
 MOMENT_FRACTION = 0.9  # frames next to the best one stay in the moment while they score this much of it
 
@@ -176,7 +177,7 @@ class TextSearcher:
         self.space = open_text_space(library, encoder, model_path)
         self.encoder = self.space.encoder
         self.index, self.sync = sync_text_index(library, self.space)
-        self.frame_step_s = 1.0 / library.sampling.sample_fps
+        self.frame_step_s = library.sampling.step_s
 
     @property
     def models(self) -> list[dict[str, str]]:
@@ -214,7 +215,8 @@ class TextSearcher:
             first -= 1
         while last < len(keep) - 1 and keep[last + 1]:
             last += 1
-        return Moment(float(times_s[first]), float(times_s[last]) + self.frame_step_s, float(times_s[best]))
+        start_s, end_s = frame_span_s(times_s, first, last, self.frame_step_s)
+        return Moment(start_s, end_s, float(times_s[best]))
 
 
 def search_report(

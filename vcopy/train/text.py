@@ -31,6 +31,7 @@ from vcopy.checks import bounded_float, bounded_int, known_keys
 from vcopy.errors import VcopyError
 from vcopy.indexing import index_videos
 from vcopy.library import Library
+from vcopy.pipeline import PipelineSpec
 from vcopy.text.captions import Caption
 from vcopy.text.encoder import TextEncoder
 from vcopy.text.metrics import RetrievalMetrics, retrieval_metrics
@@ -434,7 +435,6 @@ def prepare_data(
     ones are skipped, never decoded again) and load what training needs."""
     from vcopy.features import create_descriptor
     from vcopy.text.captions import read_captions, resolve_videos
-    from vcopy.video import SamplingConfig
 
     captions = read_captions(captions_file)
     found, missing = resolve_videos(captions, videos_dir)
@@ -443,8 +443,7 @@ def prepare_data(
             f"{videos_dir}: none of the {len(set(c.video for c in captions))} captioned videos is there"
         )
     descriptor = create_descriptor(config.descriptor, device=config.device)
-    sampling = SamplingConfig(frame_size=descriptor.frame_size)
-    with Library.open(library_root, write=True, descriptor=descriptor, sampling=sampling) as library:
+    with Library.open(library_root, write=True, spec=PipelineSpec.of(descriptor)) as library:
         summary = index_videos(library, sorted(set(found.values())), descriptor, on_video=on_video)
         encoder = TextEncoder(device=config.device)
         data = load_captioned_data(library, found, captions, encoder, config)
