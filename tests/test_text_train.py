@@ -266,7 +266,8 @@ def test_the_published_terms_train_beside_infonce(captioned: Path, tmp_path: Pat
     """examples/text_losses.py's trainer runs every term through vcopy's training loop."""
     videos = captioned / "videos"
     config = losses.VariantConfig(epochs=1, batch_size=4, negnce=True, dmae=True, tpm=True, hscl=True)
-    prepared = prepare_data(videos / "captions.jsonl", videos, tmp_path / "library", config)
+    library = captioned / "run" / "library"  # the end-to-end test's (its videos are not decoded again)
+    prepared = prepare_data(videos / "captions.jsonl", videos, library, config)
     train_text(prepared.data, tmp_path / "run", config, {}, trainer_class=losses.VariantTrainer)
     log = [json.loads(line) for line in (tmp_path / "run" / "train-log.jsonl").read_text().splitlines()]
     assert set(log[0]["loss"]) == {"infonce", "negnce", "dmae", "tpm"}
