@@ -1,7 +1,7 @@
 """Key frames compared on the benchmark: the same descriptor, the same queries, references thinned
 by each selector, and each selector's maps localized by SPD.
 
-    python examples/keyframe_comparison.py DATASET WORK --joint RUN [--alone RUN] [--splits test,long]
+    python examples/keyframe_comparison.py DATASET WORK [--joint RUN] [--alone RUN] [--splits test,long]
         [--product N]
 
 DATASET is a folder made by examples/make_benchmark.py; RUN folders are made by `vcopy train copy`
@@ -9,7 +9,9 @@ DATASET is a folder made by examples/make_benchmark.py; RUN folders are made by 
 (WORK/features, reused). Selectors of the references:
 
 - uniform 1 frame/s (today's library), shipped SPD;
-- uniform at the joint key frames' average rate (one frame in k), shipped SPD;
+- coverage key frames (``--keyframes coverage``), drawn with hold as the product does, shipped SPD;
+- uniform at the joint key frames' average rate (without ``--joint``: the coverage key frames'),
+  one frame in k, shipped SPD;
 - local maxima of frame-to-frame change (1 - cosine of neighbours, as arXiv 2501.11171 picks
   frames), the same rate, shipped SPD;
 - learned key frames trained alone against the fixed shipped SPD (``--alone``);
@@ -39,7 +41,7 @@ from vcopy.evaluate import Prediction, Scores, recall_at_precision, score
 from vcopy.features import create_descriptor
 from vcopy.features.views import DEFAULT_VIEWS
 from vcopy.groundtruth import GROUND_TRUTH, TrueQuery, load_ground_truth
-from vcopy.keyframes import grid_map, grid_rows, grid_times, with_first
+from vcopy.keyframes import Coverage, grid_map, with_first
 from vcopy.keyframes.ske import LearnedKeyFrames
 from vcopy.localize.spd import SimilarityPatternDetector, shipped_weights_path
 from vcopy.query import QueryConfig
@@ -77,13 +79,6 @@ def change_peaks(rate: float) -> Selector:
     return select
 
 
-def held(contrast: np.ndarray, q_times: np.ndarray, r_times: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The thinned map on the grid with each kept column held until the next one."""
-    rows = grid_rows(r_times, FPS)
-    columns = np.searchsorted(rows, np.arange(int(rows[-1]) + 1), side="right") - 1
-    return contrast[:, columns], q_times, grid_times(r_times, FPS)
-
-
 def run_variant(
     variant: Variant,
     refs: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -104,7 +99,7 @@ def run_variant(
             maps.append((r, similarity_map(views, vectors[rows], background), r_times[rows]))
         maps.sort(key=lambda m: -exact_score(m[1]))
         drawn = [
-            (held if variant.fill == "hold" else _gap)(contrast, q_times, r_times)
+            grid_map(contrast, q_times, r_times, FPS, hold=variant.fill == "hold")
             for _, contrast, r_times in maps[:CANDIDATES]
         ]
         started = time.perf_counter()
@@ -127,10 +122,6 @@ def recall_at_p90(truth: dict[str, TrueQuery], predictions: dict[tuple[str, str]
     true_pairs = {(q, r) for q, t in truth.items() for r in t.boxes}
     ranked = [pair in true_pairs for _, pair in reversed(scored)]
     return recall_at_precision(ranked, len(true_pairs), 0.90)
-
-
-def _gap(contrast: np.ndarray, q_times: np.ndarray, r_times: np.ndarray) -> tuple[np.ndarray, ...]:
-    return grid_map(contrast, q_times, r_times, FPS)
 
 
 def product_run(gt: Path, work: Path, joint: Path, n_queries: int) -> None:
@@ -182,7 +173,7 @@ def main() -> None:
     )
     parser.add_argument("dataset", type=Path)
     parser.add_argument("work", type=Path)
-    parser.add_argument("--joint", type=Path, required=True, help="a `vcopy train copy` run folder")
+    parser.add_argument("--joint", type=Path, help="a `vcopy train copy` run folder")
     parser.add_argument("--alone", type=Path, help="a `vcopy train copy --frozen-spd` run folder")
     parser.add_argument("--splits", default="test,long")
     parser.add_argument(
@@ -195,7 +186,9 @@ def main() -> None:
     shipped = shipped_weights_path(descriptor.name)
     sha = {v["path"]: v["sha256"] for kind in ("references", "queries") for v in truth[kind]}
     rank = QueryConfig.background_rank
-    joint = LearnedKeyFrames(args.joint / "ske.onnx")
+    joint = LearnedKeyFrames(args.joint / "ske.onnx") if args.joint is not None else None
+    coverage = Coverage()
+    rated = joint or coverage  # the same-rate baselines take its rate
     results: dict[tuple[str, str], tuple[Scores, float, float, float]] = {}
     names: list[str] = []
     for split in args.splits.split(","):
@@ -206,17 +199,19 @@ def main() -> None:
         queries = {
             k: (v, t, background_similarity(v, descriptor.background, rank)) for k, (v, t) in encoded.items()
         }
-        rate = sum(len(joint.select(v)) for v, _ in refs.values()) / sum(len(v) for v, _ in refs.values())
+        rate = sum(len(rated.select(v)) for v, _ in refs.values()) / sum(len(v) for v, _ in refs.values())
         k = max(1, round(1 / rate))
-        print(f"{split}: the joint key frames keep {rate:.3f} of the references' frames; uniform: 1 in {k}")
+        print(f"{split}: {rated.name} keeps {rate:.3f} of the references' frames; uniform: 1 in {k}")
         variants = [Variant("uniform 1 frame/s", lambda v: np.arange(len(v)), "gap", shipped)]
+        variants.append(Variant(f"{coverage.name} (hold)", coverage.select, "hold", shipped))
         for fill in ("gap", "hold"):
             variants.append(Variant(f"uniform, same rate ({fill})", every(k), fill, shipped))
             variants.append(Variant(f"change peaks, same rate ({fill})", change_peaks(rate), fill, shipped))
         if args.alone is not None:
             alone = LearnedKeyFrames(args.alone / "ske.onnx")
             variants.append(Variant("SKE trained alone (fixed SPD)", alone.select, "gap", shipped))
-        variants.append(Variant("SKE + SPD trained jointly", joint.select, "gap", joint.spd_weights))
+        if joint is not None:
+            variants.append(Variant("SKE + SPD trained jointly", joint.select, "gap", joint.spd_weights))
         split_truth = load_ground_truth(gt, split)
         hours = sum(float(t[-1] - t[0] + 1.0 / FPS) for _, t in refs.values()) / 3600
         for variant in variants:
@@ -251,7 +246,7 @@ def main() -> None:
             ]
         row.append(f"{results[(splits[0], name)][2]:.2f}")
         print("| " + " | ".join(row) + " |")
-    if args.product:
+    if args.product and args.joint is not None:
         product_run(gt, args.work, args.joint, args.product)
 
 

@@ -11,9 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import run_vcopy
+from tests.conftest import Corpus, run_vcopy
 from vcopy.errors import VcopyError
-from vcopy.keyframes import GAP_CONTRAST, create_keyframer, grid_map, grid_rows, grid_times, with_first
+from vcopy.keyframes import (
+    COVERAGE_THRESHOLD,
+    GAP_CONTRAST,
+    Coverage,
+    create_keyframer,
+    grid_map,
+    grid_rows,
+    grid_times,
+    holds_span,
+    with_first,
+)
 from vcopy.keyframes.model import KeyFrameNet, NetConfig, export_onnx, load_net, weights_record
 from vcopy.keyframes.ske import LearnedKeyFrames, SkeSettings
 from vcopy.library import Library
@@ -46,6 +56,21 @@ def test_a_map_between_key_frames_is_drawn_on_the_full_grid() -> None:
     np.testing.assert_allclose(grid_times(np.array([0.0, 1.0, 2.0]), 1.0), [0, 1, 2])
     same = grid_map(contrast[:2], np.array([0.0, 1.0]), np.array([5.0, 6.0]), 1.0)
     assert same[0] is contrast[:2] or np.shares_memory(same[0], contrast)  # nothing left out: as it is
+
+
+def test_coverage_keeps_a_frame_when_the_picture_has_moved_on_and_it_holds_its_span() -> None:
+    e = np.eye(3, dtype=np.float32)
+    drift = np.array([0.9, 0.436, 0.0], np.float32)  # cosine 0.9 with e0: still covered at 0.8
+    vectors = np.stack([e[0], e[0], drift, e[1], e[1], e[2]])
+    coverage = create_keyframer("coverage")
+    assert coverage.name == f"coverage/{COVERAGE_THRESHOLD:g}" and coverage.models == []
+    assert list(coverage.select(vectors)) == [0, 3, 5]  # the first frame, then each new picture
+    assert list(Coverage(0.95).select(vectors)) == [0, 2, 3, 5]
+    assert holds_span(coverage.name) and not holds_span("ske/1a2b3c4d")
+    contrast = np.array([[1.0, 2.0, 3.0]], np.float32)  # one query frame x key frames 0, 3, 5
+    held, _, r_full = grid_map(contrast, np.array([0.0]), np.array([0.0, 3.0, 5.0]), 1.0, hold=True)
+    np.testing.assert_array_equal(held, [[1, 1, 1, 2, 2, 3]])  # each key frame fills its span
+    np.testing.assert_allclose(r_full, [0, 1, 2, 3, 4, 5])
 
 
 @pytest.mark.parametrize("shape", [(40, 30), (300, 90), (1000, 1500), (64, 200), (7, 129)])
@@ -174,3 +199,22 @@ def test_the_shipped_key_frames_come_with_their_spd() -> None:
     assert jointly_trained_spd("uniform") is None
     with pytest.raises(VcopyError, match="--spd-weights"):
         jointly_trained_spd("ske/00000000")
+
+
+@pytest.mark.slow
+def test_a_coverage_library_stores_fewer_frames_and_still_finds_the_copy(
+    corpus: Corpus, tmp_path: Path
+) -> None:
+    lib = tmp_path / "coverage"
+    proc = run_vcopy("index", corpus.refs, "--library", lib, "--keyframes", "coverage")
+    assert proc.returncode == 0, proc.stderr
+    with Library.open(lib) as library:
+        assert library.pipeline_spec.keyframes == f"coverage/{COVERAGE_THRESHOLD:g}"
+        frames = sum(len(library.frames_of(v.id)[1]) for v in library.videos())
+        seconds = sum(v.duration_s for v in library.videos())
+    assert frames < 0.8 * seconds  # fewer than one frame per sampled second
+    report = tmp_path / "report.json"
+    proc = run_vcopy("query", corpus.copy, "--library", lib, "--json", report)
+    assert proc.returncode == 0, proc.stderr
+    [match] = json.loads(report.read_text())["queries"][0]["matches"]
+    assert Path(match["reference"]["path"]) == corpus.copied_reference

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from vcopy.config import QueryConfig
 from vcopy.errors import VcopyError
 from vcopy.features import Descriptor, FailedVideo, encode_videos
 from vcopy.files import atomic_path
 from vcopy.groundtruth import TrueQuery, load_ground_truth, vcopy_record
-from vcopy.query import QueryConfig
 from vcopy.similarity import background_similarity, similarity_map
 from vcopy.train.config import DataSplit
 from vcopy.video import SamplingConfig
