@@ -371,3 +371,24 @@ def test_second_writer_is_refused(corpus: Corpus, library: Path) -> None:
         proc = run_vcopy("index", corpus.refs, "--library", library)
     assert proc.returncode == 5
     assert "another process" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_library_without_text_features_finds_copies_and_refuses_text_search(
+    corpus: Corpus, library: Path, tmp_path: Path
+) -> None:
+    lib = tmp_path / "no-text"
+    proc = run_vcopy("index", corpus.refs, "--library", lib, "--no-text")
+    assert proc.returncode == 0, proc.stderr
+    with Library.open(lib) as opened:
+        assert not opened.pipeline_spec.text_features
+    assert not (lib / "text").exists()  # no text index was built
+    proc, report = _query_json(lib, corpus.copy)
+    assert proc.returncode == 0, proc.stderr
+    [match] = report["queries"][0]["matches"]
+    assert Path(match["reference"]["path"]) == corpus.copied_reference
+    refused = run_vcopy("search-text", "a flower", "--library", lib)
+    assert refused.returncode == 5 and "--no-text" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    existing = run_vcopy("index", corpus.refs, "--library", library, "--no-text")
+    assert existing.returncode == 2 and "--no-text applies to a new library" in existing.stderr

@@ -284,6 +284,10 @@ def library_setting(
         return requested or default
     built = kind(recorded.get(key, default))
     if requested is not None and built != requested:
+        if key == "text_features":
+            raise click.UsageError(
+                f"{printable(library_path)} was built with text features; --no-text applies to a new library"
+            )
         what, other = ("key frames", "other key frames") if key == "keyframes" else (key, f"another {key}")
         raise click.UsageError(
             f"{printable(library_path)} was built with {what} {built}, not {requested}; index into a "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -20,6 +21,7 @@ from vcopy.cli.common import (
     keyframer_names,
     library_descriptor,
     library_keyframes,
+    library_setting,
     listed,
     note,
     open_ray_session,
@@ -65,6 +67,12 @@ from vcopy.video import SamplingConfig
     type=FiniteFloat(min=0.05, max=30),
     help="Frames sampled per second of video (fixed when the library is created).",
 )
+@click.option(
+    "--no-text",
+    is_flag=True,
+    help="A new library without text features (each frame's ImageNet classes and layout): indexing runs "
+    "at the descriptor's speed, and `vcopy search-text` cannot search it.",
+)
 @decoding_options
 @ray_options
 @click.option(
@@ -83,6 +91,7 @@ def index_command(
     keyframes_name: str | None,
     keyframe_weights: Path | None,
     sample_fps: float,
+    no_text: bool,
     device: str,
     decode_timeout: float,
     ray_address: str | None,
@@ -110,6 +119,8 @@ def index_command(
     check_no_writer(library_path)  # before any model is loaded
     ray_session = open_ray_session(ray_address, ray_workers, device)
     descriptor_name = library_descriptor(library_path, descriptor_name)
+    if no_text:
+        library_setting(library_path, "text_features", "0", "1", str)  # a new library only
     if keyframe_weights is not None and keyframes_name not in (None, "ske"):
         raise click.UsageError("--keyframe-weights are learned key frames: they go with --keyframes ske")
     keyframes_name = library_keyframes(library_path, "ske" if keyframe_weights else keyframes_name)
@@ -131,7 +142,7 @@ def index_command(
     )
     from vcopy.pipeline import PipelineSpec
 
-    spec = PipelineSpec.of(descriptor, sampling, keyframer)
+    spec = replace(PipelineSpec.of(descriptor, sampling, keyframer), text_features=not no_text)
     with Library.open(library_path, write=True, spec=spec) as library:
         if float(library.meta["sample_fps"]) != sample_fps:
             note(f"note: library samples {library.sampling.sample_fps:g} frames/s; using that")
@@ -148,7 +159,8 @@ def index_command(
                 keyframer=keyframer,
                 ray=ray,
             )
-        if summary.indexed or summary.pruned or not (library.root / TEXT_DIR).is_dir():
+        text_stale = summary.indexed or summary.pruned or not (library.root / TEXT_DIR).is_dir()
+        if library.pipeline_spec.text_features and text_stale:
             status = stderr.status("text search: updating the library's text index")
             with status if state().verbosity >= 1 else contextlib.nullcontext():
                 _, sync = sync_text_index(library, open_text_space(library))

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import faiss
 import numpy as np
 
+from vcopy.errors import VcopyError
 from vcopy.files import write_atomically
 from vcopy.library import Library, LibraryVideo
 from vcopy.text.encoder import TextEncoder
@@ -173,6 +174,11 @@ class TextSearcher:
     def __init__(
         self, library: Library, encoder: TextEncoder | None = None, model_path: Path | None = None
     ) -> None:
+        if not library.pipeline_spec.text_features:
+            raise VcopyError(
+                f"{library.root}: indexed with --no-text (no text features to search); index the videos "
+                "into a library without --no-text to search them by text"
+            )
         self.library = library
         self.space = open_text_space(library, encoder, model_path)
         self.encoder = self.space.encoder
