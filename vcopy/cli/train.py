@@ -77,10 +77,14 @@ def _command() -> str:
     return " ".join(["vcopy", *sys.argv[1:]])
 
 
-def _validation_text(v: dict[str, float]) -> str:
+def _epoch_text(log: EpochLog) -> str:
+    """One line per SPD or key-frame epoch: losses, validation, kept share, threshold, time."""
+    v, kept = log.validation, log.details.get("key_rate")
     return (
-        f"validation segment F1 {v['segment_f1']:.3f} (P {v['segment_precision']:.3f} "
-        f"R {v['segment_recall']:.3f}), video P {v['video_precision']:.3f} R {v['video_recall']:.3f}"
+        f"epoch {log.epoch}: loss {_losses_text(log.loss)} | validation segment F1 {v['segment_f1']:.3f} "
+        f"(P {v['segment_precision']:.3f} R {v['segment_recall']:.3f}), video P {v['video_precision']:.3f} "
+        f"R {v['video_recall']:.3f}{'' if kept is None else f', kept {kept:.3f} of frames,'} at score >= "
+        f"{log.details['score_threshold']:.2f} | {log.seconds:.0f} s"
     )
 
 
@@ -91,14 +95,27 @@ def _run_training(
     config: object,
     resume: bool,
     total_steps: int,
-    epoch_text: Callable[[EpochLog], str],
 ) -> Path:
     """Run an SPD or key-frame trainer with progress, one line per epoch; the best weights."""
     from vcopy.train.loop import Hooks
 
     with _training_progress(total_steps) as (on_video, on_step):
-        hooks = Hooks(_command(), on_video, on_step, lambda log: note(epoch_text(log)))
+        hooks = Hooks(_command(), on_video, on_step, lambda log: note(_epoch_text(log)))
         return train(gt_path, out_dir, config, resume, hooks)
+
+
+def _run_options[F: Callable[..., Any]](defaults: object, descriptor_help: str) -> Callable[[F], F]:
+    """--seed, --resume, --descriptor and --device, which every trainer takes."""
+
+    def add(command: F) -> F:
+        command = config_option(defaults, "device", help="Torch device (cpu, cuda).")(command)
+        command = descriptor_option(descriptor_help)(command)
+        command = click.option(
+            "--resume", is_flag=True, help="Continue the run in --out from its last checkpoint."
+        )(command)
+        return config_option(defaults, "seed", type=int)(command)
+
+    return add
 
 
 @click.group("train")
@@ -121,10 +138,7 @@ TEXT = TextTrainConfig()
 @config_option(SPD, "input_size", type=click.IntRange(min=32), help="Detector input (px).")
 @config_option(SPD, "max_aspect", help="Long maps are drawn up to input-size x (input-size * max-aspect) px.")
 @config_option(SPD, "widths", help="Channels at strides 4, 8 and 16.")
-@config_option(SPD, "seed", type=int)
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@descriptor_option("Frame descriptor whose maps (or library) the model is trained on.")
-@config_option(SPD, "device", help="Torch device (cpu, cuda).")
+@_run_options(SPD, "Frame descriptor whose maps (or library) the model is trained on.")
 @friendly_errors
 def train_spd_command(
     dataset: Path, out_dir: Path, resume: bool, descriptor_name: str | None, **options: Any
@@ -142,14 +156,8 @@ def train_spd_command(
     config = _config(TrainConfig, options, descriptor=descriptor_name or SPD.descriptor)
     from vcopy.train.spd import train_spd
 
-    def epoch_text(log: EpochLog) -> str:
-        return (
-            f"epoch {log.epoch}: loss {_losses_text(log.loss)} | {_validation_text(log.validation)} "
-            f"at score >= {log.details['score_threshold']:.2f} | {log.seconds:.0f} s"
-        )
-
     total = config.epochs * config.steps_per_epoch
-    best = _run_training(train_spd, gt_path, out_dir, config, resume, total, epoch_text)
+    best = _run_training(train_spd, gt_path, out_dir, config, resume, total)
     stderr.print(f"best weights: {printable(best)}")
 
 
@@ -177,10 +185,7 @@ def train_spd_command(
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="SPD weights (.pt) to start from [default: the shipped ones for the descriptor].",
 )
-@config_option(COPY.spd, "seed", type=int)
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@descriptor_option("Frame descriptor whose maps the models are trained on.")
-@config_option(COPY.spd, "device", help="Torch device (cpu, cuda).")
+@_run_options(COPY.spd, "Frame descriptor whose maps the models are trained on.")
 @friendly_errors
 def train_copy_command(
     dataset: Path, out_dir: Path, resume: bool, descriptor_name: str | None, **options: Any
@@ -198,15 +203,8 @@ def train_copy_command(
     config = _config(CopyTrainConfig, options, spd=spd)
     from vcopy.train.copy import train_copy
 
-    def epoch_text(log: EpochLog) -> str:
-        return (
-            f"epoch {log.epoch}: loss {_losses_text(log.loss)} | {_validation_text(log.validation)}, "
-            f"kept {log.details['key_rate']:.3f} of frames, at score >= {log.details['score_threshold']:.2f} "
-            f"| {log.seconds:.0f} s"
-        )
-
     total = spd.epochs * spd.steps_per_epoch
-    best = _run_training(train_copy, gt_path, out_dir, config, resume, total, epoch_text)
+    best = _run_training(train_copy, gt_path, out_dir, config, resume, total)
     stderr.print(f"best weights: {printable(best)} (and {printable(best.parent / 'spd.onnx')})")
 
 
@@ -259,10 +257,7 @@ def train_copy_command(
     help="Batch each video with the videos whose captions read most like its own (hard negatives).",
 )
 @config_option(TEXT, "validation_fraction", type=FiniteFloat(0.05, 0.5))
-@config_option(TEXT, "seed", type=int)
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@descriptor_option("Frame descriptor whose maps (or library) the model is trained on.")
-@config_option(TEXT, "device", help="Torch device (cpu, cuda).")
+@_run_options(TEXT, "Frame descriptor whose maps (or library) the model is trained on.")
 @friendly_errors
 def train_text_command(
     captions_file: Path,
