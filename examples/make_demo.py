@@ -12,19 +12,18 @@ import json
 import sys
 from pathlib import Path
 
-from sklearn.datasets import load_sample_images
-
 from vcopy import synth
+from vcopy.synth.shots import procedural_picture
 
 
 def make_demo(root: Path) -> Path:
     refs, suspects = root / "library_videos", root / "suspects"
-    china, flower = load_sample_images().images
+    harbour, garden = (procedural_picture(seed, (240, 320)) for seed in (40, 41))  # pictures to pan over
     references = {
         "harbour.mp4": synth.concat(
-            [synth.procedural_video(1, 10), synth.photo_pan(china, 2, 4), synth.procedural_video(3, 10)]
+            [synth.procedural_video(1, 10), synth.photo_pan(harbour, 2, 4), synth.procedural_video(3, 10)]
         ),
-        "garden.mp4": synth.concat([synth.photo_pan(flower, 4, 4), synth.procedural_video(5, 20)]),
+        "garden.mp4": synth.concat([synth.photo_pan(garden, 4, 4), synth.procedural_video(5, 20)]),
         "shapes.mp4": synth.procedural_video(6, 30),
         "night.mp4": synth.procedural_video(7, 25),
     }

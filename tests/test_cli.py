@@ -298,6 +298,7 @@ def test_usage_errors_and_a_missing_library_are_answered_before_any_heavy_import
         (("search-text", "a dog", "--library", nolib), 5),
         (("index", tmp_path, "--library", nolib), 2),
         (("-q", "query", "x.mp4", "--library", nolib, "-v"), 2),  # contradictory verbosity
+        (("index", tmp_path, "--library", nolib, "--device", "cuda"), 2),  # no CUDA in this ONNX Runtime
     ]
     for args, code in cases:
         proc = subprocess.run(
@@ -307,17 +308,62 @@ def test_usage_errors_and_a_missing_library_are_answered_before_any_heavy_import
         assert "Traceback" not in proc.stderr, proc.stderr
 
 
-def test_a_default_query_runs_without_torch(corpus: Corpus, library: Path, tmp_path: Path) -> None:
-    """SSCD and SPD both run with ONNX Runtime: a query pays neither torch's import nor its memory."""
-    report = tmp_path / "r.json"
-    args = ("query", corpus.copy, "--library", library, "--json", report)
-    proc = subprocess.run(
-        [sys.executable, "-c", _NO_HEAVY_IMPORT, *map(str, args)],
-        capture_output=True,
-        text=True,
-    )
+_RUNTIME_ONLY = """
+import json, sys
+from vcopy.cli import main
+for argv in json.loads(sys.argv[1]):
+    sys.argv = ["vcopy", *argv]
+    try:
+        main()
+    except SystemExit as exit:
+        assert not exit.code, (argv, exit.code)
+training = {"torch", "torchvision", "ultralytics", "transformers", "sentence_transformers", "timm", "onnx"}
+print(json.dumps(sorted(training & {name.split(".")[0] for name in sys.modules})))
+"""
+
+
+_WITHOUT_TORCH = """
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(name)
+sys.meta_path.insert(0, NoTorch())
+from vcopy.cli import main
+sys.argv = ["vcopy", *sys.argv[1:]]
+main()
+"""
+
+
+def test_train_without_the_training_extra_is_one_line_naming_it(tmp_path: Path) -> None:
+    args = ["train", "spd", str(tmp_path), "--out", str(tmp_path / "run")]
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, *args], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        'vcopy: error: vcopy train needs the training extra (torch not installed): pip install "vcopy[train]"'
+    ]
+
+
+@pytest.mark.slow
+def test_index_query_search_and_evidence_run_without_the_training_stack(
+    corpus: Corpus, tmp_path: Path
+) -> None:
+    """Every network they run is an ONNX file (SSCD, EfficientNet-Lite0, MiniLM, SPD): none of
+    them imports torch, ultralytics, transformers or sentence-transformers."""
+    lib, report = tmp_path / "library", tmp_path / "r.json"
+    commands = [
+        ["index", corpus.refs, "--library", lib],
+        ["query", corpus.copy, "--library", lib, "--json", report],
+        ["search-text", "a flower", "--library", lib, "--json", tmp_path / "s.json"],
+        ["evidence", report, "--out", tmp_path / "evidence"],
+    ]
+    argvs = json.dumps([[str(a) for a in argv] for argv in commands])
+    proc = subprocess.run([sys.executable, "-c", _RUNTIME_ONLY, argvs], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == []
     assert json.loads(report.read_text())["queries"][0]["matches"], "the copy was not found"
+    assert json.loads((tmp_path / "s.json").read_text())["queries"][0]["results"]
+    assert (tmp_path / "evidence" / "index.html").is_file()
 
 
 def test_pairs_below_min_score_are_reported_but_are_not_matches(corpus: Corpus, library: Path) -> None:

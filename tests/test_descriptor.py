@@ -1,6 +1,8 @@
 """Every registered descriptor loads its real weights and gives unit vectors that survive edits;
 the ImageNet weights behind text search give real photos a sensible top-5."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,8 @@ from torchvision.models import ResNet50_Weights
 
 from vcopy.errors import VcopyError
 from vcopy.features import DESCRIPTORS, create_descriptor
+from vcopy.video import sha256_file
+from vcopy.weights import shipped
 
 
 def _resize(image: np.ndarray, size: int = 224) -> np.ndarray:
@@ -96,3 +100,37 @@ def test_query_views_find_the_picture_inside_borders() -> None:
     with pytest.raises(ValueError, match="unknown view"):
         view_frames(frames, ("zoom",))
     assert set(VIEWS) == {"flip", "trim", "centre", "halves"}
+
+
+@pytest.mark.slow
+def test_onnx_networks_compute_what_the_pretrained_wheels_do() -> None:
+    """The exported EfficientNet-Lite0 and MiniLM give the torch networks' outputs (the text
+    encoder's weights are stored as float16, hence its looser bound)."""
+    from sentence_transformers import SentenceTransformer
+
+    from vcopy.features.efficientnet import OUTPUTS, EfficientNetDescriptor
+    from vcopy.text.encoder import TextEncoder
+    from vcopy.train.export import EfficientNetFeatures, minilm_path
+
+    china, flower = load_sample_images().images
+    frames = np.stack([_resize(china, 288), _resize(flower, 288)])  # resized to 224 inside the graph
+    with torch.no_grad():
+        expected = EfficientNetFeatures().eval()(torch.from_numpy(frames))
+    got = EfficientNetDescriptor(whitening=None)._run(frames, list(OUTPUTS))
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b.numpy(), atol=1e-5)
+
+    texts = ["a cat looking at the camera", "", "two people talking in a kitchen " * 60]  # the last is cut
+    reference = SentenceTransformer(str(minilm_path()), device="cpu", local_files_only=True)
+    expected_text = reference.encode(texts, normalize_embeddings=True)
+    encoder = TextEncoder()
+    np.testing.assert_allclose(encoder.encode(texts), expected_text, atol=5e-4)
+    tokens = reference.encode(texts, output_value="token_embeddings")
+    for mine, theirs in zip(encoder.tokens(texts), tokens, strict=True):
+        np.testing.assert_allclose(mine.embeddings, theirs.numpy(), atol=5e-3)
+
+
+def test_shipped_networks_are_the_files_weights_readme_names() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "weights" / "README.md").read_text()
+    for name in ("efficientnet_lite0.onnx", "minilm.onnx", "minilm-tokenizer.json", "imagenet-classes.npz"):
+        assert sha256_file(shipped(name)) in readme, name

@@ -112,7 +112,7 @@ def test_a_killed_worker_costs_no_video_and_a_bad_file_fails_alone(
 ) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
-    for copy in range(2):
+    for copy in range(5):  # enough work (~10 s) for a worker to be killed in the middle of it
         for ref in sorted(corpus.refs.glob("*.mp4")):
             shutil.copyfile(ref, videos / f"{copy}-{ref.name}")
     (videos / "bad.mp4").write_bytes(b"not a video at all" * 100)
@@ -146,7 +146,7 @@ def test_a_killed_worker_costs_no_video_and_a_bad_file_fails_alone(
     assert proc.returncode == 1, stdout + stderr  # the bad file failed ...
     assert "bad.mp4" in stderr and "Traceback" not in stderr
     # ... alone, and the killed worker's videos were redone
-    assert "indexed 6, skipped 0, failed 1" in stdout, stderr
+    assert "indexed 15, skipped 0, failed 1" in stdout, stderr
     with Library.open(lib) as built:
         paths = [Path(v.path).name for v in built.videos()]
         assert sorted(paths) == sorted(p.name for p in videos.glob("?-*.mp4"))  # each once

@@ -17,9 +17,10 @@ from conftest import run_vcopy
 
 from vcopy.errors import VcopyError
 from vcopy.features import LAYOUT_DIMS, LAYOUT_GRID
+from vcopy.runtime import onnx_session
 from vcopy.synth.captioned import fine_grained_scenes, make_fine_grained_set
 from vcopy.text.captions import Caption, read_captions, resolve_videos
-from vcopy.text.model import ModelConfig, VideoTextModel, layout_motion
+from vcopy.text.model import ModelConfig, VideoTextModel, layout_motion, save_model
 from vcopy.train.text import prepare_data, train_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -199,24 +200,21 @@ def test_train_text_end_to_end_resume_and_search(captioned: Path) -> None:
     other = run_vcopy(*args, "--epochs", "4", "--batch-size", "4", "--no-layouts", "--resume")
     assert other.returncode != 0 and "other training settings" in other.stderr
 
-    search = run_vcopy(
-        "search-text",
-        "three red cats",
-        "--library",
-        out / "library",
-        "--model",
-        out / "text-model.pt",
-        "--top",
-        "3",
-        "--json",
-        "-",
-        check_json=True,
-    )
-    assert search.returncode == 0, search.stderr
-    report = json.loads(search.stdout)
-    assert [m["role"] for m in report["models"]] == ["text_encoder", "text_space"]
-    assert report["models"][1]["name"].startswith("trained/")
-    assert len(report["queries"][0]["results"]) == 3
+    results = {}
+    for model in ("text-model.onnx", "text-model.pt"):  # what search runs; torch weights exported first
+        search = run_vcopy(
+            "search-text", "three red cats", "--library", out / "library", "--model", out / model,
+            "--top", "3", "--json", "-", check_json=True,
+        )  # fmt: skip
+        assert search.returncode == 0, search.stderr
+        report = json.loads(search.stdout)
+        assert [m["role"] for m in report["models"]] == ["text_encoder", "text_space"]
+        assert report["models"][1]["name"].startswith("trained/")
+        results[model] = report["queries"][0]["results"]
+        assert len(results[model]) == 3
+    assert [r["path"] for r in results["text-model.onnx"]] == [r["path"] for r in results["text-model.pt"]]
+    scores = [[r["score"] for r in results[m]] for m in results]
+    assert np.allclose(*scores, atol=1e-5)
     weights = torch.load(out / "text-model.pt", weights_only=False)
     assert weights["config"]["layout_dim"] == LAYOUT_GRID**2 * LAYOUT_DIMS  # reads layouts by default
 
@@ -238,6 +236,29 @@ def test_train_text_end_to_end_resume_and_search(captioned: Path) -> None:
     not_weights.write_bytes(b"not a torch file")
     proc = run_vcopy("search-text", "a cat", "--library", out / "library", "--model", not_weights)
     assert proc.returncode != 0 and "model.pt" in proc.stderr and "text-model" in proc.stderr
+
+
+def test_onnx_model_computes_what_torch_does(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = VideoTextModel(ModelConfig(descriptor_dim=8, layout_dim=4, text_dim=8, temporal=True)).eval()
+    for parameter in model.parameters():  # untrained weights are zero-shot: give every part a say
+        torch.nn.init.normal_(parameter, std=0.3)
+    save_model(model, tmp_path / "m.pt", {"descriptor": "d"})
+    session = onnx_session(tmp_path / "m.onnx")
+    record = json.loads(session.get_modelmeta().custom_metadata_map["vcopy.text_model"])
+    assert record["format"] == "vcopy.text-model-onnx/1" and record["descriptor"] == "d"
+    sentences, descriptors, zero_shot, layouts = (
+        torch.randn(n, w) for n, w in [(3, 8), (5, 8), (5, 8), (5, 4)]
+    )
+    feed = {"sentences": sentences, "descriptors": descriptors, "zeroshot": zero_shot, "layouts": layouts}
+    text, frames = session.run(["text", "frames"], {k: v.numpy() for k, v in feed.items()})
+    with torch.no_grad():
+        expected = model.video.frames(
+            descriptors[None], zero_shot[None], torch.ones(1, 5, dtype=torch.bool), layouts[None]
+        )
+        assert np.allclose(frames, expected[0].numpy(), atol=1e-5)
+        assert np.allclose(text, model.encode_sentences(sentences).numpy(), atol=1e-5)
+    assert float(np.abs(frames - zero_shot.numpy()).max()) > 0.1  # the correction did something
 
 
 def test_train_text_bad_input(tmp_path: Path) -> None:

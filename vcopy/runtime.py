@@ -91,29 +91,43 @@ def _register_bounded_arena(ort: Any) -> None:
 
 def onnx_export(
     model: Any,
-    example: Any,
+    example: Any | tuple[Any, ...],
     inputs: dict[str, dict[int, str]],
     outputs: dict[str, dict[int, str]],
     metadata: dict[str, Any],
+    dynamo: bool = False,
 ) -> bytes:
-    """A torch ``model`` as ONNX bytes (opset ``ONNX_OPSET``), traced on ``example``: named
-    ``inputs`` and ``outputs`` with their free axes, ``metadata`` (key -> JSON value) in the file."""
+    """A torch ``model`` as ONNX bytes (opset ``ONNX_OPSET``), traced on ``example`` (one input or
+    a tuple of them): named ``inputs`` and ``outputs`` with their free axes (axes of one name are
+    one size), ``metadata`` (key -> JSON value) in the file. ``dynamo``: torch.export's exporter
+    (needs ``onnxscript``), for networks whose shapes the tracer would fix (attention, antialiased
+    resizing)."""
     import onnx
     import torch
 
+    example = example if isinstance(example, tuple) else (example,)
     buffer = io.BytesIO()
+    names: dict[str, Any] = {"input_names": list(inputs), "output_names": list(outputs)}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (example,),
-            cast(Any, buffer),  # a file object works; the stubs name paths only
-            input_names=list(inputs),
-            output_names=list(outputs),
-            dynamic_axes={**inputs, **outputs},
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
+        if dynamo:
+            dims = {name: torch.export.Dim(name) for axes in inputs.values() for name in axes.values()}
+            free = tuple({axis: dims[name] for axis, name in axes.items()} for axes in inputs.values())
+            program = torch.onnx.export(
+                model, example, dynamo=True, dynamic_shapes=free, opset_version=18, verbose=False, **names
+            )
+            assert program is not None
+            program.save(cast(Any, buffer))  # a file object works; the stubs name paths only
+        else:
+            torch.onnx.export(
+                model,
+                example,
+                cast(Any, buffer),
+                dynamic_axes={**inputs, **outputs},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+                **names,
+            )
     proto = onnx.load_from_string(buffer.getvalue())
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

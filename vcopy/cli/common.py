@@ -386,19 +386,31 @@ def counted(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
-def check_device(device: str) -> None:
-    """``--device`` is cpu, or cuda[:N] with a GPU visible (checked before any model is loaded;
-    torch is imported only to look for a GPU)."""
+def check_device(device: str, training: bool = False) -> None:
+    """``--device`` is cpu, or cuda[:N] with a GPU that what runs on it can use: ONNX Runtime's
+    CUDA provider (index, query, search), or torch's (``training``). Checked before any model is
+    loaded."""
     if device == "cpu":
         return
     if not re.fullmatch(r"cuda(:\d+)?", device):
         raise click.BadParameter(
             f"{printable(device)!r} is not a device vcopy runs on (cpu, cuda, cuda:N)", param_hint="--device"
         )
-    import torch
+    if training:
+        import torch
 
-    if not torch.cuda.is_available():
-        raise click.BadParameter(f"{printable(device)}: no CUDA GPU is visible here", param_hint="--device")
+        if not torch.cuda.is_available():
+            raise click.BadParameter(
+                f"{printable(device)}: no CUDA GPU is visible here", param_hint="--device"
+            )
+        return
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        raise click.BadParameter(
+            f"{printable(device)}: this ONNX Runtime has no CUDA support (pip install onnxruntime-gpu)",
+            param_hint="--device",
+        )
 
 
 def listed(paths: tuple[Path, ...]) -> str:

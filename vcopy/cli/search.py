@@ -34,7 +34,7 @@ from vcopy.cli.common import (
     "--model",
     "model_path",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="A model made by `vcopy train text` (OUT/text-model.pt); default: zero-shot.",
+    help="A model made by `vcopy train text` (OUT/text-model.onnx, or its .pt); default: zero-shot.",
 )
 @json_output
 @friendly_errors

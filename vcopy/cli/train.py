@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,10 +18,12 @@ if TYPE_CHECKING:
     from vcopy.train.loop import EpochLog
 
 from vcopy.cli.common import (
+    EXIT_USAGE,
     FiniteFloat,
     check_device,
     config_option,
     descriptor_option,
+    fail,
     friendly_errors,
     library_descriptor,
     note,
@@ -118,9 +121,26 @@ def _run_options[F: Callable[..., Any]](defaults: object, descriptor_help: str) 
     return add
 
 
+TRAINING_PACKAGES = ("torch", "torchvision", "ultralytics", "onnx", "onnxscript")  # vcopy[train]
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a broken or blocked install
+        return False
+
+
 @click.group("train")
 def train_group() -> None:
     """Train vcopy's models from unlabeled videos (copies are synthesised)."""
+    missing = [p for p in TRAINING_PACKAGES if not _installed(p)]
+    if missing:
+        fail(
+            f"vcopy train needs the training extra ({', '.join(missing)} not installed): "
+            'pip install "vcopy[train]"',
+            EXIT_USAGE,
+        )
 
 
 SPD = TrainConfig()
@@ -152,7 +172,7 @@ def train_spd_command(
     `vcopy query --spd-weights OUT/spd.onnx`.
     """
     gt_path = _ground_truth_of(dataset)
-    check_device(options["device"])
+    check_device(options["device"], training=True)
     config = _config(TrainConfig, options, descriptor=descriptor_name or SPD.descriptor)
     from vcopy.train.spd import train_spd
 
@@ -198,7 +218,7 @@ def train_copy_command(
     OUT/train-log.jsonl (loss, kept share and validation per epoch).
     """
     gt_path = _ground_truth_of(dataset)
-    check_device(options["device"])
+    check_device(options["device"], training=True)
     spd = _config(TrainConfig, options, descriptor=descriptor_name or SPD.descriptor)
     config = _config(CopyTrainConfig, options, spd=spd)
     from vcopy.train.copy import train_copy
@@ -272,11 +292,11 @@ def train_text_command(
     """Train the text-to-video model on captioned videos (several captions per video welcome).
 
     The videos are indexed into a library (unchanged ones are not decoded again). Writes
-    OUT/text-model.pt (the epoch with the best held-out R@sum), OUT/last.pt (for --resume) and
-    OUT/train-log.jsonl. Search with it: `vcopy search-text TEXT --library LIB --model
-    OUT/text-model.pt` (LIB built with the same descriptor).
+    OUT/text-model.pt (the epoch with the best held-out R@sum), OUT/text-model.onnx (the same, as
+    search runs it), OUT/last.pt (for --resume) and OUT/train-log.jsonl. Search with it: `vcopy
+    search-text TEXT --library LIB --model OUT/text-model.onnx` (LIB built with the same descriptor).
     """
-    check_device(options["device"])
+    check_device(options["device"], training=True)
     library_root = library_path or out_dir / "library"
     config = _config(
         TextTrainConfig,

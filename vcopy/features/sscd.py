@@ -15,7 +15,6 @@ embeddings of unrelated frames against which query frames are normalised.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ import numpy as np
 from vcopy.features import TextFeatures
 from vcopy.runtime import onnx_session
 from vcopy.video import sha256_file
+from vcopy.weights import shipped
 
 if TYPE_CHECKING:
     from vcopy.features.efficientnet import EfficientNetDescriptor
@@ -45,7 +45,7 @@ def model_path(kind: str) -> Path:
 
 
 def background_path(kind: str) -> Path:
-    return Path(str(resources.files("vcopy.weights").joinpath(f"background-{kind}.npz")))
+    return shipped(f"background-{kind}.npz")
 
 
 def load_background(path: Path) -> np.ndarray:

@@ -78,9 +78,9 @@ def _optional(value: Any) -> float | None:
 
 
 def shipped_weights_path() -> Path:
-    from importlib.resources import files
+    from vcopy.weights import shipped
 
-    return Path(str(files("vcopy.weights").joinpath(SHIPPED_WEIGHTS)))
+    return shipped(SHIPPED_WEIGHTS)
 
 
 def uniform_rows(n_frames: int, period: int) -> np.ndarray:

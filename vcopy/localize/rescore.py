@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import numpy as np
 from vcopy.errors import VcopyError
 from vcopy.files import write_atomically
 from vcopy.localize.base import MapInput, Segment, box_segment
+from vcopy.weights import shipped
 
 FORMAT = "vcopy.rescorer/1"
 SHIPPED_RESCORER = "rescorer.json"
@@ -200,7 +200,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def shipped_rescorer(spd_sha256: str) -> PairRescorer | None:
     """The shipped re-scorer when it was fitted on the SPD weights with ``spd_sha256``, else None."""
-    path = Path(str(files("vcopy.weights").joinpath(SHIPPED_RESCORER)))
+    path = shipped(SHIPPED_RESCORER)
     if not path.is_file():
         return None
     rescorer = PairRescorer.load(path)

@@ -239,13 +239,12 @@ def refine_span(strength: np.ndarray, min_contrast: float, min_run: int = 1) -> 
 def shipped_weights_path(descriptor: str | None = None) -> Path:
     """The shipped weights for maps of ``descriptor`` (a registry or library name; None: the
     default descriptor's)."""
-    from importlib.resources import files
+    from vcopy.weights import shipped
 
-    shipped = files("vcopy.weights")
     kind = descriptor_kind(descriptor) if descriptor else None
-    if kind is not None and shipped.joinpath(f"spd-{kind}.onnx").is_file():
-        return Path(str(shipped.joinpath(f"spd-{kind}.onnx")))
-    return Path(str(shipped.joinpath(SHIPPED_WEIGHTS)))
+    if kind is not None and shipped(f"spd-{kind}.onnx").is_file():
+        return shipped(f"spd-{kind}.onnx")
+    return shipped(SHIPPED_WEIGHTS)
 
 
 @dataclass

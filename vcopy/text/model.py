@@ -11,7 +11,8 @@ zero), and a video is the mean of its frame embeddings. The text side adds a lea
 correction (starting at zero) to MiniLM's token embeddings. An untrained model is therefore
 exactly zero-shot search, and training only has to learn what zero-shot misses.
 
-Weights files (``vcopy.text-model/1``) are written by ``vcopy train text``.
+Weights files (``vcopy.text-model/1``) are written by ``vcopy train text``, with the model
+exported to ONNX beside them (``export_onnx``: what ``vcopy search-text --model`` runs).
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ from torch import nn
 
 from vcopy.checks import bounded_int, known_keys, plain_bool
 from vcopy.errors import VcopyError, read_torch_file
-from vcopy.files import atomic_path
-
-WEIGHTS_FORMAT = "vcopy.text-model/1"
+from vcopy.files import atomic_path, write_atomically
+from vcopy.runtime import onnx_export
+from vcopy.text import (
+    MAX_TEXT_MODEL_BYTES,
+    TEXT_MODEL_FORMAT,
+    TEXT_MODEL_ONNX_FORMAT,
+    TEXT_MODEL_RECORD_KEY,
+)
 
 
 @dataclass(frozen=True)
@@ -151,19 +157,69 @@ class VideoTextModel(nn.Module):
         return F.normalize(self.text(minilm), dim=-1)
 
 
+class OnnxTextModel(nn.Module):
+    """What search runs: MiniLM sentence embeddings [B, text_dim] -> text embeddings [B, D], and
+    one video's frames (descriptors [N, d], zero-shot vectors [N, D], layouts [N, L] for a model
+    that reads them) -> frame embeddings [N, D]."""
+
+    def __init__(self, model: VideoTextModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        sentences: torch.Tensor,
+        descriptors: torch.Tensor,
+        zeroshot: torch.Tensor,
+        layouts: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = torch.ones(1, descriptors.shape[0], dtype=torch.bool)
+        frames = self.model.video.frames(
+            descriptors[None], zeroshot[None], mask, None if layouts is None else layouts[None]
+        )
+        return self.model.encode_sentences(sentences), frames[0]
+
+
+def onnx_inputs(config: ModelConfig) -> dict[str, int]:
+    """The ONNX graph's inputs and their widths."""
+    inputs = {"sentences": config.text_dim, "descriptors": config.descriptor_dim, "zeroshot": config.text_dim}
+    return {**inputs, "layouts": config.layout_dim} if config.layout_dim else inputs
+
+
+def export_onnx(model: VideoTextModel, record: dict[str, Any]) -> bytes:
+    """``model`` as ONNX bytes (``OnnxTextModel``), its config and ``record`` in the metadata."""
+    widths = onnx_inputs(model.config)
+    example = tuple(torch.zeros(2 + (name != "sentences"), width) for name, width in widths.items())
+    metadata = {"format": TEXT_MODEL_ONNX_FORMAT, "config": asdict(model.config), **record}
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused transformer layer has no ONNX form
+    try:
+        return onnx_export(
+            OnnxTextModel(model).eval(),
+            example,
+            {name: {0: "texts" if name == "sentences" else "frames"} for name in widths},
+            {"text": {0: "texts"}, "frames": {0: "frames"}},
+            {TEXT_MODEL_RECORD_KEY: metadata},
+            dynamo=True,  # the temporal layer's attention has the number of frames in its shapes
+        )
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast_path)
+
+
 def save_model(model: VideoTextModel, path: Path, record: dict[str, Any]) -> None:
-    """Write weights (format ``vcopy.text-model/1``) atomically, with how they were made."""
+    """Write weights (format ``vcopy.text-model/1``) atomically, with how they were made, and the
+    model as ONNX beside them (``path`` with the suffix ``.onnx``)."""
     payload = {
-        "format": WEIGHTS_FORMAT,
+        "format": TEXT_MODEL_FORMAT,
         "config": asdict(model.config),
         "state_dict": model.state_dict(),
         **record,
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+    write_atomically(path.with_suffix(".onnx"), export_onnx(model, record))
 
 
-MAX_TEXT_MODEL_BYTES = 256 << 20  # the largest network ``_CONFIG_LIMITS`` allows is ~200 MB
 TEXT_MODEL_KEYS = frozenset(
     {"format", "config", "state_dict", "descriptor", "text_encoder_sha256", "command", "captions"}
     | {"train_config", "epoch", "validation"}
@@ -175,9 +231,9 @@ def load_model(path: Path) -> tuple[VideoTextModel, dict[str, Any]]:
     payload = read_torch_file(
         path, "text-model weights", max_bytes=MAX_TEXT_MODEL_BYTES, keys=TEXT_MODEL_KEYS
     )
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") != TEXT_MODEL_FORMAT:
         raise VcopyError(
-            f"{path}: not text-model weights (format is not {WEIGHTS_FORMAT}; made by `vcopy train text`)"
+            f"{path}: not text-model weights (format is not {TEXT_MODEL_FORMAT}; made by `vcopy train text`)"
         )
     try:
         config = checked_config(payload.get("config"))

@@ -4,8 +4,8 @@ convex combination of semantic embeddings), and a video is the mean of its frame
 
 Class names are torchvision's ImageNet-1k categories, each embedded as ``CLASS_PROMPT``; a frame
 uses its ``TOP_CLASSES`` most probable classes, renormalised. Both ship in ``vcopy.weights``
-(``SHIPPED_CLASSES``, made by ``examples/export_class_embeddings.py``), so that a library's text
-index is built without loading the text encoder; embeddings of another encoder are computed and
+(``SHIPPED_CLASSES``, made by ``examples/export_runtime_models.py``), so that a library's text
+index is built without running the text encoder; embeddings of another encoder are computed and
 kept in the library's text folder.
 """
 
@@ -41,9 +41,9 @@ class ShippedClasses:
 @functools.cache
 def shipped_classes() -> ShippedClasses:
     """The shipped class names and their embeddings (checked)."""
-    from importlib.resources import files
+    from vcopy.weights import shipped
 
-    path = Path(str(files("vcopy.weights").joinpath(SHIPPED_CLASSES)))
+    path = shipped(SHIPPED_CLASSES)
     try:
         with np.load(path, allow_pickle=False) as arrays:
             names = [str(n) for n in arrays["names"]]

@@ -69,23 +69,10 @@ def word_of(text: str) -> str:
 def caption_tokens(encoder: TextEncoder, texts: Sequence[str]) -> list[tuple[np.ndarray, list[str]]]:
     """Per text: MiniLM's token embeddings [T, D] and the word each token belongs to ("" for
     special tokens; a word split into pieces is named on each piece)."""
-    model = encoder.model
-    embeddings = model.encode(
-        list(texts), output_value="token_embeddings", batch_size=128, show_progress_bar=False
-    )
-    out = []
-    for text, emb in zip(texts, embeddings, strict=True):
-        encoded = model.tokenizer(
-            text, truncation=True, max_length=model.max_seq_length, return_offsets_mapping=True
-        )
-        spans: dict[int, tuple[int, int]] = {}
-        for word_id, (start, end) in zip(encoded.word_ids(), encoded["offset_mapping"], strict=True):
-            if word_id is not None:
-                s, e = spans.get(word_id, (start, end))
-                spans[word_id] = (min(s, start), max(e, end))
-        words = ["" if w is None else word_of(text[spans[w][0] : spans[w][1]]) for w in encoded.word_ids()]
-        out.append((emb.detach().cpu().numpy().astype(np.float32)[: len(words)], words))
-    return out
+    return [
+        (t.embeddings, ["" if span is None else word_of(text[span[0] : span[1]]) for span in t.word_spans])
+        for text, t in zip(texts, encoder.tokens(texts), strict=True)
+    ]
 
 
 def load_captioned_data(
