@@ -20,7 +20,7 @@ from vcopy.features import LAYOUT_DIMS, LAYOUT_GRID
 from vcopy.runtime import onnx_session
 from vcopy.synth.captioned import fine_grained_scenes, make_fine_grained_set
 from vcopy.text.captions import Caption, read_captions, resolve_videos
-from vcopy.text.model import ModelConfig, VideoTextModel, layout_motion, save_model
+from vcopy.text.model import ModelConfig, VideoTextModel, layout_motion, save_model, write_onnx
 from vcopy.train.text import prepare_data, train_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -244,7 +244,7 @@ def test_onnx_model_computes_what_torch_does(tmp_path: Path) -> None:
     for parameter in model.parameters():  # untrained weights are zero-shot: give every part a say
         torch.nn.init.normal_(parameter, std=0.3)
     save_model(model, tmp_path / "m.pt", {"descriptor": "d"})
-    session = onnx_session(tmp_path / "m.onnx")
+    session = onnx_session(write_onnx(tmp_path / "m.pt"))
     record = json.loads(session.get_modelmeta().custom_metadata_map["vcopy.text_model"])
     assert record["format"] == "vcopy.text-model-onnx/1" and record["descriptor"] == "d"
     sentences, descriptors, zero_shot, layouts = (

@@ -190,7 +190,7 @@ def export_onnx(model: VideoTextModel, record: dict[str, Any]) -> bytes:
     """``model`` as ONNX bytes (``OnnxTextModel``), its config and ``record`` in the metadata."""
     widths = onnx_inputs(model.config)
     example = tuple(torch.zeros(2 + (name != "sentences"), width) for name, width in widths.items())
-    metadata = {"format": TEXT_MODEL_ONNX_FORMAT, "config": asdict(model.config), **record}
+    metadata = {**record, "format": TEXT_MODEL_ONNX_FORMAT, "config": asdict(model.config)}
     fast_path = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)  # the fused transformer layer has no ONNX form
     try:
@@ -207,8 +207,7 @@ def export_onnx(model: VideoTextModel, record: dict[str, Any]) -> bytes:
 
 
 def save_model(model: VideoTextModel, path: Path, record: dict[str, Any]) -> None:
-    """Write weights (format ``vcopy.text-model/1``) atomically, with how they were made, and the
-    model as ONNX beside them (``path`` with the suffix ``.onnx``)."""
+    """Write weights (format ``vcopy.text-model/1``) atomically, with how they were made."""
     payload = {
         "format": TEXT_MODEL_FORMAT,
         "config": asdict(model.config),
@@ -217,7 +216,15 @@ def save_model(model: VideoTextModel, path: Path, record: dict[str, Any]) -> Non
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-    write_atomically(path.with_suffix(".onnx"), export_onnx(model, record))
+
+
+def write_onnx(path: Path) -> Path:
+    """Export the weights at ``path`` to ONNX beside them (``path`` with the suffix ``.onnx``):
+    what search runs."""
+    model, record = load_model(path)
+    onnx_path = path.with_suffix(".onnx")
+    write_atomically(onnx_path, export_onnx(model, record))
+    return onnx_path
 
 
 TEXT_MODEL_KEYS = frozenset(

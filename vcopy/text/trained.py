@@ -36,7 +36,7 @@ def _onnx_model(path: Path) -> bytes:
             f"pass {path.with_suffix('.onnx').name}, written beside them, instead"
         ) from None
     model, record = load_model(path)
-    return export_onnx(model, {k: v for k, v in record.items() if k not in ("format", "config")})
+    return export_onnx(model, record)
 
 
 class TrainedSpace:

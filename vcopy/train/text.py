@@ -35,7 +35,7 @@ from vcopy.pipeline import PipelineSpec
 from vcopy.text.captions import Caption
 from vcopy.text.encoder import TextEncoder
 from vcopy.text.metrics import RetrievalMetrics, retrieval_metrics
-from vcopy.text.model import ModelConfig, VideoTextModel, masked_mean, save_model
+from vcopy.text.model import ModelConfig, VideoTextModel, masked_mean, save_model, write_onnx
 from vcopy.text.store import frame_layouts
 from vcopy.text.zeroshot import zero_shot_space
 from vcopy.train import loop
@@ -351,8 +351,9 @@ def train_text(
     trainer_class: type[TextTrainer] = TextTrainer,
 ) -> tuple[Path, dict[str, float]]:
     """Train on ``data``; writes ``out_dir/text-model.pt`` (the epoch with the best held-out
-    R@sum), ``last.pt`` (for ``resume``) and ``train-log.jsonl``. ``record`` (how the data was
-    made, the command) is saved with the weights. Returns the best weights and their metrics."""
+    R@sum) and ``text-model.onnx`` (the same, as search runs it), ``last.pt`` (for ``resume``) and
+    ``train-log.jsonl``. ``record`` (how the data was made, the command) is saved with the
+    weights. Returns the best weights and their metrics."""
     run = loop.RunFolder(out_dir, loop.settings_record(config))
     resumed = run.checkpoint_to_resume(resume)
     run.start(resumed)
@@ -393,6 +394,7 @@ def train_text(
         lambda: {**trainer.state(), "best": best_metrics},
         hooks.on_epoch,
     )
+    write_onnx(best)  # the model as search runs it
     return best, best_metrics
 
 
