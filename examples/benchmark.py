@@ -126,12 +126,16 @@ def run_split(
     queries: list[Path],
     names: list[str],
     thresholds: dict[str, float] | None = None,
+    query_fps: float | None = None,
 ) -> SplitRun:
-    """Encode each query once, build its maps once, run every localizer on them (matches from
-    ``thresholds`` where given, else from each localizer's own)."""
+    """Encode each query once (at ``query_fps``, with the default query views, as ``vcopy query``
+    does), build its maps once, run every localizer on them (matches from ``thresholds`` where
+    given, else from each localizer's own)."""
     thresholds = thresholds or {}
     finders = {
-        n: CopyFinder(library, descriptor, QueryConfig(localizer=n, min_score=thresholds.get(n)))
+        n: CopyFinder(
+            library, descriptor, QueryConfig(localizer=n, min_score=thresholds.get(n), query_fps=query_fps)
+        )
         for n in names
     }
     timers = {n: TimedLocalizer(f.localizer) for n, f in finders.items()}
@@ -140,7 +144,7 @@ def run_split(
     first = finders[names[0]]
     run = SplitRun(finders, {n: [] for n in names})
     started = time.perf_counter()
-    for item in encode_videos(queries, descriptor, first.sampling):
+    for item in encode_videos(queries, descriptor, first.query_spec.sampling, views=first.config.views):
         if isinstance(item, FailedVideo):
             for n in names:
                 run.results[n].append(QueryResult(path=item.path, error=item.reason))
@@ -266,6 +270,7 @@ def main() -> None:
         "--index-spec",
         help="rebuild the library's approximate index with this spec (e.g. 'IVF256,PQ64;nprobe=16')",
     )
+    parser.add_argument("--query-fps", type=float, help="suspects' frames/s (default: the library's)")
     parser.add_argument(
         "--keep-library",
         action="store_true",
@@ -283,7 +288,8 @@ def main() -> None:
     if args.calibrate:
         build_library(work / "library-train", split_paths(gt, "train", "references"), descriptor)
         with Library.open(work / "library-train") as library:
-            train = run_split(library, descriptor, split_paths(gt, "train", "queries"), names)
+            train_queries = split_paths(gt, "train", "queries")
+            train = run_split(library, descriptor, train_queries, names, None, args.query_fps)
             for n, path in write_reports(work, "train", train).items():
                 thresholds[n] = calibrated_threshold(gt, path, "train")
     if args.keep_library and recorded_descriptor(work / "library") == descriptor.name:
@@ -302,13 +308,17 @@ def main() -> None:
         n_vectors = library.vector_count
         index_built = library.info().index_built
         for split in splits:
-            runs[split] = run_split(library, descriptor, split_paths(gt, split, "queries"), names, thresholds)
+            runs[split] = run_split(
+                library, descriptor, split_paths(gt, split, "queries"), names, thresholds, args.query_fps
+            )
             for n, path in write_reports(work, split, runs[split]).items():
                 scores[(split, n)] = evaluate(gt, path, split).overall
 
     video_minutes = summary.video_seconds / 60
     print(f"\nvcopy benchmark, {datetime.date.today().isoformat()}, {_machine()}")
     print(f"dataset: {gt} ({', '.join(splits)} splits); similarity maps at 1 frame/s")
+    query_fps = runs["test"].finders[names[0]].query_spec.sample_fps
+    print(f"queries: {query_fps:g} frames/s, views {', '.join(QueryConfig().views) or 'none'}")
     print(f"descriptor: {descriptor.name}")
     print(
         "match thresholds: "

@@ -30,6 +30,8 @@ from vcopy.video import find_videos
 if TYPE_CHECKING:
     from vcopy.distributed import RaySession
 
+MAX_ROWS_PER_FRAME = 8  # suspects at up to 8x the library's rate
+
 
 @dataclass(frozen=True)
 class SimilarityMap:
@@ -101,6 +103,9 @@ class CopyFinder:
             )
         self.rescorer = self._rescorer()
         self.sampling = replace(library.sampling, stall_timeout_s=self.config.stall_timeout_s)
+        self.rows_per_frame = rows_per_library_frame(self.config.query_fps, self.sampling.sample_fps)
+        query_fps = self.sampling.sample_fps * self.rows_per_frame
+        self.query_spec = replace(self.pipeline.spec, sample_fps=query_fps)  # suspects' own rate
         library.load_index()  # a missing or damaged index is an error before any decoding
 
     def _rescorer(self) -> PairRescorer | None:
@@ -129,6 +134,7 @@ class CopyFinder:
             "localizer_settings": self.localizer.settings,
             "rescorer": None if self.rescorer is None else self.rescorer.fitted_on,
             "sampling": asdict(self.sampling),
+            "query_fps": self.query_spec.sample_fps,
             "descriptor": self.descriptor.name,
             "keyframes": self.pipeline.spec.keyframes,
         }
@@ -148,7 +154,7 @@ class CopyFinder:
         videos = find_videos(Path(p) for p in paths)
         encoded: Iterable[EncodedVideo | FailedVideo]
         if ray is None:
-            encoded = self.pipeline.encode(
+            encoded = Pipeline(self.query_spec, self.descriptor).encode(
                 videos, self.config.stall_timeout_s, library=False, views=self.config.views
             )
         else:
@@ -157,7 +163,7 @@ class CopyFinder:
             encoded = encode_on_ray(
                 ray,
                 videos,
-                self.pipeline.spec,
+                self.query_spec,
                 library=False,
                 views=self.config.views,
                 stall_timeout_s=self.config.stall_timeout_s,
@@ -170,21 +176,24 @@ class CopyFinder:
 
     def similarity_maps(self, video: EncodedVideo) -> list[SimilarityMap]:
         """Contrast maps of the query against its top candidate references, best candidate first:
-        the index proposes a shortlist, whose exact maps (from the stored vectors) re-rank it."""
+        the index proposes a shortlist, whose exact maps (from the stored vectors) re-rank it.
+        Suspects sampled more densely than the library have their rows pooled back to its step."""
         cfg = self.config
         views = video.all_views
         background = background_similarity(views, self.background_set, cfg.background_rank)
         shortlist = retrieve(self.library, views, background, cfg.knn, max(cfg.shortlist, cfg.candidates))
+        groups = row_groups(len(video.timestamps_s), self.rows_per_frame)
+        query_times = pooled_times(video.timestamps_s, groups)
         maps, scores = [], []
         for candidate in shortlist:
             ref_vectors, ref_times = self.library.frames_of(candidate.video_id)
-            contrast = similarity_map(views, ref_vectors, background)
+            contrast = pooled_rows(similarity_map(views, ref_vectors, background), groups)
             maps.append((candidate.video_id, contrast, ref_times))
             scores.append(exact_score(contrast))
         order = sorted(range(len(maps)), key=lambda i: -scores[i])[: cfg.candidates]
         fps, hold = self.sampling.sample_fps, holds_span(self.pipeline.spec.keyframes)
         return [
-            SimilarityMap(video_id, *grid_map(contrast, video.timestamps_s, ref_times, fps, hold))
+            SimilarityMap(video_id, *grid_map(contrast, query_times, ref_times, fps, hold))
             for video_id, contrast, ref_times in (maps[i] for i in order)
         ]
 
@@ -192,7 +201,7 @@ class CopyFinder:
         """Run the localizer on the maps (one batch). A reference with a segment scoring at least
         ``min_score`` is a match (with those segments); one whose segments all score lower is kept
         below the threshold, to rank pairs by."""
-        duration = video_duration_s(video, self.sampling)
+        duration = video_duration_s(video, self.query_spec.sampling)
         matches: list[Match] = []
         below: list[Match] = []
         inputs = [(m.contrast, m.query_timestamps_s, m.reference_timestamps_s) for m in maps]
@@ -234,3 +243,38 @@ def _clip(segment: Segment, query_duration_s: float, reference_duration_s: float
         reference_end_s=min(segment.reference_end_s, reference_duration_s),
         score=segment.score,
     )
+
+
+def rows_per_library_frame(query_fps: float | None, library_fps: float) -> int:
+    """How many suspect frames make one map row: ``query_fps`` over the library's rate, a whole
+    number (None: 1, the library's rate)."""
+    if query_fps is None:
+        return 1
+    ratio = query_fps / library_fps
+    if not (1 <= round(ratio) <= MAX_ROWS_PER_FRAME and abs(ratio - round(ratio)) < 1e-6):
+        raise VcopyError(
+            f"query frames/s {query_fps:g} is not a whole multiple (1 to {MAX_ROWS_PER_FRAME}) of the "
+            f"library's {library_fps:g}"
+        )
+    return round(ratio)
+
+
+def row_groups(n_frames: int, rows_per_frame: int) -> np.ndarray:
+    """The first suspect frame of each library step (the sampler takes one frame per target time,
+    ``rows_per_frame`` targets a library step): the starts ``np.maximum.reduceat`` pools."""
+    return np.arange(0, n_frames, rows_per_frame)
+
+
+def pooled_rows(contrast: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each group's best row (a library frame's best match among the suspect frames of its step)."""
+    if len(groups) == len(contrast):
+        return contrast
+    return np.maximum.reduceat(contrast, groups, axis=0) if len(contrast) else contrast
+
+
+def pooled_times(timestamps_s: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each group's time: the mean of its frames' times."""
+    if len(groups) == len(timestamps_s):
+        return timestamps_s
+    counts = np.diff(np.r_[groups, len(timestamps_s)])
+    return np.add.reduceat(timestamps_s, groups) / counts

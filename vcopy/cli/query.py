@@ -38,6 +38,7 @@ from vcopy.cli.common import (
     state,
 )
 from vcopy.config import QueryConfig
+from vcopy.errors import VcopyError
 from vcopy.localize import LOCALIZERS
 
 QUERY = QueryConfig()
@@ -69,6 +70,13 @@ QUERY = QueryConfig()
     type=FiniteFloat(min=0, max=2),
     help="A pair is a match from this score [default: the localizer's threshold, calibrated on the "
     "benchmark's train split]. Weaker pairs are listed in the report's below_threshold.",
+)
+@config_option(
+    QUERY,
+    "query_fps",
+    type=FiniteFloat(min=0, min_open=True),
+    help="Frames per second sampled from suspects, a whole multiple of the library's; each map row "
+    "is the best of the suspect frames of one library step [default: the library's rate].",
 )
 @click.option(
     "--views",
@@ -109,6 +117,7 @@ def query_command(
     spd_weights: Path | None,
     candidates: int,
     min_score: float | None,
+    query_fps: float | None,
     views: tuple[str, ...] | None,
     fail_on_match: bool,
     device: str,
@@ -145,7 +154,12 @@ def query_command(
     with Library.open(library_path) as library:
         check_device(device)
         from vcopy.features import create_descriptor
-        from vcopy.query import CopyFinder
+        from vcopy.query import CopyFinder, rows_per_library_frame
+
+        try:
+            rows_per_library_frame(query_fps, library.sampling.sample_fps)
+        except VcopyError as exc:
+            raise click.BadParameter(str(exc), param_hint="--query-fps") from None
         from vcopy.report import build_report, report_csv, report_vsc_csv
 
         config = QueryConfig(
@@ -155,6 +169,7 @@ def query_command(
             min_score=min_score,
             stall_timeout_s=decode_timeout,
             views=QUERY.views if views is None else views,
+            query_fps=query_fps,
         )
         finder = CopyFinder(library, create_descriptor(library.meta["descriptor"], device), config)
         results = []
