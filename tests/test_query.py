@@ -23,7 +23,7 @@ def test_rows_are_pooled_per_library_step() -> None:
 
 
 def test_query_rate_is_a_whole_multiple_of_the_library_rate() -> None:
-    assert rows_per_library_frame(None, 1.0) == 1
+    assert rows_per_library_frame(None, 1.0) == 2  # the default: twice the library's rate
     assert rows_per_library_frame(2.0, 1.0) == 2 and rows_per_library_frame(4.0, 2.0) == 2
     for bad in (1.5, 0.5, 100.0):
         with pytest.raises(VcopyError, match="whole multiple"):

@@ -24,4 +24,4 @@ class QueryConfig:
     views: tuple[str, ...] = DEFAULT_VIEWS  # query views (vcopy.features.views): a frame counts as its best
     stall_timeout_s: float = 120.0  # a decoder silent this long is killed
     rescore: bool = True  # score pairs with the shipped re-scorer where it was fitted for the SPD weights
-    query_fps: float | None = None  # suspects' sampled frames/s, a whole multiple of the library's; None: its
+    query_fps: float | None = None  # suspects' frames/s, a whole multiple of the library's; None: twice its

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from vcopy.distributed import RaySession
 
 MAX_ROWS_PER_FRAME = 8  # suspects at up to 8x the library's rate
+DEFAULT_ROWS_PER_FRAME = 2  # suspects at twice the library's rate (docs/benchmarks.md, dense suspects)
 
 
 @dataclass(frozen=True)
@@ -247,9 +248,9 @@ def _clip(segment: Segment, query_duration_s: float, reference_duration_s: float
 
 def rows_per_library_frame(query_fps: float | None, library_fps: float) -> int:
     """How many suspect frames make one map row: ``query_fps`` over the library's rate, a whole
-    number (None: 1, the library's rate)."""
+    number (None: ``DEFAULT_ROWS_PER_FRAME``)."""
     if query_fps is None:
-        return 1
+        return DEFAULT_ROWS_PER_FRAME
     ratio = query_fps / library_fps
     if not (1 <= round(ratio) <= MAX_ROWS_PER_FRAME and abs(ratio - round(ratio)) < 1e-6):
         raise VcopyError(

@@ -76,7 +76,7 @@ QUERY = QueryConfig()
     "query_fps",
     type=FiniteFloat(min=0, min_open=True),
     help="Frames per second sampled from suspects, a whole multiple of the library's; each map row "
-    "is the best of the suspect frames of one library step [default: the library's rate].",
+    "is the best of the suspect frames of one library step [default: twice the library's rate].",
 )
 @click.option(
     "--views",
