@@ -54,11 +54,16 @@ class EfficientNetDescriptor:
     384-d descriptor, which is what a whitening is fitted on."""
 
     def __init__(
-        self, device: str = "cpu", batch_size: int = 32, whitening: Path | None = SHIPPED_WHITENING
+        self,
+        device: str = "cpu",
+        batch_size: int = 32,
+        whitening: Path | None = SHIPPED_WHITENING,
+        threads: int | None = None,
     ) -> None:
+        """``threads``: ONNX Runtime's threads (default: ``vcopy.runtime.cpu_threads``)."""
         self.batch_size = batch_size
         self.weights_path = model_path()
-        self.session = onnx_session(self.weights_path, device)
+        self.session = onnx_session(self.weights_path, device, threads)
         if whitening is SHIPPED_WHITENING:
             whitening = shipped_whitening_path()
         self.whitening_path = whitening

@@ -15,13 +15,14 @@ embeddings of unrelated frames against which query frames are normalised.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vcopy.features import TextFeatures
-from vcopy.runtime import onnx_session
+from vcopy.runtime import cpu_threads, onnx_session
 from vcopy.video import sha256_file
 from vcopy.weights import shipped
 
@@ -120,14 +121,19 @@ class SscdDescriptor:
         self, frames: np.ndarray, text: bool = True
     ) -> tuple[np.ndarray, TextFeatures | None]:
         """Frame vectors and, with ``text``, what text search keeps of each frame (from
-        EfficientNet-Lite0, loaded on first use, on every ``TEXT_FRAME_STRIDE``-th frame)."""
-        vectors = self.encode(frames)
+        EfficientNet-Lite0, loaded on first use, on every ``TEXT_FRAME_STRIDE``-th frame). The two
+        networks run side by side (ONNX Runtime lets go of the GIL), the text one on half the
+        threads: measured in docs/benchmarks.md (Runtime without torch)."""
         if not text:
-            return vectors, None
+            return self.encode(frames), None
         if self._text_model is None:
             from vcopy.features.efficientnet import EfficientNetDescriptor
 
-            self._text_model = EfficientNetDescriptor(device=self._device)
-        described = self._text_model.encode_with_text(frames[::TEXT_FRAME_STRIDE], text=True)[1]
+            threads = max(1, cpu_threads() // 2)
+            self._text_model = EfficientNetDescriptor(device=self._device, threads=threads)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            text_run = pool.submit(self._text_model.encode_with_text, frames[::TEXT_FRAME_STRIDE], True)
+            vectors = self.encode(frames)
+            described = text_run.result()[1]
         assert described is not None
         return vectors, described.take(np.arange(len(frames)) // TEXT_FRAME_STRIDE)
