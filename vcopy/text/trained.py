@@ -62,10 +62,13 @@ class TrainedSpace:
             )
         self.zero_shot = zero_shot_space(library, encoder)
         self.encoder = self.zero_shot.encoder
-        widths = {i.name: i.shape[-1] for i in self.session.get_inputs()}
+        widths: dict[str, int] = {i.name: i.shape[-1] for i in self.session.get_inputs()}
         expected = {"sentences": self.encoder.dim, "descriptors": int(library.meta["dim"])}
         expected["zeroshot"] = self.encoder.dim
         self.reads_layouts = "layouts" in widths
+        self.blank_frame = {  # fed beside texts: the graph computes both sides, this one is not read
+            name: np.zeros((1, widths[name]), np.float32) for name in FRAME_INPUTS if name in widths
+        }
         if {k: widths.get(k) for k in expected} != expected or set(widths) - {*expected, "layouts"}:
             raise VcopyError(
                 f"{model_path}: made for inputs {widths}; the library has {library.meta['dim']}-d "
@@ -85,13 +88,8 @@ class TrainedSpace:
         text, embedded = self.session.run(["text", "frames"], feed)
         return np.asarray(text, np.float32), np.asarray(embedded, np.float32)
 
-    def _no_frames(self) -> dict[str, np.ndarray]:
-        """One blank frame (the graph computes both sides; this side is not read)."""
-        widths = {i.name: i.shape[-1] for i in self.session.get_inputs()}
-        return {name: np.zeros((1, widths[name]), np.float32) for name in FRAME_INPUTS if name in widths}
-
     def embed_texts(self, texts: list[str]) -> np.ndarray:
-        return self._run(self.encoder.encode(texts), self._no_frames())[0]
+        return self._run(self.encoder.encode(texts), self.blank_frame)[0]
 
     def library_frames(self, library: Library, video_id: int) -> np.ndarray | None:
         """The text-space vectors of a library video's frames; None when it was indexed without
