@@ -17,6 +17,7 @@ from vcopy import ann
 from vcopy.ann import AnnSpec
 from vcopy.errors import LibraryError
 from vcopy.library import Library
+from vcopy.library_db import as_stored
 from vcopy.pipeline import PipelineSpec
 from vcopy.synth.vectors import random_video
 
@@ -37,7 +38,8 @@ def _library(root: Path, videos: int, frames: int = 60, seed: int = 0) -> list:
 
 def _index_file(root: Path) -> str:
     with sqlite3.connect(root / "library.sqlite") as db:
-        return db.execute("SELECT value FROM meta WHERE key = 'ann_file'").fetchone()[0]
+        row = db.execute("SELECT value FROM meta WHERE key = 'ann_file'").fetchone()
+    return "" if row is None else str(row[0])
 
 
 def _owner(library: Library, vector: np.ndarray) -> int:
@@ -48,6 +50,8 @@ def _owner(library: Library, vector: np.ndarray) -> int:
 def test_small_commits_do_not_rewrite_the_index_file_and_readers_see_them(tmp_path: Path) -> None:
     root = tmp_path / "lib"
     _library(root, 20)
+    with Library.open(root, write=True) as library:
+        library.rebuild_index(AnnSpec.parse("IVF8,Flat"))  # an index file that is not the vectors
     first = _index_file(root)
     rng = np.random.default_rng(1)
     with Library.open(root, write=True, spec=LIBRARY_SPEC) as library:
@@ -59,7 +63,7 @@ def test_small_commits_do_not_rewrite_the_index_file_and_readers_see_them(tmp_pa
             new_id = reader.video_by_path(str(extra.path)).id  # type: ignore[union-attr]
             assert _owner(reader, extra.vectors[7]) == new_id
             vectors, times = reader.frames_of(new_id)
-            np.testing.assert_array_equal(vectors, extra.vectors)
+            np.testing.assert_array_equal(vectors, as_stored(extra.vectors))
             assert list(times[:3]) == [0, 1, 2]
         more = [random_video(rng, 200 + i, 60, DIM, text=False) for i in range(2)]
         library.commit(more, [60.0, 60.0])  # 180 pending: over a tenth, the index file is written
@@ -67,6 +71,30 @@ def test_small_commits_do_not_rewrite_the_index_file_and_readers_see_them(tmp_pa
         assert not (root / first).exists()
         with Library.open(root) as reader:
             assert reader.info().index_pending == 0 and reader.ann.ntotal == 1380
+
+
+def test_exact_vectors_are_float16_and_an_exact_index_is_not_a_second_copy(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    made = _library(root, 20)
+    assert _index_file(root) == "" and not list(root.glob("ann-*"))
+    vector_files = list((root / "vectors").iterdir())
+    assert len(vector_files) == 20 and all(np.load(f).dtype == np.float16 for f in vector_files)
+    with Library.open(root) as reader:  # the Flat index is filled from the vector files
+        assert reader.info().index_built == "Flat" and reader.ann.ntotal == 1200
+        ids = _ids(reader, made)
+        assert _owners(reader, made) == ids
+        vectors, _ = reader.frames_of(ids[4])
+        assert vectors.dtype == np.float32
+        cosines = np.sum(vectors * made[4].vectors, axis=1) / np.sum(made[4].vectors ** 2, axis=1)
+        assert np.all(np.abs(cosines - 1) < 1e-3)
+    with Library.open(root, write=True) as library:  # an IVF index is written; back to Flat drops it
+        library.rebuild_index(AnnSpec.parse("IVF8,Flat"))
+        written = _index_file(root)
+        assert (root / written).is_file()
+        library.rebuild_index(AnnSpec.parse("Flat"))
+    assert _index_file(root) == "" and not (root / written).exists()
+    with Library.open(root) as reader:
+        assert reader.ann.ntotal == 1200 and _owners(reader, made) == _ids(reader, made)
 
 
 def test_a_removed_video_leaves_the_search_at_once(tmp_path: Path) -> None:
@@ -193,7 +221,7 @@ def test_the_library_command(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert (info["videos"], info["vectors"], info["index_built"]) == (12, 720, "Flat")
-    assert info["hours"] == pytest.approx(720 / 3600) and info["bytes_on_disk"] > 720 * DIM * 4
+    assert info["hours"] == pytest.approx(720 / 3600) and info["bytes_on_disk"] > 720 * DIM * 2  # float16 vectors
     listed = json.loads(run_vcopy("library", "ls", root, "--json").stdout)
     assert [v["path"] for v in listed] == [str(v.path) for v in made]
     proc = run_vcopy("library", "rm", root, made[0].path, tmp_path / "not-there.mp4")

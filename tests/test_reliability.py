@@ -27,6 +27,7 @@ from test_hostile import _library_copy, _one_line_error
 from test_library import DIM, _library, _owner
 
 from vcopy import library as library_module
+from vcopy.ann import AnnSpec
 from vcopy.errors import LibraryError
 from vcopy.library import Library
 from vcopy.localize.spd import shipped_weights_path
@@ -596,6 +597,8 @@ def test_a_reader_sees_one_state_while_a_writer_snapshots(
 ) -> None:
     root = tmp_path / "lib"
     made = _library(root, 20)
+    with Library.open(root, write=True) as writer:
+        writer.rebuild_index(AnnSpec.parse("IVF8,Flat"))  # an index file (an exact one is not written)
     rng = np.random.default_rng(3)
     pending = [random_video(rng, 100 + i, 60, DIM, text=False) for i in range(2)]
     with Library.open(root, write=True) as writer:

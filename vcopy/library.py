@@ -9,10 +9,12 @@ Layout of ``LIB/``::
                         sampling, index spec, generation), ann_removed (videos deleted since the
                         index file was written), and the tables other modules register for each
                         video (``register_tables``: text search's frame_classes, frame_layouts)
-    vectors/<id>.npy    one file per video: its exact frame vectors, float32 [frames, dim], written
+    vectors/<id>.npy    one file per video: its exact frame vectors, float16 [frames, dim], written
                         once and never rewritten (a re-indexed video gets a new file)
     ann-<n>.faiss       the approximate-nearest-neighbour index (``vcopy.ann``) as last written: derived
-                        data, rebuilt from the vector files by ``vcopy library rebuild-index``
+                        data, rebuilt from the vector files by ``vcopy library rebuild-index``; an
+                        exact (``Flat``) index is never written (it would be a second copy of the
+                        vector files): it is filled from them when the library is opened
     ann-<n>-disk.faiss  with an ``ondisk`` index spec: its on-disk tier (the index with its training)
     ann-<n>.ivfdata     ... and that tier's inverted lists, memory-mapped read-only
     library.id          the library's identity (also in its meta): a database that is not this
@@ -74,6 +76,7 @@ from vcopy.library_db import (
     LOOSE_NAME,
     VECTORS_FOLDER,
     VIDEO_TABLES,
+    as_stored,
     open_database,
     read_snapshot,
     read_vector_file,
@@ -303,7 +306,7 @@ class Library:
             sample_fps=float(meta["sample_fps"]),
             keyframes=meta.get("keyframes", "uniform"),
             index_spec=meta["ann_spec"],
-            index_built=meta.get("ann_built") or "none yet",
+            index_built=meta.get("ann_built") or "Flat",  # (filled from the vector files)
             index_pending=self._pending_vectors(),
             state_id=self.state_id,
             schema_version=int(meta["schema_version"]),
@@ -407,7 +410,7 @@ class Library:
             self._bump_generation()
         forget_videos(ann, removed)  # the in-memory index changes only once the rows have
         for video_id, video in zip(new_ids, batch, strict=True):
-            ann.add(vector_ids(video_id, len(video.vectors)), video.vectors)
+            ann.add(vector_ids(video_id, len(video.vectors)), as_stored(video.vectors))
         return old_files
 
     def remove(self, video_ids: list[int]) -> None:
@@ -415,13 +418,17 @@ class Library:
         if not video_ids:
             return
         self._require_writer()
-        ann = self.load_index()  # before the rows change
+        ann = self._ann
+        if ann is None and self.meta.get("ann_file"):  # a damaged index file stops it before any change
+            ann = self.load_index()
+        # (an exact index is filled from the vector files after the change: a damaged one being removed is not read)
         with write_errors(self.root, "nothing removed"):
             with transaction(self._db):
                 files, removed = self._delete_rows(video_ids)
                 self._tighten([], loosened=files)
                 self._bump_generation()
-            forget_videos(ann, removed)
+            if ann is not None:
+                forget_videos(ann, removed)
         with write_errors(self.root, "the videos are removed; the next writer finishes the rest"):
             self._unlink(files)
             self._maybe_snapshot()
@@ -625,6 +632,10 @@ class Library:
             self._ann = self._build_ann(concrete)
             self._snapshot()
             return
+        if self.ann.spec.factory == "Flat":
+            if meta.get("ann_file"):  # written by an older vcopy: a second copy of the vectors
+                self._snapshot()
+            return
         pending = self._pending_vectors()
         if pending and pending >= min(SNAPSHOT_FRACTION * max(total, 1), SNAPSHOT_MAX_PENDING):
             self._snapshot()
@@ -632,8 +643,18 @@ class Library:
     def _snapshot(self, **settings: str) -> None:
         """Write the in-memory index under a new name (and, with on-disk lists, a new on-disk tier
         when the in-memory part has grown enough), then record them (and which videos they hold,
-        and any ``settings`` that go with them) in one transaction, then remove the old files."""
+        and any ``settings`` that go with them) in one transaction, then remove the old files. An
+        exact (``Flat``) index is not written: its old file, if any, is removed and every video is
+        read from its vector file when the library is opened."""
         ann, old = self.ann, self.meta
+        if ann.spec.factory == "Flat" and ann.disk is None:
+            with transaction(self._db):
+                self._tighten([], loosened=[old["ann_file"]] if old.get("ann_file") else [])
+                set_meta(self._db, ann_file="", ann_sha256="", ann_vectors="0", ann_built="Flat", **settings)
+                self._db.execute("UPDATE videos SET in_ann = 0")
+                self._db.execute("DELETE FROM ann_removed")
+            self._unlink([old["ann_file"]] if old.get("ann_file") else [], folder=".")
+            return
         stem = f"ann-{int(old['generation'])}-{uuid.uuid4().hex[:8]}"
         merge = ann.spec.ondisk and (
             ann.disk is None or ann.memory_vectors >= DISK_MERGE_FRACTION * ann.disk_vectors

@@ -117,10 +117,19 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+STORED_DTYPE = np.float16  # exact vectors on disk: half the bytes, cosines within 1e-3 (docs/benchmarks.md)
+
+
+def as_stored(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` as float32 holding exactly what a vector file keeps of them (float16 values), so
+    that an index filled from memory answers as one filled from the files."""
+    return np.asarray(vectors, dtype=STORED_DTYPE).astype(np.float32)
+
+
 def write_vector_file(path: Path, vectors: np.ndarray) -> str:
-    """A new vector file (synced to disk); its SHA-256."""
+    """A new vector file (float16, synced to disk); its SHA-256."""
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+    np.save(buffer, np.ascontiguousarray(vectors, dtype=STORED_DTYPE), allow_pickle=False)
     write_atomically(path, buffer.getvalue(), durable=True)
     return hashlib.sha256(buffer.getvalue()).hexdigest()
 
@@ -479,9 +488,11 @@ def read_vector_file(
         vectors = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as exc:
         raise LibraryError(f"{what}: not a vector file ({exc})") from None
-    if vectors.shape != (frames, dim) or vectors.dtype != np.float32:
-        raise LibraryError(f"{what}: holds {vectors.shape} {vectors.dtype}, not {frames} x {dim} float32")
-    return vectors
+    if vectors.shape != (frames, dim) or vectors.dtype not in (STORED_DTYPE, np.float32):
+        raise LibraryError(
+            f"{what}: holds {vectors.shape} {vectors.dtype}, not {frames} x {dim} float16 (or float32)"
+        )
+    return vectors.astype(np.float32)  # (float32 files: written by vcopy 0.4 before float16)
 
 
 def open_database[T](
