@@ -2,10 +2,11 @@
 very same similarity maps, score, and print one markdown table.
 
     python examples/benchmark.py WORK_DIR [--small | --catalogue] [--descriptor NAME]
-        [--localizers spd,tn] [--calibrate]
+        [--localizers spd,tn] [--calibrate] [--query-fps F] [--keyframes uniform|coverage|ske]
 
 WORK_DIR/bench holds the dataset (reused when present), WORK_DIR/library a fresh library of the
-test and long-form references, WORK_DIR/reports one report per split and localizer.
+test and long-form references (their key frames with ``--keyframes``), WORK_DIR/reports one
+report per split and localizer.
 
 Matches are decided by each localizer's shipped threshold; with ``--calibrate`` each localizer's
 threshold is first fitted on the train split (a library of its references, its queries: the
@@ -41,6 +42,7 @@ from vcopy.features import (
 )
 from vcopy.groundtruth import GROUND_TRUTH, load_ground_truth, split_paths, vcopy_record
 from vcopy.indexing import IndexSummary, index_videos
+from vcopy.keyframes import DEFAULT_KEYFRAMES, KEYFRAMERS, create_keyframer, keyframer_kind
 from vcopy.library import Library
 from vcopy.library_db import recorded_descriptor
 from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
@@ -105,10 +107,18 @@ class SplitRun:
     query_seconds: list[float] = field(default_factory=list)
 
 
-def build_library(root: Path, references: list[Path], descriptor: Descriptor) -> IndexSummary:
+def build_library(
+    root: Path, references: list[Path], descriptor: Descriptor, keyframes: str = DEFAULT_KEYFRAMES
+) -> IndexSummary:
     shutil.rmtree(root, ignore_errors=True)
-    with Library.open(root, write=True, spec=PipelineSpec.of(descriptor)) as library:
-        return index_videos(library, references, descriptor)
+    keyframer = create_keyframer(keyframes)
+    with Library.open(root, write=True, spec=PipelineSpec.of(descriptor, keyframer=keyframer)) as library:
+        return index_videos(library, references, descriptor, keyframer=keyframer)
+
+
+def _library_keyframes(root: Path) -> str:
+    with Library.open(root) as library:
+        return keyframer_kind(library.pipeline_spec.keyframes)
 
 
 def train_library(work: Path, descriptor: Descriptor) -> Path:
@@ -271,6 +281,7 @@ def main() -> None:
         help="rebuild the library's approximate index with this spec (e.g. 'IVF256,PQ64;nprobe=16')",
     )
     parser.add_argument("--query-fps", type=float, help="suspects' frames/s (default: the library's)")
+    parser.add_argument("--keyframes", default=DEFAULT_KEYFRAMES, choices=sorted(KEYFRAMERS))
     parser.add_argument(
         "--keep-library",
         action="store_true",
@@ -286,18 +297,24 @@ def main() -> None:
     descriptor = create_descriptor(args.descriptor, device=args.device)
     thresholds: dict[str, float] = {}
     if args.calibrate:
-        build_library(work / "library-train", split_paths(gt, "train", "references"), descriptor)
+        build_library(
+            work / "library-train", split_paths(gt, "train", "references"), descriptor, args.keyframes
+        )
         with Library.open(work / "library-train") as library:
             train_queries = split_paths(gt, "train", "queries")
             train = run_split(library, descriptor, train_queries, names, None, args.query_fps)
             for n, path in write_reports(work, "train", train).items():
                 thresholds[n] = calibrated_threshold(gt, path, "train")
-    if args.keep_library and recorded_descriptor(work / "library") == descriptor.name:
+    if (
+        args.keep_library
+        and recorded_descriptor(work / "library") == descriptor.name
+        and _library_keyframes(work / "library") == args.keyframes
+    ):
         with Library.open(work / "library", write=True) as library:  # nothing new: every video skipped
             summary = index_videos(library, references, descriptor)
             summary.video_seconds = sum(v.duration_s for v in library.videos())
     else:
-        summary = build_library(work / "library", references, descriptor)
+        summary = build_library(work / "library", references, descriptor, args.keyframes)
     if args.index_spec:
         with Library.open(work / "library", write=True) as library:
             library.rebuild_index(AnnSpec.parse(args.index_spec))
@@ -319,7 +336,7 @@ def main() -> None:
     print(f"dataset: {gt} ({', '.join(splits)} splits); similarity maps at 1 frame/s")
     query_fps = runs["test"].finders[names[0]].query_spec.sample_fps
     print(f"queries: {query_fps:g} frames/s, views {', '.join(QueryConfig().views) or 'none'}")
-    print(f"descriptor: {descriptor.name}")
+    print(f"descriptor: {descriptor.name}; key frames: {args.keyframes}")
     print(
         "match thresholds: "
         + ", ".join(f"{n} {runs['test'].finders[n].min_score:.3g}" for n in names)

@@ -259,7 +259,7 @@ def test_a_library_of_vcopy_0_2_is_upgraded_in_place(corpus: Corpus, tmp_path: P
     assert upgraded.returncode == 0, upgraded.stderr
     assert not (lib / "index.faiss").exists()
     with Library.open(lib) as library:
-        assert library.meta["schema_version"] == "6" and len(library) == 2
+        assert library.meta["schema_version"] == "7" and len(library) == 2
         for video in library.videos():
             vectors, times = library.frames_of(video.id)
             expected = np.stack([old.reconstruct(v) for v, owner in rows if owner == video.id])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,11 @@ from vcopy.keyframes import (
     GAP_CONTRAST,
     Coverage,
     create_keyframer,
+    grid_axis,
     grid_map,
-    grid_rows,
-    grid_times,
     holds_span,
+    one_step_spans,
+    span_ends,
     with_first,
 )
 from vcopy.keyframes.model import KeyFrameNet, NetConfig, export_onnx, load_net, weights_record
@@ -46,14 +48,15 @@ def test_a_map_between_key_frames_is_drawn_on_the_full_grid() -> None:
     q_times = np.array([0.5, 2.5, 3.5])  # grid rows 0, 2, 3 at 1 frame/s
     r_times = np.array([1.0, 4.0])  # grid columns 0, 3
     contrast = np.arange(6, dtype=np.float32).reshape(3, 2)
-    assert list(grid_rows(q_times, 1.0)) == [0, 2, 3]
+    source, times = grid_axis(q_times, one_step_spans(q_times, 1.0), 1.0)
+    assert list(source) == [0, -1, 1, 2]
+    np.testing.assert_allclose(times, [0.5, 1.5, 2.5, 3.5])
     full, q_full, r_full = grid_map(contrast, q_times, r_times, 1.0)
     assert full.shape == (4, 4)
     np.testing.assert_array_equal(full[[0, 2, 3]][:, [0, 3]], contrast)
     assert (full[1] == GAP_CONTRAST).all() and (full[:, 1:3] == GAP_CONTRAST).all()
     np.testing.assert_allclose(q_full, [0.5, 1.5, 2.5, 3.5])
     np.testing.assert_allclose(r_full, [1.0, 2.0, 3.0, 4.0])
-    np.testing.assert_allclose(grid_times(np.array([0.0, 1.0, 2.0]), 1.0), [0, 1, 2])
     same = grid_map(contrast[:2], np.array([0.0, 1.0]), np.array([5.0, 6.0]), 1.0)
     assert same[0] is contrast[:2] or np.shares_memory(same[0], contrast)  # nothing left out: as it is
 
@@ -61,16 +64,23 @@ def test_a_map_between_key_frames_is_drawn_on_the_full_grid() -> None:
 def test_coverage_keeps_a_frame_when_the_picture_has_moved_on_and_it_holds_its_span() -> None:
     e = np.eye(3, dtype=np.float32)
     drift = np.array([0.9, 0.436, 0.0], np.float32)  # cosine 0.9 with e0: still covered at 0.8
-    vectors = np.stack([e[0], e[0], drift, e[1], e[1], e[2]])
+    vectors = np.stack([e[0], e[0], drift, e[1], e[1], e[2], e[2], e[2]])
     coverage = create_keyframer("coverage")
     assert coverage.name == f"coverage/{COVERAGE_THRESHOLD:g}" and coverage.models == []
-    assert list(coverage.select(vectors)) == [0, 3, 5]  # the first frame, then each new picture
+    rows = coverage.select(vectors)
+    assert list(rows) == [0, 3, 5]  # the first frame, then each new picture
     assert list(Coverage(0.95).select(vectors)) == [0, 2, 3, 5]
     assert holds_span(coverage.name) and not holds_span("ske/1a2b3c4d")
+    times = np.arange(8.0)
+    ends = span_ends(times, rows, 1.0, holds=True)
+    np.testing.assert_allclose(ends, [3, 5, 8])  # the last key frame stands for the rest of the video
+    np.testing.assert_allclose(span_ends(times, rows, 1.0, holds=False), [1, 4, 6])
     contrast = np.array([[1.0, 2.0, 3.0]], np.float32)  # one query frame x key frames 0, 3, 5
-    held, _, r_full = grid_map(contrast, np.array([0.0]), np.array([0.0, 3.0, 5.0]), 1.0, hold=True)
-    np.testing.assert_array_equal(held, [[1, 1, 1, 2, 2, 3]])  # each key frame fills its span
-    np.testing.assert_allclose(r_full, [0, 1, 2, 3, 4, 5])
+    held, _, r_full = grid_map(contrast, np.array([0.0]), times[rows], 1.0, ends)
+    np.testing.assert_array_equal(held, [[1, 1, 1, 2, 2, 3, 3, 3]])  # each key frame fills its span
+    np.testing.assert_allclose(r_full, np.arange(8))
+    gap, _, _ = grid_map(contrast, np.array([0.0]), times[rows], 1.0)
+    np.testing.assert_array_equal(gap[0] == GAP_CONTRAST, [0, 1, 1, 0, 1, 0])
 
 
 @pytest.mark.parametrize("shape", [(40, 30), (300, 90), (1000, 1500), (64, 200), (7, 129)])
@@ -212,9 +222,25 @@ def test_a_coverage_library_stores_fewer_frames_and_still_finds_the_copy(
         assert library.pipeline_spec.keyframes == f"coverage/{COVERAGE_THRESHOLD:g}"
         frames = sum(len(library.frames_of(v.id)[1]) for v in library.videos())
         seconds = sum(v.duration_s for v in library.videos())
+        for video in library.videos():  # each key frame stands for the time to the next, the last to the end
+            times, ends = library.timestamps_of(video.id), library.span_ends_of(video.id)
+            np.testing.assert_array_equal(ends[:-1], times[1:])
+            assert video.duration_s - 1 <= ends[-1] <= video.duration_s + 1
     assert frames < 0.8 * seconds  # fewer than one frame per sampled second
     report = tmp_path / "report.json"
     proc = run_vcopy("query", corpus.copy, "--library", lib, "--json", report)
     assert proc.returncode == 0, proc.stderr
     [match] = json.loads(report.read_text())["queries"][0]["matches"]
     assert Path(match["reference"]["path"]) == corpus.copied_reference
+
+    with Library.open(lib) as library:
+        recorded = {v.path: library.span_ends_of(v.id) for v in library.videos()}
+    with sqlite3.connect(lib / "library.sqlite") as db:  # as vcopy 0.4 before spans left it
+        db.execute("ALTER TABLE videos DROP COLUMN span_ends_s")
+        db.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+    assert run_vcopy("library", "upgrade", lib).returncode == 0
+    with Library.open(lib) as library:
+        for video in library.videos():
+            ends = library.span_ends_of(video.id)
+            np.testing.assert_array_equal(ends[:-1], recorded[video.path][:-1])
+            assert abs(ends[-1] - recorded[video.path][-1]) <= 1  # the last to the video's duration

@@ -221,7 +221,9 @@ def test_the_library_command(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert (info["videos"], info["vectors"], info["index_built"]) == (12, 720, "Flat")
-    assert info["hours"] == pytest.approx(720 / 3600) and info["bytes_on_disk"] > 720 * DIM * 2  # float16 vectors
+    assert (
+        info["hours"] == pytest.approx(720 / 3600) and info["bytes_on_disk"] > 720 * DIM * 2
+    )  # float16 vectors
     listed = json.loads(run_vcopy("library", "ls", root, "--json").stdout)
     assert [v["path"] for v in listed] == [str(v.path) for v in made]
     proc = run_vcopy("library", "rm", root, made[0].path, tmp_path / "not-there.mp4")

@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw
 from vcopy.errors import VcopyError
 from vcopy.features import Descriptor, EncodedVideo, FailedVideo
 from vcopy.files import write_output_file
-from vcopy.keyframes import grid_map, holds_span
+from vcopy.keyframes import grid_map
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize.spd import CONTRAST_RANGE
 from vcopy.pipeline import Pipeline
@@ -199,7 +199,7 @@ class EvidenceWriter:
                 video.timestamps_s,
                 ref_times,
                 self.pipeline.spec.sample_fps,
-                holds_span(self.pipeline.spec.keyframes),
+                self.library.span_ends_of(library_video.id),
             )
             map_uri = _data_uri(map_image(contrast, q_times, r_times, match["segments"]), "PNG")
         files = [

@@ -61,6 +61,7 @@ import numpy as np
 from vcopy.ann import AnnIndex, AnnSpec, split_ids, training_sample, vector_ids
 from vcopy.errors import LibraryError
 from vcopy.files import write_atomically
+from vcopy.keyframes import one_step_spans
 from vcopy.library_ann import (
     DISK_TIER_FILES,
     DISK_TIER_KEYS,
@@ -88,6 +89,11 @@ from vcopy.library_db import (
 )
 from vcopy.pipeline import PipelineSpec
 from vcopy.video import SamplingConfig, file_stamp, sha256_file
+
+
+def _float64_blob(values: np.ndarray | None) -> bytes | None:
+    return None if values is None else np.ascontiguousarray(values, dtype=np.float64).tobytes()
+
 
 if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are described: opening is light
     from vcopy.features import EncodedVideo
@@ -268,6 +274,24 @@ class Library:
         row = self._db.execute("SELECT timestamps_s FROM videos WHERE id = ?", (video_id,)).fetchone()
         return np.zeros(0) if row is None else np.frombuffer(row[0], dtype=np.float64).copy()
 
+    def span_ends_of(self, video_id: int) -> np.ndarray:
+        """Where the span each of a video's stored frames stands for ends (s): a key frame's as its
+        key-framer recorded it (``vcopy.keyframes.span_ends``), one sampling step otherwise."""
+        row = self._db.execute(
+            "SELECT timestamps_s, span_ends_s FROM videos WHERE id = ?", (video_id,)
+        ).fetchone()
+        if row is None:
+            raise LibraryError(f"{self.root}: no video with id {video_id}")
+        times = np.frombuffer(row[0], dtype=np.float64)
+        if row[1] is None:
+            return one_step_spans(times, self.sampling.sample_fps)
+        ends = np.frombuffer(row[1], dtype=np.float64).copy()
+        if ends.shape != times.shape:
+            raise LibraryError(
+                f"{self.root / DB_FILE}: the spans of video {video_id} do not match its frames"
+            )
+        return ends
+
     def video_row(self, table: str, columns: str, video_id: int) -> tuple | None:
         """A video's row in a registered table (``register_tables``); None when it has none, or
         when this library has no such table yet (made before the table was registered)."""
@@ -391,13 +415,14 @@ class Library:
                     removed += held
                 self._db.execute(
                     "INSERT INTO videos (id, path, sha256, size, mtime_ns, duration_s, fps, width, height,"
-                    " rotation_deg, decoder, indexed_utc, frames, timestamps_s, vectors_file, vectors_sha256)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " rotation_deg, decoder, indexed_utc, frames, timestamps_s, vectors_file, vectors_sha256,"
+                    " span_ends_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         next_id, str(video.path), video.stamp.sha256, video.stamp.size, video.stamp.mtime_ns,
                         duration_s, video.info.fps, video.info.width, video.info.height,
                         video.info.rotation_deg, video.decoder, utc_now(), len(video.vectors),
                         np.ascontiguousarray(video.timestamps_s, dtype=np.float64).tobytes(), name, sha256,
+                        _float64_blob(video.span_ends_s),
                     ),
                 )  # fmt: skip
                 for tables in VIDEO_TABLES.values():
@@ -421,7 +446,7 @@ class Library:
         ann = self._ann
         if ann is None and self.meta.get("ann_file"):  # a damaged index file stops it before any change
             ann = self.load_index()
-        # (an exact index is filled from the vector files after the change: a damaged one being removed is not read)
+        # (an exact index is filled from the vector files after the change: one being removed is not read)
         with write_errors(self.root, "nothing removed"):
             with transaction(self._db):
                 files, removed = self._delete_rows(video_ids)

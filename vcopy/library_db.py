@@ -30,9 +30,10 @@ if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are describe
     from vcopy.pipeline import PipelineSpec
 
 # 2 added frame_classes, 3 frame_layouts (float16), 4 holds them as int8, 5 records the index file's
-# checksum, 6 keeps exact vectors in per-video files apart from an approximate index. Libraries of
-# schema 4 and 5 are upgraded in place by a writer (`vcopy library upgrade`, or `vcopy index`).
-SCHEMA_VERSION = 6
+# checksum, 6 keeps exact vectors in per-video files apart from an approximate index, 7 records the
+# span each key frame stands for. Libraries of schema 4 to 6 are upgraded in place by a writer
+# (`vcopy library upgrade`, or `vcopy index`).
+SCHEMA_VERSION = 7
 
 
 OLDEST_UPGRADABLE = 4
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS videos (
     indexed_utc TEXT NOT NULL,
     frames INTEGER NOT NULL,
     timestamps_s BLOB NOT NULL,  -- float64 [frames], in time order
+    span_ends_s BLOB,  -- float64 [frames]: where each key frame's span ends; NULL: a sampling step each
     vectors_file TEXT NOT NULL,  -- under vectors/
     vectors_sha256 TEXT NOT NULL,
     in_ann INTEGER NOT NULL DEFAULT 0  -- 1: its vectors are in the index file, 2: in its on-disk tier
@@ -275,16 +277,43 @@ def create_db(db: sqlite3.Connection, spec: PipelineSpec) -> None:
 
 
 def upgrade_db(root: Path, db: sqlite3.Connection, meta: dict[str, str], schema: int) -> None:
-    """Convert a schema 4/5 library in place: its FAISS file (the only copy of its vectors, checked
-    against its record) becomes one vector file per video, its per-vector rows a column of frame
-    times; the old index file is removed once the new rows are committed."""
-    import faiss
-
+    """Convert a library of an older schema (4 to 6) in place, one step at a time."""
     if schema < OLDEST_UPGRADABLE:
         raise LibraryError(
             f"{root}: library schema {schema} is too old to upgrade; index the videos again into a new "
             "library"
         )
+    if schema < 6:
+        upgrade_to_per_video_files(root, db, meta)
+    add_span_ends(db, meta)
+    create_tables(db)  # the tables newer schemas added
+    meta.update(dict(db.execute("SELECT key, value FROM meta").fetchall()))
+
+
+def add_span_ends(db: sqlite3.Connection, meta: dict[str, str]) -> None:
+    """Schema 6 to 7: the span of each key frame. Key frames that stand for the span to the next
+    one (``coverage``) get it, the last one to the end of the video; others keep a sampling step."""
+    from vcopy.keyframes import holds_span
+
+    step_s = 1.0 / float(meta["sample_fps"])
+    with transaction(db):
+        db.execute("ALTER TABLE videos ADD COLUMN span_ends_s BLOB")
+        if holds_span(meta.get("keyframes", "uniform")):
+            rows = db.execute("SELECT id, timestamps_s, duration_s FROM videos").fetchall()
+            for video_id, blob, duration_s in rows:
+                times = np.frombuffer(blob, dtype=np.float64)
+                end_s = max(float(duration_s), float(times[-1]) + step_s) if len(times) else 0.0
+                ends = np.append(times[1:], end_s)
+                db.execute("UPDATE videos SET span_ends_s = ? WHERE id = ?", (ends.tobytes(), video_id))
+        set_meta(db, schema_version=str(SCHEMA_VERSION))
+
+
+def upgrade_to_per_video_files(root: Path, db: sqlite3.Connection, meta: dict[str, str]) -> None:
+    """Schema 4/5 to 6: the FAISS file (the only copy of the vectors, checked against its record)
+    becomes one vector file per video, its per-vector rows a column of frame times; the old index
+    file is removed once the new rows are committed."""
+    import faiss
+
     old_index = root / OLD_INDEX_FILE
     videos = db.execute("SELECT id, path FROM videos ORDER BY id").fetchall()
     index = None
@@ -343,10 +372,8 @@ def upgrade_db(root: Path, db: sqlite3.Connection, meta: dict[str, str], schema:
         db.executemany("DELETE FROM loose_files WHERE name = ?", [(c[3],) for c in converted])
         db.execute("DELETE FROM meta WHERE key IN ('index_sha256', 'index_vectors', 'pending_index_sha256')")
         next_id = int(db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM videos").fetchone()[0])
-        set_meta(db, schema_version=str(SCHEMA_VERSION), next_video_id=str(next_id), ann_spec="auto")
-    create_tables(db)  # the tables this schema added
+        set_meta(db, schema_version="6", next_video_id=str(next_id), ann_spec="auto")
     old_index.unlink(missing_ok=True)
-    meta.update(dict(db.execute("SELECT key, value FROM meta").fetchall()))
 
 
 def connect_db(path: Path, write: bool) -> sqlite3.Connection:

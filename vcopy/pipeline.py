@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vcopy.errors import LibraryError, VcopyError
-from vcopy.keyframes import DEFAULT_KEYFRAMES, KeyFramer, create_keyframer
+from vcopy.keyframes import DEFAULT_KEYFRAMES, KeyFramer, create_keyframer, holds_span, span_ends
 from vcopy.video import SamplingConfig
 
 if TYPE_CHECKING:
@@ -137,14 +137,17 @@ class Pipeline:
             encoded.close()  # the decoder ends with this generator, not when it is collected
 
     def key_frames(self, video: EncodedVideo) -> EncodedVideo:
-        """``video`` with only the frames its key-framer keeps (vectors, times, text, views)."""
+        """``video`` with only the frames its key-framer keeps (vectors, times, text, views) and the
+        span each stands for."""
         rows = self.keyframer.select(video.vectors)
         if len(rows) == len(video.vectors):
             return video
+        holds = holds_span(self.keyframer.name)
         return replace(
             video,
             vectors=video.vectors[rows],
             timestamps_s=video.timestamps_s[rows],
+            span_ends_s=span_ends(video.timestamps_s, rows, self.spec.sample_fps, holds),
             text=video.text.take(rows) if video.text is not None else None,
             views=video.views[:, rows] if video.views is not None else None,
         )

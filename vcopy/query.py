@@ -17,7 +17,7 @@ from vcopy.features import (
     FailedVideo,
     video_duration_s,
 )
-from vcopy.keyframes import grid_map, holds_span
+from vcopy.keyframes import grid_map
 from vcopy.keyframes.ske import jointly_trained_spd
 from vcopy.library import Library, LibraryVideo
 from vcopy.localize import Localizer, Segment, create_localizer
@@ -192,9 +192,12 @@ class CopyFinder:
             maps.append((candidate.video_id, contrast, ref_times))
             scores.append(exact_score(contrast))
         order = sorted(range(len(maps)), key=lambda i: -scores[i])[: cfg.candidates]
-        fps, hold = self.sampling.sample_fps, holds_span(self.pipeline.spec.keyframes)
+        fps = self.sampling.sample_fps
         return [
-            SimilarityMap(video_id, *grid_map(contrast, query_times, ref_times, fps, hold))
+            SimilarityMap(
+                video_id,
+                *grid_map(contrast, query_times, ref_times, fps, self.library.span_ends_of(video_id)),
+            )
             for video_id, contrast, ref_times in (maps[i] for i in order)
         ]
 

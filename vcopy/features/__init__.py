@@ -142,6 +142,7 @@ class EncodedVideo:
     views: np.ndarray | None = (
         None  # float32 [V, N, dim]: the query views asked for (``vcopy.features.views``)
     )
+    span_ends_s: np.ndarray | None = None  # float64 [N]: key frames' spans (None: a sampling step each)
 
     @property
     def all_views(self) -> np.ndarray:

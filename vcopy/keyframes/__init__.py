@@ -14,11 +14,12 @@ have picked).
 - ``ske``: learned key frames (``vcopy.keyframes.ske``), a temporal network trained jointly with
   SPD (``vcopy.train.copy``), run with ONNX Runtime.
 
-Maps against thinned references are drawn back on the full sampling grid (``on_grid``), so that
-localizers see the axes they know and return seconds as before. A coverage key frame stands for the
-span until the next one ("hold": its column fills the grid columns of that span); for learned key
-frames the grid cells of frames not kept hold the background contrast ("gap"), as the masked maps
-SKE and SPD were trained on do.
+Each stored key frame stands for a span of the video, recorded with it (``span_ends``): a coverage
+key frame for the frames until the next one and the last for the rest of the video ("hold"); a
+learned key frame for its own sampling step ("gap", as the masked maps SKE and SPD were trained on).
+Maps against thinned references are drawn back on the full sampling grid (``grid_map``), each key
+frame filling the grid columns of its span and cells outside any span holding the background
+contrast, so that localizers see the axes they know and return seconds as before.
 """
 
 from __future__ import annotations
@@ -128,41 +129,56 @@ def with_first(rows: np.ndarray, n_frames: int) -> np.ndarray:
     return np.unique(np.concatenate([np.asarray(rows, dtype=np.int64), [0]]))
 
 
-def grid_rows(timestamps_s: np.ndarray, sample_fps: float) -> np.ndarray:
-    """The sampling-grid row of each kept frame (its whole sampling steps after the first)."""
-    times = np.asarray(timestamps_s, dtype=np.float64)
+def span_ends(times_s: np.ndarray, rows: np.ndarray, sample_fps: float, holds: bool) -> np.ndarray:
+    """The end (s) of the span each kept frame (``rows`` of a video's sampled frames at ``times_s``)
+    stands for: with ``holds`` up to the next kept frame, the last one to the end of the video's last
+    sampling step; otherwise its own sampling step."""
+    times = np.asarray(times_s, dtype=np.float64)
+    kept = times[np.asarray(rows, dtype=np.int64)]
+    if not holds or len(kept) == 0:
+        return kept + 1.0 / sample_fps
+    return np.append(kept[1:], times[-1] + 1.0 / sample_fps)
+
+
+def one_step_spans(times_s: np.ndarray, sample_fps: float) -> np.ndarray:
+    """Span ends of frames that each stand for their own sampling step only."""
+    return np.asarray(times_s, dtype=np.float64) + 1.0 / sample_fps
+
+
+def grid_axis(
+    times_s: np.ndarray, span_ends_s: np.ndarray, sample_fps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """An axis of kept frames laid out on the full sampling grid, from the first kept frame to the
+    end of the last one's span: (for each grid row the kept frame whose span holds it, -1 for none;
+    each grid row's time: a kept frame's own at its first row, whole sampling steps from the first
+    kept frame elsewhere)."""
+    times = np.asarray(times_s, dtype=np.float64)
     if len(times) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.round((times - times[0]) * sample_fps).astype(np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    starts = np.round((times - times[0]) * sample_fps).astype(np.int64)
+    ends = np.round((np.asarray(span_ends_s, dtype=np.float64) - times[0]) * sample_fps).astype(np.int64)
+    ends = np.maximum(ends, starts + 1)
+    rows = np.arange(int(ends.max()))
+    owner = np.searchsorted(starts, rows, side="right") - 1
+    source = np.where(rows < ends[owner], owner, -1)
+    grid_times_s = times[0] + rows / sample_fps
+    grid_times_s[starts] = times
+    return source, grid_times_s
 
 
-def grid_times(timestamps_s: np.ndarray, sample_fps: float) -> np.ndarray:
-    """The time of every grid row from the first kept frame to the last: kept frames at their own
-    time, the rows between them at whole sampling steps."""
-    times = np.asarray(timestamps_s, dtype=np.float64)
-    rows = grid_rows(times, sample_fps)
-    n = int(rows[-1]) + 1 if len(rows) else 0
-    full = times[0] + np.arange(n) / sample_fps if n else np.zeros(0)
-    full[rows] = times
-    return full
-
-
-def on_grid(
-    contrast: np.ndarray, query_rows: np.ndarray, reference_rows: np.ndarray, hold: bool = False
-) -> np.ndarray:
-    """A map between kept frames [q, r] drawn on the full grid: kept frames at their grid rows and
-    columns; every other cell ``GAP_CONTRAST``, or with ``hold`` its row's and column's last kept
-    frame's contrast (a key frame fills the span it stands for)."""
-    n_q = int(query_rows[-1]) + 1 if len(query_rows) else 0
-    n_r = int(reference_rows[-1]) + 1 if len(reference_rows) else 0
-    if n_q == len(query_rows) and n_r == len(reference_rows):
+def on_grid(contrast: np.ndarray, query_source: np.ndarray, reference_source: np.ndarray) -> np.ndarray:
+    """A map between kept frames [q, r] drawn on the full grid (``grid_axis``'s sources): each kept
+    frame fills the rows or columns of its span, every cell outside any span holds
+    ``GAP_CONTRAST``."""
+    complete = np.array_equal(query_source, np.arange(contrast.shape[0])) and np.array_equal(
+        reference_source, np.arange(contrast.shape[1])
+    )
+    if complete:
         return contrast  # nothing was left out
-    if hold:
-        rows = np.searchsorted(query_rows, np.arange(n_q), side="right") - 1
-        columns = np.searchsorted(reference_rows, np.arange(n_r), side="right") - 1
-        return np.ascontiguousarray(contrast[np.ix_(rows, columns)], dtype=np.float32)
-    full = np.full((n_q, n_r), GAP_CONTRAST, dtype=np.float32)
-    full[np.ix_(query_rows, reference_rows)] = contrast
+    full = contrast[np.ix_(np.maximum(query_source, 0), np.maximum(reference_source, 0))]
+    full = np.array(full, dtype=np.float32)
+    full[query_source < 0, :] = GAP_CONTRAST
+    full[:, reference_source < 0] = GAP_CONTRAST
     return full
 
 
@@ -171,12 +187,19 @@ def grid_map(
     query_times_s: np.ndarray,
     reference_times_s: np.ndarray,
     sample_fps: float,
-    hold: bool = False,
+    reference_span_ends_s: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(map, query times, reference times) of a map between kept frames, on the full grid (see
-    ``on_grid`` for ``hold``)."""
-    rows, columns = grid_rows(query_times_s, sample_fps), grid_rows(reference_times_s, sample_fps)
-    grid = on_grid(contrast, rows, columns, hold)
+    """(map, query times, reference times) of a map between kept frames, on the full grid: each
+    reference key frame fills its span (``reference_span_ends_s``; default: its own sampling step),
+    each query frame its own step."""
+    ends = reference_span_ends_s
+    if ends is None:
+        ends = one_step_spans(reference_times_s, sample_fps)
+    query_source, query_grid_s = grid_axis(
+        query_times_s, one_step_spans(query_times_s, sample_fps), sample_fps
+    )
+    reference_source, reference_grid_s = grid_axis(reference_times_s, ends, sample_fps)
+    grid = on_grid(contrast, query_source, reference_source)
     if grid is contrast:
         return contrast, query_times_s, reference_times_s
-    return grid, grid_times(query_times_s, sample_fps), grid_times(reference_times_s, sample_fps)
+    return grid, query_grid_s, reference_grid_s
