@@ -43,6 +43,7 @@ from vcopy.features import (
 from vcopy.groundtruth import GROUND_TRUTH, load_ground_truth, split_paths, vcopy_record
 from vcopy.indexing import IndexSummary, index_videos
 from vcopy.keyframes import DEFAULT_KEYFRAMES, KEYFRAMERS, create_keyframer, keyframer_kind
+from vcopy.keyframes.ske import LearnedKeyFrames
 from vcopy.library import Library
 from vcopy.library_db import recorded_descriptor
 from vcopy.localize import DEFAULT_LOCALIZER, LOCALIZERS, Localizer, Segment
@@ -108,10 +109,16 @@ class SplitRun:
 
 
 def build_library(
-    root: Path, references: list[Path], descriptor: Descriptor, keyframes: str = DEFAULT_KEYFRAMES
+    root: Path,
+    references: list[Path],
+    descriptor: Descriptor,
+    keyframes: str = DEFAULT_KEYFRAMES,
+    keyframe_weights: Path | None = None,
 ) -> IndexSummary:
     shutil.rmtree(root, ignore_errors=True)
-    keyframer = create_keyframer(keyframes)
+    keyframer = (
+        create_keyframer(keyframes) if keyframe_weights is None else LearnedKeyFrames(keyframe_weights)
+    )
     with Library.open(root, write=True, spec=PipelineSpec.of(descriptor, keyframer=keyframer)) as library:
         return index_videos(library, references, descriptor, keyframer=keyframer)
 
@@ -137,6 +144,7 @@ def run_split(
     names: list[str],
     thresholds: dict[str, float] | None = None,
     query_fps: float | None = None,
+    spd_weights: Path | None = None,
 ) -> SplitRun:
     """Encode each query once (at ``query_fps``, with the default query views, as ``vcopy query``
     does), build its maps once, run every localizer on them (matches from ``thresholds`` where
@@ -144,7 +152,11 @@ def run_split(
     thresholds = thresholds or {}
     finders = {
         n: CopyFinder(
-            library, descriptor, QueryConfig(localizer=n, min_score=thresholds.get(n), query_fps=query_fps)
+            library,
+            descriptor,
+            QueryConfig(
+                localizer=n, min_score=thresholds.get(n), query_fps=query_fps, spd_weights=spd_weights
+            ),
         )
         for n in names
     }
@@ -283,6 +295,11 @@ def main() -> None:
     parser.add_argument("--query-fps", type=float, help="suspects' frames/s (default: the library's)")
     parser.add_argument("--keyframes", default=DEFAULT_KEYFRAMES, choices=sorted(KEYFRAMERS))
     parser.add_argument(
+        "--keyframe-weights",
+        type=Path,
+        help="learned key frames of a `vcopy train copy` run (RUN/ske.onnx; its SPD beside it)",
+    )
+    parser.add_argument(
         "--keep-library",
         action="store_true",
         help="reuse WORK_DIR/library when it was built with this descriptor",
@@ -295,18 +312,20 @@ def main() -> None:
     references = [p for s in splits for p in split_paths(gt, s, "references")]
 
     descriptor = create_descriptor(args.descriptor, device=args.device)
+    weights = args.keyframe_weights
+    spd = LearnedKeyFrames(weights).spd_weights if weights is not None else None
     thresholds: dict[str, float] = {}
     if args.calibrate:
-        build_library(
-            work / "library-train", split_paths(gt, "train", "references"), descriptor, args.keyframes
-        )
+        train_references = split_paths(gt, "train", "references")
+        build_library(work / "library-train", train_references, descriptor, args.keyframes, weights)
         with Library.open(work / "library-train") as library:
             train_queries = split_paths(gt, "train", "queries")
-            train = run_split(library, descriptor, train_queries, names, None, args.query_fps)
+            train = run_split(library, descriptor, train_queries, names, None, args.query_fps, spd)
             for n, path in write_reports(work, "train", train).items():
                 thresholds[n] = calibrated_threshold(gt, path, "train")
     if (
         args.keep_library
+        and weights is None
         and recorded_descriptor(work / "library") == descriptor.name
         and _library_keyframes(work / "library") == args.keyframes
     ):
@@ -314,7 +333,7 @@ def main() -> None:
             summary = index_videos(library, references, descriptor)
             summary.video_seconds = sum(v.duration_s for v in library.videos())
     else:
-        summary = build_library(work / "library", references, descriptor, args.keyframes)
+        summary = build_library(work / "library", references, descriptor, args.keyframes, weights)
     if args.index_spec:
         with Library.open(work / "library", write=True) as library:
             library.rebuild_index(AnnSpec.parse(args.index_spec))
@@ -325,8 +344,9 @@ def main() -> None:
         n_vectors = library.vector_count
         index_built = library.info().index_built
         for split in splits:
+            split_queries = split_paths(gt, split, "queries")
             runs[split] = run_split(
-                library, descriptor, split_paths(gt, split, "queries"), names, thresholds, args.query_fps
+                library, descriptor, split_queries, names, thresholds, args.query_fps, spd
             )
             for n, path in write_reports(work, split, runs[split]).items():
                 scores[(split, n)] = evaluate(gt, path, split).overall
@@ -336,7 +356,9 @@ def main() -> None:
     print(f"dataset: {gt} ({', '.join(splits)} splits); similarity maps at 1 frame/s")
     query_fps = runs["test"].finders[names[0]].query_spec.sample_fps
     print(f"queries: {query_fps:g} frames/s, views {', '.join(QueryConfig().views) or 'none'}")
-    print(f"descriptor: {descriptor.name}; key frames: {args.keyframes}")
+    with Library.open(work / "library") as library:
+        keyframes = library.pipeline_spec.keyframes
+    print(f"descriptor: {descriptor.name}; key frames: {keyframes}")
     print(
         "match thresholds: "
         + ", ".join(f"{n} {runs['test'].finders[n].min_score:.3g}" for n in names)

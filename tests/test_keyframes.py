@@ -31,7 +31,7 @@ from vcopy.keyframes.ske import LearnedKeyFrames, SkeSettings
 from vcopy.library import Library
 from vcopy.localize.spd import Rendering, render_maps
 from vcopy.train.config import CopyTrainConfig
-from vcopy.train.copy import key_mask
+from vcopy.train.copy import held_map
 from vcopy.train.maps import draw_maps
 from vcopy.video import sha256_file
 
@@ -93,14 +93,27 @@ def test_the_differentiable_drawing_is_the_inference_drawing(shape: tuple[int, i
     np.testing.assert_allclose(drawn, expected, atol=1e-6)
 
 
-def test_the_training_mask_keeps_uniform_frames_and_passes_gradients() -> None:
+def test_the_training_map_holds_key_frames_and_passes_the_soft_hold_gradient() -> None:
     config = CopyTrainConfig(uniform_period=4, threshold=0.5)
     p = torch.tensor([0.1, 0.9, 0.2, 0.6, 0.3, 0.1, 0.1, 0.1, 0.1], requires_grad=True)
-    mask, soft = key_mask(p, config)
+    dense = torch.arange(18.0).reshape(2, 9)
+    held, mask, soft = held_map(dense, p, config)
     assert mask.tolist() == [1, 1, 0, 1, 1, 0, 0, 0, 1]  # uniform 0, 4, 8, keys 1, 3
-    (mask * torch.arange(9.0)).sum().backward()
-    assert p.grad is not None and p.grad[2] == 2.0 and p.grad[0] == 0.0  # kept anyway: no gradient
-    assert soft[2].item() == pytest.approx(0.2)
+    assert held[0].tolist() == [0, 1, 1, 3, 4, 4, 4, 4, 8]  # each key frame fills its span
+    assert soft[2].item() == pytest.approx(0.2) and soft[4].item() == 1.0
+    column = torch.zeros(2, 9)
+    column[:, 2] = 1.0
+    (held * column).sum().backward()
+    # column 2 shows key frame 1; keeping 1 or 2 changes it by C_j - H_{j-1}: 1 per row, both rows
+    assert p.grad is not None and p.grad.tolist() == [0, 2, 2, 0, 0, 0, 0, 0, 0]
+    grid, _, _ = grid_map(
+        dense[:, [0, 1, 3, 4, 8]].numpy(),
+        np.arange(2.0),
+        np.array([0.0, 1, 3, 4, 8]),
+        1.0,
+        span_ends(np.arange(9.0), np.array([0, 1, 3, 4, 8]), 1.0, holds=True),
+    )
+    np.testing.assert_array_equal(grid, held.detach().numpy())  # as inference draws it
 
 
 def test_the_onnx_network_selects_as_torch_does(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vcopy.errors import LibraryError, VcopyError
-from vcopy.keyframes import DEFAULT_KEYFRAMES, KeyFramer, create_keyframer, holds_span, span_ends
+from vcopy.keyframes import DEFAULT_KEYFRAMES, KeyFramer, create_keyframer, span_ends
 from vcopy.video import SamplingConfig
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class Pipeline:
         rows = self.keyframer.select(video.vectors)
         if len(rows) == len(video.vectors):
             return video
-        holds = holds_span(self.keyframer.name)
+        holds = self.keyframer.holds
         return replace(
             video,
             vectors=video.vectors[rows],

@@ -39,7 +39,7 @@ KEYFRAMERS: dict[str, str] = {
 }
 DEFAULT_KEYFRAMES = "uniform"
 GAP_CONTRAST = -0.1  # what a grid cell of a frame not kept holds: SPD's background level
-HOLDING = frozenset({"coverage"})  # key-framers whose key frames stand for the span to the next one
+HOLDING = frozenset({"coverage"})  # key-framers whose key frames held their span before schema 7
 COVERAGE_THRESHOLD = 0.8  # a frame less similar than this to the current key frame starts a new one
 
 
@@ -47,6 +47,7 @@ class KeyFramer(Protocol):
     """What the pipeline needs of a key-frame selector."""
 
     name: str  # recorded in the library: registry name, and its weights' checksum if it has any
+    holds: bool  # a key frame stands for the span to the next one (else for its own sampling step)
 
     @property
     def models(self) -> list[dict[str, str]]: ...
@@ -61,6 +62,7 @@ class Uniform:
     """Every sampled frame is a key frame."""
 
     name: str = "uniform"
+    holds: bool = False
 
     @property
     def models(self) -> list[dict[str, str]]:
@@ -82,6 +84,7 @@ class Coverage:
     still look like it."""
 
     threshold: float = COVERAGE_THRESHOLD
+    holds: bool = True
 
     @property
     def name(self) -> str:
@@ -107,7 +110,8 @@ def coverage(device: str = "cpu") -> Coverage:
 
 
 def holds_span(keyframes: str) -> bool:
-    """Whether the key frames of this (full) name stand for the span to the next one."""
+    """Whether the key frames of this (full) name stood for the span to the next one in a library
+    made before spans were recorded (schema 6: coverage key frames did, learned ones did not)."""
     return keyframer_kind(keyframes) in HOLDING
 
 

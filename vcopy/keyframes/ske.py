@@ -3,9 +3,11 @@ through ONNX Runtime (no torch at index or query time).
 
 A frame is kept where its key-frame probability reaches ``threshold``, and on a fixed uniform grid
 of one frame in ``uniform_period`` (the ``m_uniform`` of training, which keeps every stretch of a
-video represented however plain it is), and the first frame. The ONNX file's metadata
-(``SkeSettings``) names the descriptor whose vectors the network reads and the SPD weights trained
-jointly with it (a file beside it), which ``vcopy query`` then uses on such a library's maps.
+video represented however plain it is), and the first frame. Weights trained with hold (``holds``
+in their settings; those before it have none) make each key frame stand for the span to the next.
+The ONNX file's metadata (``SkeSettings``) names the descriptor whose vectors the network reads
+and the SPD weights trained jointly with it (a file beside it), which ``vcopy query`` then uses on
+such a library's maps.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class SkeSettings:
     uniform_period: int = 10  # and one frame in this many, whatever its probability
     descriptor: str = ""  # the descriptor whose vectors the network reads
     spd_file: str = "spd.onnx"  # the SPD weights trained with it, in the same folder
+    holds: bool = False  # a key frame stands for the span to the next one (else its own step)
     validation_segment_f1: float | None = None
     validation_key_rate: float | None = None
 
@@ -55,6 +58,7 @@ class SkeSettings:
                 uniform_period=bounded_int(record["uniform_period"], "uniform_period", 1, 10_000),
                 descriptor=descriptor,
                 spd_file=spd_file,
+                holds=_flag(record.get("holds", False)),
                 validation_segment_f1=_optional(record.get("validation_segment_f1")),
                 validation_key_rate=_optional(record.get("validation_key_rate")),
             )
@@ -68,6 +72,7 @@ class SkeSettings:
             "uniform_period": self.uniform_period,
             "descriptor": self.descriptor,
             "spd_file": self.spd_file,
+            "holds": self.holds,
             "validation_segment_f1": self.validation_segment_f1,
             "validation_key_rate": self.validation_key_rate,
         }
@@ -75,6 +80,12 @@ class SkeSettings:
 
 def _optional(value: Any) -> float | None:
     return None if value is None else bounded_float(value, "a validation figure", -1.0, 1.0)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("holds must be true or false")
+    return value
 
 
 def shipped_weights_path() -> Path:
@@ -113,6 +124,7 @@ class LearnedKeyFrames:
         except Exception as exc:  # ONNX Runtime's errors have no common base class; a missing key
             raise VcopyError(f"{self.weights_path}: not SKE weights ({type(exc).__name__})") from None
         self.settings = SkeSettings.from_record(record, self.weights_path)
+        self.holds = self.settings.holds
         self.dim = self._checked_network()
         self.sha256 = hashlib.sha256(model).hexdigest()
         self.name = f"ske/{self.sha256[:8]}"

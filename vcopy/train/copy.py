@@ -3,15 +3,15 @@
 The maps are SPD's training maps (``vcopy.train.maps.MapSampler``) with the frame vectors along
 each axis. Only library videos are thinned (a suspect's frames are never stored), so the key-frame
 axis is the reference axis. Selection is not differentiable, so, as published: the key-frame
-network gives each reference frame a probability ``p``; the mask is ``m = min(1, key(p) +
-m_uniform)`` (``key`` is ``p >= threshold`` in the forward pass with ``p``'s gradient, a
-straight-through estimate, so that the map SPD sees is the one it will see at inference;
-``m_uniform`` keeps one frame in ``uniform_period``, from the first); the dense map becomes
-``background + (map - background) * m`` along the reference axis (frames not kept look like
-unrelated footage, as ``vcopy.keyframes.on_grid`` draws them); it is drawn differentiably
-(``draw_maps``) and goes through SPD, whose detection loss flows back into the key-frame network. A
-budget term ``budget_weight * ((rate - key_rate) / key_rate)^2`` per map (``rate``: the mean of
-``min(1, p + m_uniform)`` along its reference axis) holds the kept share near ``key_rate``. With
+network gives each reference frame a probability ``p``; frames with ``p >= threshold`` are kept,
+and one frame in ``uniform_period`` from the first (``m_uniform``); each kept frame then fills the
+columns of the span it stands for, up to the next kept frame ("hold", as ``vcopy query`` draws a
+key-frame library's maps), with a straight-through gradient of the soft hold (``held_map``), so
+dropping a frame that looks like its key frame costs SPD nothing. The map is drawn differentiably
+(``draw_maps``) and goes through SPD, whose detection loss flows back into the key-frame network.
+A budget term ``budget_weight * batch * ((rate - key_rate) / key_rate)^2`` (``rate``: the mean of
+``min(1, p + m_uniform)`` over every reference frame of the batch) holds the kept share near
+``key_rate`` over the batch, so static footage can give up frames that fast footage keeps. With
 ``frozen_spd`` SPD keeps its initial weights (SKE trained as a separate stage against a fixed
 detector).
 
@@ -36,7 +36,7 @@ from vcopy.features import create_descriptor
 from vcopy.files import write_atomically
 from vcopy.keyframes.model import KeyFrameNet, NetConfig, export_onnx, weights_record
 from vcopy.keyframes.ske import SkeSettings, keep_rows, uniform_rows
-from vcopy.localize.spd import BACKGROUND_CONTRAST, shipped_weights_path
+from vcopy.localize.spd import shipped_weights_path
 from vcopy.localize.spd_model import build_model, load_weights, model_config
 from vcopy.train import loop
 from vcopy.train.config import CopyTrainConfig
@@ -45,13 +45,32 @@ from vcopy.train.maps import MapSampler, box_targets, canvas_plans, draw_maps
 from vcopy.train.spd import SpdValidator, detection_loss, save_spd, spd_weights
 
 
-def key_mask(p: torch.Tensor, config: CopyTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the mask SPD sees: hard selection with ``p``'s gradient, plus the uniform grid; the soft
-    mask ``min(1, p + m_uniform)`` whose mean the budget holds)."""
+def held_map(
+    dense: torch.Tensor, p: torch.Tensor, config: CopyTrainConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(the map SPD sees, the hard mask, the soft mask ``min(1, p + m_uniform)`` whose mean the
+    budget holds) of a dense map [rows, cols] whose reference frames have key-frame probabilities
+    ``p`` [cols].
+
+    Forward: frames with ``p >= threshold`` and the uniform grid are kept, and every column shows
+    its last kept frame's column (a key frame fills its span, as ``vcopy.keyframes.grid_map`` draws
+    it). Backward, the soft hold ``H_j = m_j C_j + (1 - m_j) H_{j-1}`` differentiated at the hard
+    mask: ``p_j`` moves every column from ``j`` to the next kept frame by ``C_j - H_{j-1}``, what
+    keeping frame ``j`` shows instead of holding the key frame before it; so a frame that looks like
+    that key frame earns nothing by being kept, and the budget drops it."""
+    n = len(p)
+    columns = torch.arange(n, device=p.device)
     uniform = torch.zeros_like(p)
-    uniform[torch.from_numpy(uniform_rows(len(p), config.uniform_period)).to(p.device)] = 1.0
-    hard = (p >= config.threshold).float() + p - p.detach()
-    return torch.clamp(hard + uniform, max=1.0), torch.clamp(p + uniform, max=1.0)
+    uniform[torch.from_numpy(uniform_rows(n, config.uniform_period)).to(p.device)] = 1.0
+    kept = (p.detach() >= config.threshold) | (uniform > 0)
+    owner = torch.cummax(torch.where(kept, columns, 0), 0).values  # the last kept frame <= j
+    held = dense[:, owner]
+    before = held[:, (columns - 1).clamp(min=0)]  # H_{j-1}
+    gate = (p - p.detach()) * (1 - uniform)  # zero forward, p's gradient where p decides
+    moves = torch.cumsum(gate[None, :] * (dense - before), 1)  # summed from each span's start
+    start = torch.cat([moves.new_zeros(len(dense), 1), moves[:, :-1]], 1)[:, owner]
+    hard = kept.float() + gate
+    return held + (moves - start), hard, torch.clamp(p + uniform, max=1.0)
 
 
 def selector(net: KeyFrameNet, config: CopyTrainConfig) -> Callable[[np.ndarray], np.ndarray]:
@@ -80,7 +99,7 @@ class KeyFrameValidator(SpdValidator):
         data: TrainingData,
         truth: dict[str, Any],
     ) -> None:
-        super().__init__(model, config.spd, descriptor, data, truth, selector(net, config))
+        super().__init__(model, config.spd, descriptor, data, truth, selector(net, config), holds=True)
 
     def __call__(self) -> loop.Validation:
         validation = super().__call__()
@@ -134,8 +153,11 @@ def train_copy(
     # loss
     criterion = detection_loss(model)
 
-    def budget(soft_rates: torch.Tensor) -> torch.Tensor:
-        return config.budget_weight * (((soft_rates - config.key_rate) / config.key_rate) ** 2).sum()
+    def budget(soft_masks: list[torch.Tensor]) -> torch.Tensor:
+        """The kept share of the whole batch's reference frames held near ``key_rate`` (not each
+        map's: static footage gives up frames, fast footage keeps them), scaled by the batch size."""
+        rate = torch.cat(soft_masks).mean()
+        return config.budget_weight * len(soft_masks) * ((rate - config.key_rate) / config.key_rate) ** 2
 
     # step
     def train_epoch(epoch: int) -> dict[str, float]:
@@ -151,19 +173,17 @@ def train_copy(
                         module.eval()
             samples = [sampler.sample_with_frames() for _ in range(cfg.batch_size)]
             plans = canvas_plans([s[0].shape for s in samples], cfg.input_size, cfg.max_aspect)
-            masked, soft = [], []
+            held, soft = [], []
             for similarity, _, _, reference_frames in samples:
-                mask, soft_mask = key_mask(
-                    net(torch.from_numpy(reference_frames).to(cfg.device)[None])[0], config
-                )
-                soft.append(soft_mask.mean())
+                p = net(torch.from_numpy(reference_frames).to(cfg.device)[None])[0]
+                drawn, mask, soft_mask = held_map(torch.from_numpy(similarity).to(cfg.device), p, config)
+                held.append(drawn)
+                soft.append(soft_mask)
                 kept.append(float(mask.detach().mean()))
-                dense = torch.from_numpy(similarity).to(cfg.device)
-                masked.append(BACKGROUND_CONTRAST + (dense - BACKGROUND_CONTRAST) * mask[None, :])
             loss, items = criterion(
-                model(draw_maps(masked, plans)), box_targets(plans, [s[1] for s in samples], cfg.device)
+                model(draw_maps(held, plans)), box_targets(plans, [s[1] for s in samples], cfg.device)
             )
-            kept_budget = budget(torch.stack(soft))
+            kept_budget = budget(soft)
             loop.optimiser_step(
                 loss.sum() + kept_budget, optimizer, schedule, [*net.parameters(), *model.parameters()]
             )
@@ -190,6 +210,7 @@ def train_copy(
             uniform_period=config.uniform_period,
             descriptor=descriptor.name,
             spd_file="spd.onnx",
+            holds=True,
             validation_segment_f1=validation.metrics.get("segment_f1"),
             validation_key_rate=validation.details["key_rate"],
         )

@@ -24,7 +24,7 @@ from vcopy.evaluate import Prediction, Scores, score
 from vcopy.features import create_descriptor
 from vcopy.files import write_atomically
 from vcopy.groundtruth import TrueQuery
-from vcopy.keyframes import grid_map
+from vcopy.keyframes import grid_map, span_ends
 from vcopy.localize.base import MapInput, Segment
 from vcopy.localize.spd import CONTRAST_RANGE, SimilarityPatternDetector, render_maps
 from vcopy.localize.spd_model import WEIGHTS_FORMAT, TorchNetwork, build_model, export_onnx, model_config
@@ -86,7 +86,8 @@ class SpdValidator:
     """Localizes the held-out queries against their top candidates with the live network; the
     score is the segment F1 at the best of ``THRESHOLDS`` (kept in ``details``). With
     ``keyframes`` (frame vectors [n, dim] -> rows kept) references keep only their key frames and
-    the maps are drawn on the full grid, as ``vcopy query`` draws them."""
+    the maps are drawn on the full grid, as ``vcopy query`` draws them (with ``holds`` each key
+    frame fills the span to the next one)."""
 
     def __init__(
         self,
@@ -96,10 +97,11 @@ class SpdValidator:
         data: TrainingData,
         truth: dict[str, TrueQuery],
         keyframes: Callable[[np.ndarray], np.ndarray] | None = None,
+        holds: bool = False,
     ) -> None:
         self.network = TorchNetwork(model, config.device)
         self.settings = spd_settings(config, descriptor, float(THRESHOLDS.min()))
-        self.data, self.truth, self.keyframes = data, truth, keyframes
+        self.data, self.truth, self.keyframes, self.holds = data, truth, keyframes, holds
 
     def __call__(self) -> loop.Validation:
         detector = SimilarityPatternDetector.from_network(self.network, self.settings)
@@ -131,7 +133,9 @@ class SpdValidator:
             return contrast([query], [reference]), query.times_s, reference.times_s
         rows = self.keyframes(reference.vectors[0])
         kept = contrast([query], [part(reference, rows)])
-        return grid_map(kept, query.times_s, reference.times_s[rows], SamplingConfig().sample_fps)
+        fps = SamplingConfig().sample_fps
+        ends = span_ends(reference.times_s, rows, fps, self.holds)
+        return grid_map(kept, query.times_s, reference.times_s[rows], fps, ends)
 
 
 def train_spd(
