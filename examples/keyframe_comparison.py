@@ -2,26 +2,28 @@
 by each selector, and each selector's maps localized by SPD.
 
     python examples/keyframe_comparison.py DATASET WORK [--joint RUN] [--alone RUN] [--splits test,long]
-        [--product N]
+        [--query-fps 2] [--product N]
 
 DATASET is a folder made by examples/make_benchmark.py; RUN folders are made by `vcopy train copy`
-(``--alone``: with ``--frozen-spd``). Every test/long video is encoded once at 1 frame/s
-(WORK/features, reused). Selectors of the references:
+(``--alone``: with ``--frozen-spd``). Every test/long reference is encoded once at 1 frame/s and
+every query at ``--query-fps`` (default 2, the product's; rows pooled back to the library's step as
+`vcopy query` does), cached in WORK/features. Selectors of the references:
 
 - uniform 1 frame/s (today's library), shipped SPD;
-- coverage key frames (``--keyframes coverage``), drawn with hold as the product does, shipped SPD;
-- uniform at the joint key frames' average rate (without ``--joint``: the coverage key frames'),
-  one frame in k, shipped SPD;
-- local maxima of frame-to-frame change (1 - cosine of neighbours, as arXiv 2501.11171 picks
-  frames), the same rate, shipped SPD;
+- coverage key frames (``--keyframes coverage``, threshold 0.8), shipped SPD;
+- at the rate the learned key frames keep on the split's references (without ``--joint``: the
+  coverage key frames'; no labels are read for it): coverage at the threshold that keeps that
+  rate, uniform one frame in k, and local maxima of frame-to-frame change (1 - cosine of
+  neighbours, as arXiv 2501.11171 picks frames), shipped SPD;
 - learned key frames trained alone against the fixed shipped SPD (``--alone``);
 - learned key frames trained jointly with SPD (``--joint``), with the SPD trained beside them.
 
-Frames not kept are drawn as the background ("gap", as training masks them), and for the
-non-learned selectors also as the last kept frame held until the next one ("hold"). Suspects keep
-every sampled frame. Candidates: each query's 10 best references by exact score on its thinned
-maps (the product's shortlist re-ranking). Matches at each SPD's calibrated threshold; µAP and
-recall at precision 0.95 are threshold-free. With ``--product N`` the test references are also
+Each key frame stands for its span as the product records it: the non-learned ones and learned
+ones trained with hold for the time to the next key frame (the last to the end of the video),
+learned ones trained before hold for their own sampling step (cells outside any span are drawn as
+the background). Candidates: each query's 10 best references by exact score on its thinned maps
+(the product's shortlist re-ranking). Matches at each SPD's calibrated threshold; µAP and recall at
+precision 0.95 and 0.90 are threshold-free. With ``--product N`` the test references are also
 indexed the way `vcopy index` does it (text features included) into a uniform and a key-frame
 library, and the first N test queries are timed against each.
 """
@@ -41,10 +43,10 @@ from vcopy.evaluate import Prediction, Scores, recall_at_precision, score
 from vcopy.features import create_descriptor
 from vcopy.features.views import DEFAULT_VIEWS
 from vcopy.groundtruth import GROUND_TRUTH, TrueQuery, load_ground_truth
-from vcopy.keyframes import Coverage, grid_map, with_first
+from vcopy.keyframes import Coverage, grid_map, span_ends, with_first
 from vcopy.keyframes.ske import LearnedKeyFrames
 from vcopy.localize.spd import SimilarityPatternDetector, shipped_weights_path
-from vcopy.query import QueryConfig
+from vcopy.query import QueryConfig, pooled_rows, pooled_times, row_groups
 from vcopy.similarity import background_similarity, exact_score, similarity_map
 from vcopy.train.data import encode_dataset, read_dataset
 
@@ -57,8 +59,20 @@ CANDIDATES = QueryConfig.candidates
 class Variant:
     name: str
     select: Selector
-    fill: str  # "gap" or "hold"
+    holds: bool  # a key frame stands for the span to the next one (else its own step)
     spd: Path
+
+
+def coverage_at(rate: float, references: list[np.ndarray]) -> Coverage:
+    """The coverage selector whose threshold keeps ``rate`` of ``references``' frames (bisection:
+    the kept share grows with the threshold)."""
+    total = sum(len(v) for v in references)
+    lo, hi = -1.0, 1.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        kept = sum(len(Coverage(mid).select(v)) for v in references) / total
+        lo, hi = (mid, hi) if kept < rate else (lo, mid)
+    return Coverage(round(hi, 4))
 
 
 def every(k: int) -> Selector:
@@ -84,6 +98,7 @@ def run_variant(
     refs: dict[str, tuple[np.ndarray, np.ndarray]],
     queries: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     sha: dict[str, str],
+    rows_per_frame: int,
 ) -> tuple[dict[tuple[str, str], Prediction], int, int, float]:
     """(predictions, kept vectors, all vectors, ms per map) of one selector on one split."""
     detector = SimilarityPatternDetector(weights_path=variant.spd)
@@ -94,19 +109,22 @@ def run_variant(
     seconds, n_maps = 0.0, 0
     for q, (views, q_times, background) in queries.items():
         maps = []
+        groups = row_groups(len(q_times), rows_per_frame)
         for r, (vectors, r_times) in refs.items():
             rows = kept[r]
-            maps.append((r, similarity_map(views, vectors[rows], background), r_times[rows]))
+            contrast = pooled_rows(similarity_map(views, vectors[rows], background), groups)
+            ends = span_ends(r_times, rows, FPS, variant.holds)
+            maps.append((r, contrast, r_times[rows], ends))
         maps.sort(key=lambda m: -exact_score(m[1]))
+        pooled = pooled_times(q_times, groups)
         drawn = [
-            grid_map(contrast, q_times, r_times, FPS, hold=variant.fill == "hold")
-            for _, contrast, r_times in maps[:CANDIDATES]
+            grid_map(contrast, pooled, r_times, FPS, ends) for _, contrast, r_times, ends in maps[:CANDIDATES]
         ]
         started = time.perf_counter()
         found = detector.localize_batch(drawn)  # type: ignore[arg-type]
         seconds += time.perf_counter() - started
         n_maps += len(drawn)
-        for (r, _, _), segments in zip(maps[:CANDIDATES], found, strict=True):
+        for (r, _, _, _), segments in zip(maps[:CANDIDATES], found, strict=True):
             if not segments:
                 continue
             strong = [s for s in segments if s.score >= detector.match_threshold]
@@ -176,6 +194,7 @@ def main() -> None:
     parser.add_argument("--joint", type=Path, help="a `vcopy train copy` run folder")
     parser.add_argument("--alone", type=Path, help="a `vcopy train copy --frozen-spd` run folder")
     parser.add_argument("--splits", default="test,long")
+    parser.add_argument("--query-fps", type=int, default=2, help="suspects' frames/s (a whole multiple of 1)")
     parser.add_argument(
         "--product", type=int, metavar="N", help="also index and query N test queries the product's way"
     )
@@ -195,27 +214,41 @@ def main() -> None:
         cache = args.work / "features"
         encoded = encode_dataset(gt, truth, cache, descriptor, (), split=split, kinds=("references",))
         refs = {k: (v[0], t) for k, (v, t) in encoded.items()}
-        encoded = encode_dataset(gt, truth, cache, descriptor, DEFAULT_VIEWS, split=split, kinds=("queries",))
+        encoded = encode_dataset(
+            gt,
+            truth,
+            cache,
+            descriptor,
+            DEFAULT_VIEWS,
+            split=split,
+            kinds=("queries",),
+            sample_fps=args.query_fps,
+        )
         queries = {
             k: (v, t, background_similarity(v, descriptor.background, rank)) for k, (v, t) in encoded.items()
         }
         rate = sum(len(rated.select(v)) for v, _ in refs.values()) / sum(len(v) for v, _ in refs.values())
         k = max(1, round(1 / rate))
         print(f"{split}: {rated.name} keeps {rate:.3f} of the references' frames; uniform: 1 in {k}")
-        variants = [Variant("uniform 1 frame/s", lambda v: np.arange(len(v)), "gap", shipped)]
-        variants.append(Variant(f"{coverage.name} (hold)", coverage.select, "hold", shipped))
-        for fill in ("gap", "hold"):
-            variants.append(Variant(f"uniform, same rate ({fill})", every(k), fill, shipped))
-            variants.append(Variant(f"change peaks, same rate ({fill})", change_peaks(rate), fill, shipped))
+        same_rate = coverage_at(rate, [v for v, _ in refs.values()])
+        variants = [
+            Variant("uniform 1 frame/s", lambda v: np.arange(len(v)), False, shipped),
+            Variant(f"{coverage.name}", coverage.select, True, shipped),
+            Variant(f"{same_rate.name}, same rate", same_rate.select, True, shipped),
+            Variant(f"uniform 1 in {k}, same rate", every(k), True, shipped),
+            Variant("change peaks, same rate", change_peaks(rate), True, shipped),
+        ]
         if args.alone is not None:
             alone = LearnedKeyFrames(args.alone / "ske.onnx")
-            variants.append(Variant("SKE trained alone (fixed SPD)", alone.select, "gap", shipped))
+            variants.append(Variant("SKE trained alone (fixed SPD)", alone.select, alone.holds, shipped))
         if joint is not None:
-            variants.append(Variant("SKE + SPD trained jointly", joint.select, "gap", joint.spd_weights))
+            variants.append(
+                Variant("SKE + SPD trained jointly", joint.select, joint.holds, joint.spd_weights)
+            )
         split_truth = load_ground_truth(gt, split)
         hours = sum(float(t[-1] - t[0] + 1.0 / FPS) for _, t in refs.values()) / 3600
         for variant in variants:
-            predictions, n_kept, _, ms = run_variant(variant, refs, queries, sha)
+            predictions, n_kept, _, ms = run_variant(variant, refs, queries, sha, args.query_fps)
             r90 = recall_at_p90(split_truth, predictions)
             results[(split, variant.name)] = (score(split_truth, predictions), n_kept / hours, ms, r90)
             scores = results[(split, variant.name)][0]

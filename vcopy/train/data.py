@@ -83,18 +83,21 @@ def encode_dataset(
     on_video: Callable[[str], None] | None = None,
     split: str = TRAIN_SPLIT,
     kinds: tuple[str, ...] = ("references", "queries"),
+    sample_fps: float = SamplingConfig.sample_fps,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(frame vectors [1 + V, N, dim] with ``views``, timestamps in s) of every ``split`` video of
-    ``kinds`` by dataset path, cached per file (by sha256, descriptor and views)."""
+    ``kinds`` by dataset path, sampled at ``sample_fps``, cached per file (by sha256, descriptor,
+    views and a rate other than the default)."""
     entries = [v for kind in kinds for v in truth[kind] if v["split"] == split]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tag = "-".join([descriptor.name.replace("/", "_"), *views])
+    rate = [] if sample_fps == SamplingConfig.sample_fps else [f"{sample_fps:g}fps"]
+    tag = "-".join([descriptor.name.replace("/", "_"), *views, *rate])
 
     def cache(entry: dict[str, Any]) -> Path:
         return cache_dir / f"{entry['sha256']}-{tag}.npz"
 
     missing = {Path(gt_path).parent / e["path"]: e for e in entries if not cache(e).is_file()}
-    sampling = SamplingConfig(frame_size=descriptor.frame_size)
+    sampling = SamplingConfig(sample_fps=sample_fps, frame_size=descriptor.frame_size)
     for item in encode_videos(list(missing), descriptor, sampling, views=views):
         entry = missing[item.path]
         if isinstance(item, FailedVideo):
