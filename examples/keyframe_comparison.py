@@ -16,7 +16,8 @@ every query at ``--query-fps`` (default 2, the product's; rows pooled back to th
   rate, uniform one frame in k, and local maxima of frame-to-frame change (1 - cosine of
   neighbours, as arXiv 2501.11171 picks frames), shipped SPD;
 - learned key frames trained alone against the fixed shipped SPD (``--alone``);
-- learned key frames trained jointly with SPD (``--joint``), with the SPD trained beside them.
+- learned key frames trained jointly with SPD (``--joint``), with the SPD trained beside them (and,
+  for key frames trained with hold, coverage at their rate read by that SPD, trained on held maps).
 
 Each key frame stands for its span as the product records it: the non-learned ones and learned
 ones trained with hold for the time to the next key frame (the last to the end of the video),
@@ -245,6 +246,9 @@ def main() -> None:
             variants.append(
                 Variant("SKE + SPD trained jointly", joint.select, joint.holds, joint.spd_weights)
             )
+            if joint.holds:  # the SPD fine-tuned on held maps, read on coverage's held maps
+                name = f"{same_rate.name}, same rate, the joint run's SPD"
+                variants.append(Variant(name, same_rate.select, True, joint.spd_weights))
         split_truth = load_ground_truth(gt, split)
         hours = sum(float(t[-1] - t[0] + 1.0 / FPS) for _, t in refs.values()) / 3600
         for variant in variants:
