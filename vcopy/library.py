@@ -61,16 +61,15 @@ import numpy as np
 from vcopy.ann import AnnIndex, AnnSpec, split_ids, training_sample, vector_ids
 from vcopy.errors import LibraryError
 from vcopy.files import write_atomically
-from vcopy.keyframes import one_step_spans
 from vcopy.library_ann import (
     DISK_TIER_FILES,
     DISK_TIER_KEYS,
     REBUILD_ADVICE,
     forget_videos,
-    lists_samples,
     outgrown,
     read_disk_tier_files,
     read_index_file,
+    write_disk_tier,
 )
 from vcopy.library_db import (
     DB_FILE,
@@ -78,8 +77,10 @@ from vcopy.library_db import (
     VECTORS_FOLDER,
     VIDEO_TABLES,
     as_stored,
+    float64_blob,
     open_database,
     read_snapshot,
+    read_span_ends,
     read_vector_file,
     set_meta,
     transaction,
@@ -89,11 +90,6 @@ from vcopy.library_db import (
 )
 from vcopy.pipeline import PipelineSpec
 from vcopy.video import SamplingConfig, file_stamp, sha256_file
-
-
-def _float64_blob(values: np.ndarray | None) -> bytes | None:
-    return None if values is None else np.ascontiguousarray(values, dtype=np.float64).tobytes()
-
 
 if TYPE_CHECKING:  # the descriptor (torch) loads only where videos are described: opening is light
     from vcopy.features import EncodedVideo
@@ -277,20 +273,7 @@ class Library:
     def span_ends_of(self, video_id: int) -> np.ndarray:
         """Where the span each of a video's stored frames stands for ends (s): a key frame's as its
         key-framer recorded it (``vcopy.keyframes.span_ends``), one sampling step otherwise."""
-        row = self._db.execute(
-            "SELECT timestamps_s, span_ends_s FROM videos WHERE id = ?", (video_id,)
-        ).fetchone()
-        if row is None:
-            raise LibraryError(f"{self.root}: no video with id {video_id}")
-        times = np.frombuffer(row[0], dtype=np.float64)
-        if row[1] is None:
-            return one_step_spans(times, self.sampling.sample_fps)
-        ends = np.frombuffer(row[1], dtype=np.float64).copy()
-        if ends.shape != times.shape:
-            raise LibraryError(
-                f"{self.root / DB_FILE}: the spans of video {video_id} do not match its frames"
-            )
-        return ends
+        return read_span_ends(self._db, self.root / DB_FILE, video_id, self.sampling.sample_fps)
 
     def video_row(self, table: str, columns: str, video_id: int) -> tuple | None:
         """A video's row in a registered table (``register_tables``); None when it has none, or
@@ -422,7 +405,7 @@ class Library:
                         duration_s, video.info.fps, video.info.width, video.info.height,
                         video.info.rotation_deg, video.decoder, utc_now(), len(video.vectors),
                         np.ascontiguousarray(video.timestamps_s, dtype=np.float64).tobytes(), name, sha256,
-                        _float64_blob(video.span_ends_s),
+                        float64_blob(video.span_ends_s),
                     ),
                 )  # fmt: skip
                 for tables in VIDEO_TABLES.values():
@@ -689,17 +672,7 @@ class Library:
         written = [name, f"{stem}-disk.faiss", f"{stem}.ivfdata"] if merge else [name]
         self._loosen(written)
         if merge:
-            header, lists = self.root / f"{stem}-disk.faiss", self.root / f"{stem}.ivfdata"
-            ann.merged_to_disk(header, lists)
-            tier = {
-                "ann_disk_file": header.name,
-                "ann_disk_sha256": sha256_file(header),
-                "ann_disk_lists": lists.name,
-                "ann_disk_lists_bytes": str(lists.stat().st_size),
-                "ann_disk_lists_sha256": sha256_file(lists),
-                "ann_disk_lists_samples": lists_samples(lists) or "",
-                "ann_disk_vectors": str(ann.disk_vectors),
-            }
+            tier = write_disk_tier(ann, self.root / f"{stem}-disk.faiss", self.root / f"{stem}.ivfdata")
         elif ann.disk is None:
             tier = dict.fromkeys(DISK_TIER_KEYS, "")
         data = ann.serialize()

@@ -137,3 +137,18 @@ def read_disk_tier_files(root: Path, meta: dict[str, str]) -> object:
             f"{REBUILD_ADVICE}"
         )
     return disk
+
+
+def write_disk_tier(ann: AnnIndex, header: Path, lists: Path) -> dict[str, str]:
+    """Write ``ann`` merged into a new on-disk tier (``header`` and its ``lists``); what the library
+    records of it."""
+    ann.merged_to_disk(header, lists)
+    return {
+        "ann_disk_file": header.name,
+        "ann_disk_sha256": sha256_file(header),
+        "ann_disk_lists": lists.name,
+        "ann_disk_lists_bytes": str(lists.stat().st_size),
+        "ann_disk_lists_sha256": sha256_file(lists),
+        "ann_disk_lists_samples": lists_samples(lists) or "",
+        "ann_disk_vectors": str(ann.disk_vectors),
+    }

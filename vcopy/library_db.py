@@ -136,6 +136,27 @@ def write_vector_file(path: Path, vectors: np.ndarray) -> str:
     return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
+def float64_blob(values: np.ndarray | None) -> bytes | None:
+    """A column of float64 values (None stays NULL)."""
+    return None if values is None else np.ascontiguousarray(values, dtype=np.float64).tobytes()
+
+
+def read_span_ends(db: sqlite3.Connection, path: Path, video_id: int, sample_fps: float) -> np.ndarray:
+    """A video's recorded key-frame span ends (s); one sampling step each where none were recorded."""
+    from vcopy.keyframes import one_step_spans
+
+    row = db.execute("SELECT timestamps_s, span_ends_s FROM videos WHERE id = ?", (video_id,)).fetchone()
+    if row is None:
+        raise LibraryError(f"{path}: no video with id {video_id}")
+    times = np.frombuffer(row[0], dtype=np.float64)
+    if row[1] is None:
+        return one_step_spans(times, sample_fps)
+    ends = np.frombuffer(row[1], dtype=np.float64).copy()
+    if ends.shape != times.shape:
+        raise LibraryError(f"{path}: the spans of video {video_id} do not match its frames")
+    return ends
+
+
 LOOSE_NAME = re.compile(r"([0-9a-f]{32}\.npy|ann-\d+-[0-9a-f]{8}(-disk\.faiss|\.faiss|\.ivfdata))")
 
 
