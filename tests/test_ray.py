@@ -21,6 +21,7 @@ import pytest
 from conftest import Corpus, alive, descendants, run_vcopy
 
 from vcopy.library import Library
+from vcopy.processes import REAP_POLL_S
 
 pytest.importorskip("ray")
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -112,7 +113,7 @@ def test_a_killed_worker_costs_no_video_and_a_bad_file_fails_alone(
 ) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
-    for copy in range(5):  # enough work (~10 s) for a worker to be killed in the middle of it
+    for copy in range(10):  # enough work (~8 s on 2 idle cores) for a worker to be killed in the middle
         for ref in sorted(corpus.refs.glob("*.mp4")):
             shutil.copyfile(ref, videos / f"{copy}-{ref.name}")
     (videos / "bad.mp4").write_bytes(b"not a video at all" * 100)
@@ -131,7 +132,7 @@ def test_a_killed_worker_costs_no_video_and_a_bad_file_fails_alone(
         while time.monotonic() < deadline and proc.poll() is None:
             workers = [pid for pid in _encoders() if pid not in earlier and alive(pid)]
             if workers:
-                time.sleep(4)  # its model loaded, a video in hand
+                time.sleep(3)  # its model loaded, a video in hand
                 if proc.poll() is None:
                     os.kill(workers[0], signal.SIGKILL)
                     killed.append(workers[0])
@@ -146,7 +147,7 @@ def test_a_killed_worker_costs_no_video_and_a_bad_file_fails_alone(
     assert proc.returncode == 1, stdout + stderr  # the bad file failed ...
     assert "bad.mp4" in stderr and "Traceback" not in stderr
     # ... alone, and the killed worker's videos were redone
-    assert "indexed 15, skipped 0, failed 1" in stdout, stderr
+    assert "indexed 30, skipped 0, failed 1" in stdout, stderr
     with Library.open(lib) as built:
         paths = [Path(v.path).name for v in built.videos()]
         assert sorted(paths) == sorted(p.name for p in videos.glob("?-*.mp4"))  # each once
@@ -179,7 +180,8 @@ def test_a_local_cluster_goes_with_a_killed_vcopy(corpus: Corpus, tmp_path: Path
     while time.monotonic() < deadline and proc.poll() is None:
         below = descendants(proc.pid)
         if any(_command(pid).startswith("ray::DashboardAgent") for pid in below):
-            break  # the whole local cluster is up, Ray's agents included
+            time.sleep(3 * REAP_POLL_S)  # the whole local cluster is up and the reaper has noted it
+            break
         time.sleep(0.2)
     assert proc.poll() is None, "vcopy ended before its cluster was up"
     below = descendants(proc.pid)

@@ -61,7 +61,8 @@ def _start_time(pid: int) -> int | None:
 class Reaper:
     """A watchdog for the processes that will appear below this one (a local Ray cluster): it
     notes them every ``REAP_POLL_S`` and, if this process dies without ``close``, kills every one
-    it noted that is still the same process. ``close`` (normal exit) leaves them to their owner."""
+    it noted that is still the same process, and what those started since. ``close`` (normal
+    exit) leaves them to their owner."""
 
     def __init__(self) -> None:
         self._watchdog = subprocess.Popen(
@@ -102,7 +103,10 @@ def _watch(parent_pid: int) -> None:
         noted.update({pid: start for pid, start in descendants(parent_pid).items() if pid != own})
     if received == _DONE:
         return
-    for pid, start in noted.items():
+    alive = {pid: start for pid, start in noted.items() if _start_time(pid) == start}
+    for pid in list(alive):  # and what they started since the last look (a Ray worker just spawned)
+        alive.update(descendants(pid))
+    for pid, start in alive.items():
         if _start_time(pid) == start:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
