@@ -47,7 +47,11 @@ class KeyFramer(Protocol):
     """What the pipeline needs of a key-frame selector."""
 
     name: str  # recorded in the library: registry name, and its weights' checksum if it has any
-    holds: bool  # a key frame stands for the span to the next one (else for its own sampling step)
+
+    @property
+    def holds(self) -> bool:
+        """A key frame stands for the span to the next one (else for its own sampling step)."""
+        ...
 
     @property
     def models(self) -> list[dict[str, str]]: ...

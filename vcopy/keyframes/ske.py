@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from vcopy.checks import bounded_float, bounded_int
+from vcopy.checks import bounded_float, bounded_int, plain_bool
 from vcopy.errors import VcopyError
 from vcopy.keyframes import with_first
 
@@ -58,7 +58,7 @@ class SkeSettings:
                 uniform_period=bounded_int(record["uniform_period"], "uniform_period", 1, 10_000),
                 descriptor=descriptor,
                 spd_file=spd_file,
-                holds=_flag(record.get("holds", False)),
+                holds=plain_bool(record.get("holds", False), "holds"),
                 validation_segment_f1=_optional(record.get("validation_segment_f1")),
                 validation_key_rate=_optional(record.get("validation_key_rate")),
             )
@@ -80,12 +80,6 @@ class SkeSettings:
 
 def _optional(value: Any) -> float | None:
     return None if value is None else bounded_float(value, "a validation figure", -1.0, 1.0)
-
-
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("holds must be true or false")
-    return value
 
 
 def shipped_weights_path() -> Path:
@@ -124,7 +118,6 @@ class LearnedKeyFrames:
         except Exception as exc:  # ONNX Runtime's errors have no common base class; a missing key
             raise VcopyError(f"{self.weights_path}: not SKE weights ({type(exc).__name__})") from None
         self.settings = SkeSettings.from_record(record, self.weights_path)
-        self.holds = self.settings.holds
         self.dim = self._checked_network()
         self.sha256 = hashlib.sha256(model).hexdigest()
         self.name = f"ske/{self.sha256[:8]}"
@@ -169,6 +162,11 @@ class LearnedKeyFrames:
                 f"{self.weights_path}: SKE weights learned on descriptor {self.settings.descriptor}, "
                 f"not {name}"
             )
+
+    @property
+    def holds(self) -> bool:
+        """Whether a key frame stands for the span to the next one (weights trained with hold)."""
+        return self.settings.holds
 
     @property
     def models(self) -> list[dict[str, str]]:
