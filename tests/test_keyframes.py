@@ -257,3 +257,7 @@ def test_a_coverage_library_stores_fewer_frames_and_still_finds_the_copy(
             ends = library.span_ends_of(video.id)
             np.testing.assert_array_equal(ends[:-1], recorded[video.path][:-1])
             assert abs(ends[-1] - recorded[video.path][-1]) <= 1  # the last to the video's duration
+    with sqlite3.connect(lib / "library.sqlite") as db:
+        db.execute("UPDATE videos SET span_ends_s = x'00'")
+    damaged = run_vcopy("query", corpus.copy, "--library", lib)
+    assert damaged.returncode == 5 and "spans" in damaged.stderr and "\n" not in damaged.stderr.strip()

@@ -145,15 +145,18 @@ def read_span_ends(db: sqlite3.Connection, path: Path, video_id: int, sample_fps
     """A video's recorded key-frame span ends (s); one sampling step each where none were recorded."""
     from vcopy.keyframes import one_step_spans
 
-    row = db.execute("SELECT timestamps_s, span_ends_s FROM videos WHERE id = ?", (video_id,)).fetchone()
+    row = db.execute(
+        "SELECT timestamps_s, span_ends_s, path FROM videos WHERE id = ?", (video_id,)
+    ).fetchone()
     if row is None:
         raise LibraryError(f"{path}: no video with id {video_id}")
     times = np.frombuffer(row[0], dtype=np.float64)
     if row[1] is None:
         return one_step_spans(times, sample_fps)
-    ends = np.frombuffer(row[1], dtype=np.float64).copy()
-    if ends.shape != times.shape:
-        raise LibraryError(f"{path}: the spans of video {video_id} do not match its frames")
+    blob = row[1] if isinstance(row[1], bytes) else b""
+    ends = np.frombuffer(blob[: len(blob) // 8 * 8], dtype=np.float64).copy()
+    if len(blob) % 8 or ends.shape != times.shape:
+        raise LibraryError(f"{path}: the key-frame spans of {row[2]} are damaged; {reindex_advice(row[2])}")
     return ends
 
 
