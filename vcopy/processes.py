@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1  # prctl(2)
-REAP_POLL_S = 0.5  # how often the watchdog notes the processes below vcopy
+REAP_POLL_S = 0.1  # how often the watchdog notes the processes below vcopy (a /proc scan: ~3 ms)
 _DONE = b"done\n"  # vcopy ended normally: nothing to reap
 
 
